@@ -1,0 +1,242 @@
+"""AWS backend: an EC2 build node whose cache outlives the instance.
+
+Two components per node, created in dependency order:
+
+* ``AwsNodeAddress``: the Elastic IP (and optional Route 53 record) clients dial;
+  it exists before the server cert that names it.
+* ``AwsNode``: security group, role, cert parameters in SSM Parameter Store, the
+  encrypted gp3 data volume with its own attachment, and the instance whose user
+  data is the shared bootstrap payload (no key material in it).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass, replace
+
+import pulumi
+import pulumi_aws as aws
+
+from components.config import AwsSpec, NodeSpec, VolumeSpec, instance_arch
+from components.node_address import NodeAddress
+from components.node_bootstrap import USER_DATA_LIMIT, NodeSettings, render_payload
+from components.pki import IssuedCert
+from components.versions import AL2023_AMI_OWNER
+
+#: The device name the attachment asks for; on Nitro instances the volume shows
+#: up as NVMe and is found by its stable id instead (see ``nvme_device_path``).
+ATTACH_DEVICE = "/dev/sdf"
+SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+
+
+def nvme_device_path(volume_id: str) -> str:
+    """The stable device path of an EBS volume on a Nitro instance."""
+    return f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{volume_id.replace('-', '')}"
+
+
+def gzip_user_data(payload: str) -> str:
+    """Base64 of the gzipped payload (mtime 0: the same payload gives the same bytes)."""
+    packed = gzip.compress(payload.encode(), compresslevel=9, mtime=0)
+    if len(packed) > USER_DATA_LIMIT:
+        raise ValueError(f"user data is {len(packed)} bytes gzipped; EC2 allows {USER_DATA_LIMIT}")
+    return base64.b64encode(packed).decode()
+
+
+def ssm_prefix(stack: str, node: str) -> str:
+    return f"/buildkit-farm/{stack}/{node}"
+
+
+def cert_read_policy(region: str, prefix: str) -> str:
+    """IAM policy letting a node read only its own cert parameters."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ReadOwnCerts", "Effect": "Allow", "Action": ["ssm:GetParameter"],
+             "Resource": f"arn:aws:ssm:{region}:*:parameter{prefix}/*"},
+            {"Sid": "DecryptViaSsm", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": "*",
+             "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}}},
+        ],
+    }, sort_keys=True)
+
+
+ASSUME_EC2 = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                   "Principal": {"Service": "ec2.amazonaws.com"}}],
+}, sort_keys=True)
+
+
+def cert_rotation_command(cert_pem: str) -> str:
+    """The SSM Run Command body; the cert's fingerprint makes it change (and re-run) on renewal."""
+    fp = hashlib.sha256(cert_pem.encode()).hexdigest()[:16]
+    return f"/opt/buildkit-farm/bkf-node.sh certs  # cert {fp}"
+
+
+class AwsNodeAddress(pulumi.ComponentResource):
+    """Elastic IP (+ optional DNS record): the stable endpoint, made before the cert."""
+
+    public_ip: pulumi.Output[str]
+    """The Elastic IP."""
+    allocation_id: pulumi.Output[str]
+    """The Elastic IP's allocation id."""
+
+    def __init__(self, name: str, node: NodeSpec, spec: AwsSpec, port: int,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("buildkit-farm:index:AwsNodeAddress", name, None, opts)
+        eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags={"Name": name},
+                          opts=pulumi.ResourceOptions(parent=self))
+        self.public_ip = eip.public_ip
+        self.allocation_id = eip.allocation_id
+        host: pulumi.Output[str] = eip.public_ip
+        sans: list[pulumi.Input[str]] = [eip.public_ip]
+        if spec.dns_zone_id and spec.dns_domain:
+            fqdn = f"{node.name}.{spec.dns_domain}"
+            record = aws.route53.Record(f"{name}-dns", zone_id=spec.dns_zone_id, name=fqdn,
+                                        type="A", ttl=300, records=[eip.public_ip],
+                                        opts=pulumi.ResourceOptions(parent=self))
+            host = record.fqdn
+            sans = [record.fqdn, eip.public_ip]
+        self.address = NodeAddress(
+            name=node.name, platform=node.platform, port=port, host=host,
+            sans=pulumi.Output.all(*sans, *node.extra_sans).apply(list))
+        self.register_outputs({"public_ip": self.public_ip})
+
+
+@dataclass(frozen=True)
+class AwsNodeArgs:
+    node: NodeSpec
+    aws: AwsSpec
+    volume: VolumeSpec
+    stack: str
+    port: int
+    allowed_cidrs: tuple[str, ...]
+    address: AwsNodeAddress
+    settings: NodeSettings
+    buildkitd_toml: str
+    server_cert: IssuedCert
+    ca_cert_pem: pulumi.Input[str]
+
+
+class AwsNode(pulumi.ComponentResource):
+    """One EC2 instance running buildkitd, with its cache on a separate EBS volume."""
+
+    instance_id: pulumi.Output[str]
+    """The EC2 instance id (for SSM Session Manager: `aws ssm start-session --target`)."""
+    volume_id: pulumi.Output[str]
+    """The cache volume; it survives instance replacement."""
+    endpoint: pulumi.Output[str]
+    """tcp://host:port clients dial."""
+
+    def __init__(self, name: str, args: AwsNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("buildkit-farm:index:AwsNode", name, None, opts)
+        node, spec = args.node, args.aws
+        child = pulumi.ResourceOptions(parent=self)
+        arch = instance_arch(node.instance_type or "")
+        prefix = ssm_prefix(args.stack, node.name)
+
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            description=f"buildkit-farm {node.name}: buildkitd (mTLS) only",
+            vpc_id=spec.vpc_id,
+            ingress=[aws.ec2.SecurityGroupIngressArgs(
+                protocol="tcp", from_port=args.port, to_port=args.port,
+                cidr_blocks=list(args.allowed_cidrs), description="buildkitd gRPC (mTLS)")],
+            egress=[aws.ec2.SecurityGroupEgressArgs(
+                protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"],
+                description="registries, package mirrors, SSM")],
+            tags={"Name": name}, opts=child)
+
+        role = aws.iam.Role(f"{name}-role", assume_role_policy=ASSUME_EC2, tags={"Name": name},
+                            opts=child)
+        aws.iam.RolePolicyAttachment(f"{name}-ssm-core", role=role.name, policy_arn=SSM_CORE_POLICY,
+                                     opts=child)
+        aws.iam.RolePolicy(f"{name}-read-certs", role=role.id,
+                           policy=cert_read_policy(spec.region, prefix), opts=child)
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
+
+        params = [
+            aws.ssm.Parameter(f"{name}-ca", name=f"{prefix}/ca", type="String",
+                              value=args.ca_cert_pem, opts=child),
+            aws.ssm.Parameter(f"{name}-cert", name=f"{prefix}/cert", type="String",
+                              value=args.server_cert.cert_pem, opts=child),
+            aws.ssm.Parameter(f"{name}-key", name=f"{prefix}/key", type="SecureString",
+                              value=args.server_cert.private_key_pem, opts=child),
+        ]
+
+        volume = aws.ebs.Volume(
+            f"{name}-cache",
+            availability_zone=spec.availability_zone,
+            size=args.volume.size_gb, type="gp3", iops=args.volume.iops,
+            throughput=args.volume.throughput_mbps, encrypted=True,
+            tags={"Name": f"{name}-cache", "buildkit-farm/node": node.name},
+            # The cache outlives instances; `protect` also refuses `pulumi destroy`.
+            opts=pulumi.ResourceOptions(parent=self, protect=args.volume.protect))
+
+        if spec.ami_ids.get(arch):
+            ami_id: pulumi.Input[str] = spec.ami_ids[arch]
+        else:
+            # Exact name + owner: deterministic, so a newer upstream AMI never
+            # replaces the instance; bumping the pinned name is the deliberate act.
+            ami_id = aws.ec2.get_ami_output(
+                owners=[AL2023_AMI_OWNER], most_recent=True,
+                filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[spec.ami_names[arch]]),
+                         aws.ec2.GetAmiFilterArgs(name="architecture", values=[arch])],
+                opts=pulumi.InvokeOptions(parent=self)).id
+
+        def user_data(volume_id: str) -> str:
+            settings = replace(args.settings, data_device=nvme_device_path(volume_id))
+            return gzip_user_data(render_payload(settings, args.buildkitd_toml, "install"))
+
+        market = None
+        if spec.spot:
+            market = aws.ec2.InstanceInstanceMarketOptionsArgs(
+                market_type="spot",
+                spot_options=aws.ec2.InstanceInstanceMarketOptionsSpotOptionsArgs(
+                    # stop (not terminate) on interruption: the instance and its
+                    # attached cache volume come back when capacity returns
+                    instance_interruption_behavior="stop", spot_instance_type="persistent"))
+
+        instance = aws.ec2.Instance(
+            f"{name}-instance",
+            ami=ami_id,
+            instance_type=node.instance_type,
+            availability_zone=None if spec.subnet_id else spec.availability_zone,
+            subnet_id=spec.subnet_id,
+            vpc_security_group_ids=[sg.id],
+            iam_instance_profile=profile.name,
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
+            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                encrypted=True, volume_type="gp3", volume_size=spec.root_volume_gb),
+            # gzip+base64: cloud-init unpacks it; the script alone is near the 16 KiB limit
+            user_data_base64=volume.id.apply(user_data),
+            # a changed payload is applied by stop/start + the per-boot hook, not replacement
+            user_data_replace_on_change=False,
+            instance_market_options=market,
+            tags={"Name": name, "buildkit-farm/platform": node.platform},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=params))
+
+        aws.ec2.VolumeAttachment(
+            f"{name}-cache-attachment", device_name=ATTACH_DEVICE, volume_id=volume.id,
+            instance_id=instance.id, stop_instance_before_detaching=True,
+            # detach from the old instance before attaching to its replacement
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True))
+        aws.ec2.EipAssociation(f"{name}-eip-association", allocation_id=args.address.allocation_id,
+                               instance_id=instance.id, opts=child)
+
+        # Renewed certs reach the node without replacing it: SSM Run Command
+        # re-runs `bkf-node.sh certs` whenever the cert (and so the command) changes.
+        aws.ssm.Association(
+            f"{name}-cert-rotation", name="AWS-RunShellScript",
+            targets=[aws.ssm.AssociationTargetArgs(key="InstanceIds", values=[instance.id])],
+            parameters={"commands": args.server_cert.cert_pem.apply(cert_rotation_command)},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=params))
+
+        self.instance_id = instance.id
+        self.volume_id = volume.id
+        self.endpoint = args.address.address.endpoint
+        self.register_outputs({"instance_id": self.instance_id, "volume_id": self.volume_id,
+                               "endpoint": self.endpoint})

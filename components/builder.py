@@ -1,0 +1,70 @@
+"""The multi-node buildx builder, created on the machine that runs `pulumi up`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+from components.buildx import (
+    ENV_CA,
+    ENV_CERT,
+    ENV_KEY,
+    BuilderNode,
+    render_create_script,
+    render_delete_script,
+)
+
+
+@dataclass(frozen=True)
+class BuilderArgs:
+    builder_name: str
+    #: the nodes in config order (the first one gets builds without --platform)
+    nodes: pulumi.Output[list[BuilderNode]]
+    ca_cert_pem: pulumi.Input[str]
+    client_cert_pem: pulumi.Input[str]
+    #: secret
+    client_key_pem: pulumi.Input[str]
+    #: BUILDX_CONFIG directory (absolute); its certs/<builder>/ holds the 0600 cert files
+    buildx_config_dir: str
+    buildx: str = "docker buildx"
+
+
+class Builder(pulumi.ComponentResource):
+    """Runs the create script (remote driver, one node per platform, --append) and its preflight."""
+
+    builder_name: pulumi.Output[str]
+    """The buildx builder name (use with BUILDX_BUILDER or --builder)."""
+    create_script: pulumi.Output[str]
+    """The script that created the builder; CI can run the same one."""
+
+    def __init__(self, name: str, args: BuilderArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("buildkit-farm:index:Builder", name, None, opts)
+        self.create_script = args.nodes.apply(
+            lambda ns: render_create_script(args.builder_name, ns, args.buildx))
+        env = {
+            "BUILDX_CONFIG": args.buildx_config_dir,
+            ENV_CA: args.ca_cert_pem,
+            ENV_CERT: args.client_cert_pem,
+            ENV_KEY: pulumi.Output.secret(args.client_key_pem),
+        }
+        cmd = command.local.Command(
+            f"{name}-buildx",
+            create=self.create_script,
+            delete=render_delete_script(args.builder_name, args.buildx),
+            # Secrets reach the script only through its environment.
+            environment=env,
+            interpreter=["/bin/bash", "-c"],
+            # A new endpoint or certificate means a new builder, not an edit.
+            triggers=[args.nodes.apply(lambda ns: [n.endpoint for n in ns]), args.ca_cert_pem,
+                      args.client_cert_pem],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The old builder's delete (`buildx rm <name>`) must run before the
+                # new one is created under the same name, not after.
+                delete_before_replace=True,
+            ),
+        )
+        self.builder_name = cmd.stdout.apply(lambda _: args.builder_name)
+        self.register_outputs({"builder_name": self.builder_name, "create_script": self.create_script})

@@ -1,0 +1,199 @@
+"""Render buildkitd.toml (pure functions, no Pulumi).
+
+Every node, whatever its backend, runs a daemon configured by ``render_buildkitd_toml``:
+TCP listener with mutual TLS, a unix socket for local health checks, no insecure
+entitlements, GC limits derived from the data volume size (written with explicit
+units: a bare TOML integer means *bytes*), a separate policy for
+``RUN --mount=type=cache`` data, capped build history, and RUN steps kept off the
+host network.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DaemonLayout:
+    """Where a daemon keeps its state, config, certs and sockets."""
+
+    state_dir: str
+    config_dir: str
+    run_dir: str
+    #: rootless daemons (Kubernetes) cannot create bridge networks
+    rootless: bool = False
+    #: where bkf-node.sh links the CNI plugins (rootful only)
+    cni_bin_dir: str = "/opt/buildkit-farm/cni/bin"
+
+    @property
+    def tls_dir(self) -> str:
+        return f"{self.config_dir}/tls"
+
+    @property
+    def ca_path(self) -> str:
+        return f"{self.tls_dir}/ca.pem"
+
+    @property
+    def cert_path(self) -> str:
+        return f"{self.tls_dir}/cert.pem"
+
+    @property
+    def key_path(self) -> str:
+        return f"{self.tls_dir}/key.pem"
+
+    @property
+    def socket_path(self) -> str:
+        return f"{self.run_dir}/buildkitd.sock"
+
+    @property
+    def config_path(self) -> str:
+        return f"{self.config_dir}/buildkitd.toml"
+
+
+#: Hosts we manage (AWS instances, SSH hosts): rootful buildkitd.
+ROOTFUL_LAYOUT = DaemonLayout(state_dir="/var/lib/buildkit", config_dir="/etc/buildkit",
+                              run_dir="/run/buildkit")
+#: The rootless image's conventional paths (Kubernetes).
+ROOTLESS_LAYOUT = DaemonLayout(state_dir="/home/user/.local/share/buildkit",
+                               config_dir="/home/user/.config/buildkit",
+                               run_dir="/run/user/1000/buildkit", rootless=True)
+
+#: Bridge subnet for RUN steps; must not collide with the networks nodes live in.
+DEFAULT_BRIDGE_SUBNET = "10.213.0.0/16"
+
+
+@dataclass(frozen=True)
+class GcLimits:
+    """Disk limits in GB derived from the data volume size."""
+
+    reserved_gb: int
+    max_used_gb: int
+    min_free_gb: int
+    cache_mount_max_gb: int
+    local_source_max_gb: int
+
+
+def gc_limits(volume_gb: int) -> GcLimits:
+    """GC budget for a data volume of ``volume_gb`` GiB.
+
+    buildkitd may use up to 80% of the volume; ``RUN --mount=type=cache`` data gets
+    its own budget (a quarter of the volume) so that a flood of layers does not
+    evict the package caches that make rebuilds fast, and vice versa.
+    """
+    if volume_gb < 1:
+        raise ValueError(f"volume_gb must be positive, got {volume_gb}")
+    return GcLimits(
+        reserved_gb=max(1, volume_gb // 10),
+        max_used_gb=max(1, volume_gb * 8 // 10),
+        min_free_gb=max(1, volume_gb // 10),
+        cache_mount_max_gb=max(1, volume_gb // 4),
+        local_source_max_gb=max(1, volume_gb // 20),
+    )
+
+
+def _s(value: str) -> str:
+    # TOML basic strings accept JSON's escapes for the ASCII we emit.
+    return json.dumps(value)
+
+
+def _list(values: Sequence[str]) -> str:
+    return "[" + ", ".join(_s(v) for v in values) + "]"
+
+
+def render_buildkitd_toml(
+    *,
+    platform: str,
+    port: int,
+    volume_gb: int,
+    layout: DaemonLayout = ROOTFUL_LAYOUT,
+    history_max_entries: int = 200,
+    history_max_age_days: int = 14,
+    bridge_subnet: str = DEFAULT_BRIDGE_SUBNET,
+    max_parallelism: int = 0,
+) -> str:
+    """The buildkitd.toml for one node.
+
+    TLS is configured here *and* passed as flags by bkf-node.sh / the pod spec,
+    because buildkitd silently starts with an empty config when --config is
+    missing, and silently ignores misspelled keys.
+    """
+    gc = gc_limits(volume_gb)
+    lines = [
+        "# Rendered by buildkit-farm; changes are overwritten on the next `pulumi up`.",
+        f"root = {_s(layout.state_dir)}",
+        "# No insecure entitlements (security.insecure, network.host, device): keep this empty.",
+        "insecure-entitlements = []",
+        "",
+        "[log]",
+        '  format = "text"',
+        "",
+        "[grpc]",
+        "  # TCP for clients (mTLS, below); unix socket for local health checks.",
+        f"  address = {_list([f'tcp://0.0.0.0:{port}', f'unix://{layout.socket_path}'])}",
+        "  # no debugAddress: it would serve pprof and /metrics without auth",
+        "  [grpc.tls]",
+        f"    cert = {_s(layout.cert_path)}",
+        f"    key = {_s(layout.key_path)}",
+        "    # a CA makes client certificates mandatory (mutual TLS)",
+        f"    ca = {_s(layout.ca_path)}",
+        "",
+        "[history]",
+        f"  maxAge = {history_max_age_days * 24 * 3600}  # seconds",
+        f"  maxEntries = {history_max_entries}",
+        "",
+        "[worker.oci]",
+        "  enabled = true",
+        f"  platforms = {_list([platform])}",
+        '  snapshotter = "auto"',
+        f"  rootless = {'true' if layout.rootless else 'false'}",
+        "  gc = true",
+        "  # Units are explicit: a bare integer here would mean bytes.",
+        f'  reservedSpace = "{gc.reserved_gb}GB"',
+        f'  maxUsedSpace = "{gc.max_used_gb}GB"',
+        f'  minFreeSpace = "{gc.min_free_gb}GB"',
+    ]
+    if max_parallelism:
+        lines.append(f"  max-parallelism = {max_parallelism}")
+    if not layout.rootless:
+        lines += [
+            "  # RUN steps get their own network namespace on a bridge instead of the",
+            "  # host network (which would reach this daemon's port and the cloud",
+            "  # metadata address); bkf-node.sh also firewalls the bridge subnet.",
+            '  networkMode = "bridge"',
+            f"  cniBinaryPath = {_s(layout.cni_bin_dir)}",
+            '  bridgeName = "bkf0"',
+            f"  bridgeSubnet = {_s(bridge_subnet)}",
+        ]
+    lines += [
+        "",
+        "  # Sources and git checkouts are cheap to refetch.",
+        "  [[worker.oci.gcpolicy]]",
+        '    filters = ["type==source.local", "type==source.git.checkout"]',
+        '    keepDuration = "48h"',
+        f'    maxUsedSpace = "{gc.local_source_max_gb}GB"',
+        "",
+        "  # RUN --mount=type=cache data: its own budget, kept for 30 days.",
+        "  [[worker.oci.gcpolicy]]",
+        '    filters = ["type==exec.cachemount"]',
+        '    keepDuration = "720h"',
+        f'    maxUsedSpace = "{gc.cache_mount_max_gb}GB"',
+        "",
+        "  # Everything else: recently used layers first.",
+        "  [[worker.oci.gcpolicy]]",
+        "    all = true",
+        '    keepDuration = "1440h"',
+        f'    maxUsedSpace = "{gc.max_used_gb}GB"',
+        "",
+        "  [[worker.oci.gcpolicy]]",
+        "    all = true",
+        f'    reservedSpace = "{gc.reserved_gb}GB"',
+        f'    maxUsedSpace = "{gc.max_used_gb}GB"',
+        f'    minFreeSpace = "{gc.min_free_gb}GB"',
+        "",
+        "[worker.containerd]",
+        "  enabled = false",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""Run components or the whole program under Pulumi mocks and collect what they registered."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import runpy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pulumi
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fake_ip(name: str) -> str:
+    h = hashlib.sha256(name.encode()).digest()
+    return f"198.51.100.{h[0] % 250 + 1}"
+
+
+def fake_pem(kind: str, name: str) -> str:
+    return f"-----BEGIN {kind}-----\nMOCK:{name}\n-----END {kind}-----\n"
+
+
+class FarmMocks(pulumi.runtime.Mocks):
+    """Plausible provider outputs, derived from the inputs so tests see real wiring."""
+
+    def __init__(self) -> None:
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self.calls: list[pulumi.runtime.MockCallArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources.append(args)
+        state = dict(args.inputs)
+        t, n = args.typ, args.name
+        if t == "tls:index/privateKey:PrivateKey":
+            kind = "EC PRIVATE KEY" if args.inputs.get("algorithm") == "ECDSA" else "RSA PRIVATE KEY"
+            state.update(private_key_pem=fake_pem(kind, n), public_key_pem=fake_pem("PUBLIC KEY", n),
+                         private_key_pem_pkcs8=fake_pem("PRIVATE KEY", n), private_key_openssh="")
+        elif t == "tls:index/selfSignedCert:SelfSignedCert":
+            state.update(cert_pem=fake_pem("CERTIFICATE", n), validity_end_time="2031-01-01T00:00:00Z")
+        elif t == "tls:index/certRequest:CertRequest":
+            state.update(cert_request_pem=fake_pem("CERTIFICATE REQUEST", n))
+        elif t == "tls:index/locallySignedCert:LocallySignedCert":
+            # clients expire a day later than servers, so "earliest expiry" is observable
+            end = "2027-02-02T00:00:00Z" if "client" in n else "2027-02-01T00:00:00Z"
+            state.update(cert_pem=fake_pem("CERTIFICATE", n), validity_end_time=end)
+        elif t == "aws:ec2/eip:Eip":
+            state.update(public_ip=_fake_ip(n), allocation_id=f"eipalloc-{n}")
+        elif t == "aws:route53/record:Record":
+            state.update(fqdn=args.inputs["name"])
+        elif t == "aws:ebs/volume:Volume":
+            return f"vol-0{hashlib.sha256(n.encode()).hexdigest()[:16]}", state
+        elif t.startswith("command:"):
+            state.update(stdout="", stderr="")
+        elif t == "kubernetes:core/v1:Service":
+            state.setdefault("status", {"loadBalancer": {"ingress": [{"ip": _fake_ip(n)}]}})
+        return f"{n}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        self.calls.append(args)
+        if args.token == "aws:ec2/getAmi:getAmi":
+            arch = next(f["values"][0] for f in args.args["filters"] if f["name"] == "architecture")
+            return {"id": f"ami-0{'a' if arch == 'arm64' else 'b'}{'0' * 15}", "architecture": arch}, []
+        return {}, []
+
+
+@dataclass
+class Run:
+    mocks: FarmMocks
+    exports: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    secret: dict[str, bool] = field(default_factory=dict)
+
+    def of_type(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
+        return [r for r in self.mocks.resources if r.typ == typ]
+
+    def named(self, name: str) -> pulumi.runtime.MockResourceArgs:
+        found = [r for r in self.mocks.resources if r.name == name]
+        assert len(found) == 1, f"{name}: {[r.name for r in self.mocks.resources]}"
+        return found[0]
+
+    def names(self) -> set[str]:
+        return {r.name for r in self.mocks.resources}
+
+
+def stack_config(path: Path) -> dict[str, str]:
+    """A Pulumi.<stack>.yaml's config as the engine hands it to the program."""
+    raw = yaml.safe_load(path.read_text())["config"]
+    out = {}
+    for k, v in raw.items():
+        out[k] = v if isinstance(v, str) else json.dumps(v)
+    return out
+
+
+async def _resolve(value: Any) -> tuple[Any, bool]:
+    out = pulumi.Output.from_input(value)
+    return await out.future(), bool(await out.is_secret())
+
+
+def run(program: Callable[[], None], config: dict[str, str] | None = None, stack: str = "dev") -> Run:
+    mocks = FarmMocks()
+    pulumi.runtime.set_mocks(mocks, project="buildkit-farm", stack=stack, preview=False)
+    pulumi.runtime.set_all_config(dict(config or {}))
+    result = Run(mocks)
+    with mock.patch.object(pulumi, "export", lambda k, v: result.exports.__setitem__(k, v)):
+        program()
+    loop = asyncio.get_event_loop()
+    for k, v in result.exports.items():
+        result.values[k], result.secret[k] = loop.run_until_complete(_resolve(v))
+    loop.run_until_complete(pulumi.runtime.stack.wait_for_rpcs())
+    return result
+
+
+def resolve(value: Any) -> Any:
+    return asyncio.get_event_loop().run_until_complete(_resolve(value))[0]
+
+
+def is_secret(value: Any) -> bool:
+    return asyncio.get_event_loop().run_until_complete(_resolve(value))[1]
+
+
+def run_main(config: dict[str, str], stack: str = "dev") -> Run:
+    return run(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"), config, stack)
