@@ -43,12 +43,14 @@ class Builder(pulumi.ComponentResource):
         super().__init__("buildkit-farm:index:Builder", name, None, opts)
         self.create_script = args.nodes.apply(
             lambda ns: render_create_script(args.builder_name, ns, args.buildx))
-        env = {
-            "BUILDX_CONFIG": args.buildx_config_dir,
+        env: dict[str, pulumi.Input[str]] = {
             ENV_CA: args.ca_cert_pem,
             ENV_CERT: args.client_cert_pem,
             ENV_KEY: pulumi.Output.secret(args.client_key_pem),
         }
+        if args.buildx_config_dir:
+            # otherwise the script's default (or the caller's $BUILDX_CONFIG) applies
+            env["BUILDX_CONFIG"] = args.buildx_config_dir
         cmd = command.local.Command(
             f"{name}-buildx",
             create=self.create_script,

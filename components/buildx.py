@@ -48,8 +48,20 @@ def create_args(builder: str, nodes: Sequence[BuilderNode], cert_dir: str) -> li
     return calls
 
 
+_CERTS = "__BKF_CERT_DIR__"
+
+
 def _q(argv: Sequence[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
+    """Shell-quote argv; the cert-dir placeholder becomes a double-quoted "$certs"."""
+    out = []
+    for a in argv:
+        if _CERTS in a:
+            if any(c in a for c in '"$`\\'):
+                raise ValueError(f"unsafe characters in {a!r}")
+            out.append('"' + a.replace(_CERTS, "$certs") + '"')
+        else:
+            out.append(shlex.quote(a))
+    return " ".join(out)
 
 
 def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx",
@@ -84,9 +96,8 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         f"bx() {{ {buildx} \"$@\"; }}",
         f"bx rm {shlex.quote(builder)} >/dev/null 2>&1 || true",
     ]
-    for argv in create_args(builder, nodes, "__CERTS__"):
-        rendered = _q(argv).replace("__CERTS__", "'\"$certs\"'")
-        lines.append(f"bx {rendered} >/dev/null")
+    for argv in create_args(builder, nodes, _CERTS):
+        lines.append(f"bx {_q(argv)} >/dev/null")
     lines += [
         "# Preflight: bootstrap every node; fails with the node's real error",
         "# (TLS, unreachable) and checks each node's platform.",
@@ -100,7 +111,7 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         '  status=$(awk -v n="$node" \'$1=="Name:"{cur=$2} cur==n && $1=="Status:"{print $2; exit}\' <<<"$out")',
         '  if [ "$status" != running ]; then echo "$out" >&2; echo "preflight: node $node is ${status:-missing}, not running" >&2; exit 1; fi',
         '  others=$(tr -d " " <<<"$line" | tr "," "\\n" | grep -v "\\*$" | grep -vx "$platform" || true)',
-        '  native=$(tr -d " " <<<"$line" | tr "," "\\n" | grep -v "\\*$" | head -n1)',
+        '  native=$(tr -d " " <<<"$line" | tr "," "\\n" | grep -v "\\*$" | head -n1 || true)',
         '  if [ -n "$native" ] && [ "$native" != "$platform" ] && ! grep -qx "$platform" <<<"$others"; then',
         '    echo "$out" >&2',
         '    echo "preflight: node $node should build $platform but its daemon reports: $line" >&2; exit 1',

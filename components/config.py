@@ -85,6 +85,9 @@ class NodeSpec:
     #: ssh, test setups only: the host's real platform when it differs from
     #: `platform` (RUN steps then run under QEMU user emulation)
     host_platform: str | None = None
+    #: ssh: block device for build state, formatted only when blank and mounted
+    #: by filesystem UUID (use a stable path: /dev/disk/by-id/...)
+    data_device: str | None = None
 
     @property
     def arch(self) -> str:
@@ -154,16 +157,24 @@ class AwsSpec:
 
 @dataclass(frozen=True)
 class KubernetesSpec:
+    """One StatefulSet with one replica per config node (more nodes: more `nodes` entries)."""
+
     namespace: str = "buildkit-farm"
     service_type: str = "LoadBalancer"
     storage_class: str | None = None
-    replicas: int = 1
+    #: NodePort: node i (config order) gets the fixed nodePort base+i, so the endpoint
+    #: is known before the Service exists
+    node_port_base: int = 31234
     cpu_request: str = "1"
     memory_request: str = "2Gi"
     cpu_limit: str = "4"
     memory_limit: str = "8Gi"
-    #: DNS names / IPs the Services are reached at from outside (cert SANs)
+    #: DNS names / IPs the Services are reached at from outside (cert SANs); with
+    #: NodePort/ClusterIP the first one is the host clients dial (unless nodes[].host)
     external_hosts: tuple[str, ...] = ()
+    #: annotations on every Service (e.g. to ask the cloud for an internal load balancer)
+    service_annotations: Mapping[str, str] = field(default_factory=dict)
+    #: how long a stopping pod waits for running builds before buildkitd gets SIGTERM
     drain_timeout_s: int = 600
 
 
@@ -286,7 +297,7 @@ def _strip_index(path: str) -> str:
 
 _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "nodes[]": ("name", "platform", "instanceType", "host", "sshPort", "sshUser", "extraSans",
-                "hostPlatform"),
+                "hostPlatform", "dataDevice"),
     "volume": ("sizeGb", "iops", "throughputMbps", "protect"),
     "buildkit": ("version", "sha256", "image", "port", "historyMaxEntries", "historyMaxAgeDays"),
     "buildkit.sha256": ("amd64", "arm64"),
@@ -297,8 +308,9 @@ _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
             "dnsDomain", "rootVolumeGb"),
     "aws.amiIds": ("arm64", "x86_64"),
     "aws.amiNames": ("arm64", "x86_64"),
-    "kubernetes": ("namespace", "serviceType", "storageClass", "replicas", "cpuRequest",
-                   "memoryRequest", "cpuLimit", "memoryLimit", "externalHosts", "drainTimeoutSeconds"),
+    "kubernetes": ("namespace", "serviceType", "storageClass", "nodePortBase", "cpuRequest",
+                   "memoryRequest", "cpuLimit", "memoryLimit", "externalHosts", "serviceAnnotations",
+                   "drainTimeoutSeconds"),
     "ssh": ("artifactDir", "privateKeyPath", "stateDir", "removeStateOnDestroy"),
 }
 
@@ -387,10 +399,16 @@ def _nodes(r: _Reader, raw: Mapping[str, Any], backend: str) -> list[NodeSpec]:
             elif host_platform not in PLATFORMS:
                 r.bad(f"{p}.hostPlatform", host_platform, f"one of {', '.join(PLATFORMS)}")
                 host_platform = None
+        data_device = r.string(item, "dataDevice", f"{p}.dataDevice", None, re.compile(r"^/dev/[\w./:@+-]+$|^/[\w./:@+-]+$"),
+                               "an absolute device path like /dev/disk/by-id/...")
+        if data_device is not None and backend != "ssh":
+            r.problems.append(f"{p}.dataDevice: {data_device!r} is only for backend ssh "
+                              "(aws and kubernetes manage their own volumes)")
         if name is not None and platform is not None:
             nodes.append(NodeSpec(name=name, platform=platform, instance_type=instance_type,
                                   host=host, ssh_port=port, ssh_user=user, extra_sans=tuple(extra),
-                                  host_platform=host_platform if host_platform != platform else None))
+                                  host_platform=host_platform if host_platform != platform else None,
+                                  data_device=data_device))
     return nodes
 
 
@@ -576,27 +594,80 @@ def _aws(r: _Reader, raw: Mapping[str, Any], region: str | None) -> AwsSpec:
 def _kubernetes(r: _Reader, raw: Mapping[str, Any]) -> KubernetesSpec:
     s = r.section(raw, "kubernetes", "kubernetes")
     d = KubernetesSpec()
+    # `quantity * unit`: Kubernetes rejects requests above limits only at apply time.
+    units = {"m": 0.001, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
     def qty(key: str, default: str) -> str:
         return r.string(s, key, f"kubernetes.{key}", default, QUANTITY_RE,
                         "a Kubernetes quantity like 2, 500m or 4Gi") or default
 
+    def amount(q: str) -> float:
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]*)", q)
+        assert m is not None  # QUANTITY_RE checked it
+        return float(m.group(1)) * units[m.group(2)]
+
+    raw_nodes = raw.get("nodes")
+    nodes = raw_nodes if isinstance(raw_nodes, list) else []
+
     hosts = r.string_list(s, "externalHosts", "kubernetes.externalHosts", [])
     for i, h in enumerate(hosts):
         if not _host_ok(h):
             r.bad(f"kubernetes.externalHosts[{i}]", h, "an IP address or DNS name")
+    service_type = r.choice(s, "serviceType", "kubernetes.serviceType", d.service_type, SERVICE_TYPES)
+    if service_type == "ClusterIP" and hosts:
+        # every node listens on the same port: one shared host would give every node
+        # the same endpoint, which buildx rejects
+        shared = [i for i, n in enumerate(nodes) if isinstance(n, Mapping) and not n.get("host")]
+        if len(shared) > 1:
+            r.problems.append(
+                f"kubernetes.externalHosts: {hosts!r} would make nodes "
+                f"{', '.join(f'nodes[{i}]' for i in shared)} share the endpoint {hosts[0]}:<port> "
+                "(serviceType ClusterIP); give each node its own nodes[].host, or use "
+                "serviceType LoadBalancer or NodePort")
+
+    base = r.integer(s, "nodePortBase", "kubernetes.nodePortBase", d.node_port_base, 30000, 32767)
+    if base + max(len(nodes), 1) - 1 > 32767:
+        r.problems.append(
+            f"kubernetes.nodePortBase: {base!r} leaves no room for {len(nodes)} nodes "
+            f"(node i gets nodePortBase+i; allowed: 30000 to {32767 - len(nodes) + 1})")
+
+    annotations: dict[str, str] = {}
+    raw_ann = s.get("serviceAnnotations")
+    if raw_ann is not None:
+        if not isinstance(raw_ann, Mapping):
+            r.bad("kubernetes.serviceAnnotations", raw_ann, "an object of annotation: string")
+        else:
+            for k, v in raw_ann.items():
+                prefix, _, name = str(k).rpartition("/")
+                if not (isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", name)
+                        and (not prefix or DNS_NAME_RE.match(prefix))):
+                    r.bad(f"kubernetes.serviceAnnotations.{k}", k,
+                          "an annotation key ([prefix/]name, e.g. service.beta.kubernetes.io/foo)")
+                elif not isinstance(v, str):
+                    r.bad(f"kubernetes.serviceAnnotations.{k}", v, "a string (quote numbers and booleans)")
+                else:
+                    annotations[k] = v
+
+    cpu_request, cpu_limit = qty("cpuRequest", d.cpu_request), qty("cpuLimit", d.cpu_limit)
+    memory_request, memory_limit = qty("memoryRequest", d.memory_request), qty("memoryLimit", d.memory_limit)
+    for what, req, lim in (("cpu", cpu_request, cpu_limit), ("memory", memory_request, memory_limit)):
+        if amount(req) > amount(lim):
+            r.problems.append(f"kubernetes.{what}Request: {req!r} is more than kubernetes.{what}Limit "
+                              f"({lim!r}); allowed: a request at most the limit")
     return KubernetesSpec(
         namespace=r.string(s, "namespace", "kubernetes.namespace", d.namespace, K8S_NAME_RE,
                            "a namespace name (DNS label)") or d.namespace,
-        service_type=r.choice(s, "serviceType", "kubernetes.serviceType", d.service_type, SERVICE_TYPES),
+        service_type=service_type,
         storage_class=r.string(s, "storageClass", "kubernetes.storageClass", None, K8S_NAME_RE,
                                "a storage class name"),
-        replicas=r.integer(s, "replicas", "kubernetes.replicas", d.replicas, 1, 16),
-        cpu_request=qty("cpuRequest", d.cpu_request),
-        memory_request=qty("memoryRequest", d.memory_request),
-        cpu_limit=qty("cpuLimit", d.cpu_limit),
-        memory_limit=qty("memoryLimit", d.memory_limit),
+        node_port_base=base,
+        cpu_request=cpu_request,
+        memory_request=memory_request,
+        cpu_limit=cpu_limit,
+        memory_limit=memory_limit,
         external_hosts=tuple(hosts),
+        service_annotations=annotations,
         drain_timeout_s=r.integer(s, "drainTimeoutSeconds", "kubernetes.drainTimeoutSeconds",
                                   d.drain_timeout_s, 0, 3600),
     )

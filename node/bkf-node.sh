@@ -32,7 +32,7 @@ BKF_INSTALL_DIR=${BKF_INSTALL_DIR:-/opt/buildkit-farm}
 BKF_CONFIG_DIR=${BKF_CONFIG_DIR:-/etc/buildkit}
 BKF_STATE_DIR=${BKF_STATE_DIR:-/var/lib/buildkit}
 BKF_RUN_DIR=${BKF_RUN_DIR:-/run/buildkit}
-BKF_LOG_FILE=${BKF_LOG_FILE:-/var/log/buildkitd.log}
+BKF_LOG_FILE=${BKF_LOG_FILE:-/var/log/buildkit-farm/buildkitd.log}
 BKF_PORT=${BKF_PORT:-1234}
 BKF_INIT=${BKF_INIT:-auto}
 BKF_CERT_SOURCE=${BKF_CERT_SOURCE:-files}
@@ -111,7 +111,9 @@ install_buildkit() {
       die "checksum mismatch for buildkit $BKF_BUILDKIT_VERSION ($arch): expected $BKF_BUILDKIT_SHA256, got $(sha256sum "$tarball" | cut -d' ' -f1)"
     mkdir -p "$tmp/x"
     tar -xzf "$tarball" -C "$tmp/x"
-    [ -x "$tmp/x/bin/buildkitd" ] && [ -x "$tmp/x/bin/buildctl" ] || die "tarball has no bin/buildkitd and bin/buildctl"
+    if [ ! -x "$tmp/x/bin/buildkitd" ] || [ ! -x "$tmp/x/bin/buildctl" ]; then
+      die "tarball has no bin/buildkitd and bin/buildctl"
+    fi
     rm -rf "$dest"
     mv "$tmp/x" "$dest"
     rm -rf "$tmp"
@@ -148,7 +150,7 @@ prepare_volume() {
   if [ "$BKF_DATA_FSTAB" = 1 ]; then
     local line="UUID=$uuid $BKF_STATE_DIR ext4 defaults,nofail,x-systemd.device-timeout=300s 0 2"
     if ! grep -qxF "$line" /etc/fstab; then
-      grep -v "[[:space:]]$BKF_STATE_DIR[[:space:]]" /etc/fstab >/etc/fstab.bkf || true
+      grep -v "[[:space:]]${BKF_STATE_DIR}[[:space:]]" /etc/fstab >/etc/fstab.bkf || true
       echo "$line" >>/etc/fstab.bkf && mv /etc/fstab.bkf /etc/fstab
     fi
   fi
@@ -255,12 +257,10 @@ require_tls() {
 }
 
 # ------------------------------------------------------------------ service
-daemon_cmd() {
-  # TLS flags repeat the config on purpose: buildkitd starts with an empty config
-  # if the file is missing, and a TCP listener without TLS only logs a warning.
-  echo "$BIN/buildkitd" --config "$CONFIG" \
-    --tlscert "$TLS_DIR/cert.pem" --tlskey "$TLS_DIR/key.pem" --tlscacert "$TLS_DIR/ca.pem"
-}
+# TLS flags repeat the config on purpose: buildkitd starts with an empty config
+# if the file is missing, and a TCP listener without TLS only logs a warning.
+DAEMON_ARGV=("$BIN/buildkitd" --config "$CONFIG"
+  --tlscert "$TLS_DIR/cert.pem" --tlskey "$TLS_DIR/key.pem" --tlscacert "$TLS_DIR/ca.pem")
 
 write_unit() {
   local new="$UNIT.new"
@@ -275,7 +275,7 @@ RequiresMountsFor=$BKF_STATE_DIR
 [Service]
 Environment=PATH=$PATH
 ExecStartPre=$BKF_INSTALL_DIR/bkf-node.sh preflight
-ExecStart=$(daemon_cmd)
+ExecStart=${DAEMON_ARGV[*]}
 Restart=always
 RestartSec=2
 Delegate=yes
@@ -298,8 +298,7 @@ supervise() {
   echo $$ >"$SUPERVISOR_PID"
   while [ "$stopping" = 0 ]; do
     require_tls
-    # shellcheck disable=SC2046
-    $(daemon_cmd) &
+    "${DAEMON_ARGV[@]}" &
     child=$!
     echo "$child" >"$DAEMON_PID"
     wait "$child" || true
@@ -446,7 +445,7 @@ cmd_uninstall() {
     umount "$BKF_STATE_DIR" || log "could not unmount $BKF_STATE_DIR"
   fi
   if [ -n "$BKF_DATA_DEVICE" ] && [ -f /etc/fstab ]; then
-    grep -v "[[:space:]]$BKF_STATE_DIR[[:space:]]" /etc/fstab >/etc/fstab.bkf || true
+    grep -v "[[:space:]]${BKF_STATE_DIR}[[:space:]]" /etc/fstab >/etc/fstab.bkf || true
     mv /etc/fstab.bkf /etc/fstab
   fi
   rm -rf "$BKF_INSTALL_DIR" "$TLS_DIR" "$CONFIG" "$BKF_RUN_DIR" "$(dirname "$BKF_ENV_FILE")"

@@ -14,6 +14,7 @@ from unittest import mock
 
 import pulumi
 import yaml
+from pulumi import _types
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,10 @@ class FarmMocks(pulumi.runtime.Mocks):
             state.update(fqdn=args.inputs["name"])
         elif t == "aws:ebs/volume:Volume":
             return f"vol-0{hashlib.sha256(n.encode()).hexdigest()[:16]}", state
-        elif t.startswith("command:"):
+        elif t.startswith("aws:"):
+            state.setdefault("name", n)
+            state.setdefault("arn", f"arn:aws:mock:::{n}")
+        if t.startswith("command:"):
             state.update(stdout="", stderr="")
         elif t == "kubernetes:core/v1:Service":
             state.setdefault("status", {"loadBalancer": {"ingress": [{"ip": _fake_ip(n)}]}})
@@ -70,9 +74,19 @@ class FarmMocks(pulumi.runtime.Mocks):
         return {}, []
 
 
+@dataclass(frozen=True)
+class Registered:
+    """A resource as the program constructed it: raw props (Outputs kept) and options."""
+
+    typ: str
+    props: dict[str, Any]
+    opts: pulumi.ResourceOptions
+
+
 @dataclass
 class Run:
     mocks: FarmMocks
+    registered: dict[str, Registered] = field(default_factory=dict)
     exports: dict[str, Any] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
     secret: dict[str, bool] = field(default_factory=dict)
@@ -108,7 +122,16 @@ def run(program: Callable[[], None], config: dict[str, str] | None = None, stack
     pulumi.runtime.set_mocks(mocks, project="buildkit-farm", stack=stack, preview=False)
     pulumi.runtime.set_all_config(dict(config or {}))
     result = Run(mocks)
-    with mock.patch.object(pulumi, "export", lambda k, v: result.exports.__setitem__(k, v)):
+    original_init = pulumi.Resource.__init__
+
+    def recording_init(self: pulumi.Resource, t: str, name: str, custom: bool = False,
+                       props: Any = None, opts: pulumi.ResourceOptions | None = None, *a: Any, **kw: Any) -> None:
+        raw = props if isinstance(props, dict) or props is None else _types.input_type_to_dict(props)
+        result.registered[name] = Registered(t, dict(raw or {}), opts or pulumi.ResourceOptions())
+        original_init(self, t, name, custom, props, opts, *a, **kw)
+
+    with mock.patch.object(pulumi, "export", lambda k, v: result.exports.__setitem__(k, v)), \
+            mock.patch.object(pulumi.Resource, "__init__", recording_init):
         program()
     loop = asyncio.get_event_loop()
     for k, v in result.exports.items():
@@ -127,3 +150,27 @@ def is_secret(value: Any) -> bool:
 
 def run_main(config: dict[str, str], stack: str = "dev") -> Run:
     return run(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"), config, stack)
+
+
+#: How the mock monitor hands over a secret input: {SIG_KEY: SECRET_SIG, "value": ...}.
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def secret_value(value: Any) -> Any:
+    """The plain value of a secret input; fails if the input is not secret."""
+    assert isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG, f"not a secret: {value!r}"
+    return value["value"]
+
+
+def plaintext_strings(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every (path, string) in an input tree that is NOT inside a secret."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return []
+        return [x for k, v in value.items() for x in plaintext_strings(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in plaintext_strings(v, f"{path}[{i}]")]
+    if isinstance(value, str):
+        return [(path, value)]
+    return []

@@ -1,0 +1,98 @@
+"""SSH-host backend under mocks (the local stack's config, with temporary key and artifacts)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from components.node_bootstrap import SCRIPT_PATH, render_payload
+from tests.unit import mockrt
+from tests.unit.test_node_bootstrap import heredocs
+
+
+def local_config(tmp: Path, with_artifacts: bool = True) -> dict[str, str]:
+    cfg = mockrt.stack_config(mockrt.ROOT / "Pulumi.local.yaml")
+    (tmp / "id").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nMOCKSSH\n-----END OPENSSH PRIVATE KEY-----\n")
+    art = tmp / "artifacts"
+    art.mkdir()
+    if with_artifacts:
+        (art / "buildkit-v0.32.2.linux-amd64.tar.gz").write_bytes(b"tarball")
+    cfg["buildkit-farm:ssh"] = json.dumps({"privateKeyPath": str(tmp / "id"), "artifactDir": str(art)})
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> mockrt.Run:
+    return mockrt.run_main(local_config(tmp_path_factory.mktemp("local")), stack="local")
+
+
+def test_resources_per_host(local: mockrt.Run) -> None:
+    for node in ("amd64-1", "arm64-1"):
+        assert {f"{node}", f"{node}-artifact-dir", f"{node}-artifact", f"{node}-buildkitd"} <= local.names()
+    assert not local.of_type("aws:ec2/instance:Instance")
+
+
+def test_runs_the_same_payload_as_aws_with_certs_on_stdin(local: mockrt.Run) -> None:
+    cmd = local.named("amd64-1-buildkitd").inputs
+    docs = heredocs(cmd["create"])
+    assert docs["/opt/buildkit-farm/bkf-node.sh"] == SCRIPT_PATH.read_text()
+    env = docs["/etc/buildkit-farm/node.env"]
+    assert "BKF_CERT_SOURCE=stdin\n" in env
+    assert "BKF_DATA_DEVICE=/run/bkf-testhosts/h1/data-device\n" in env
+    # the artifact's own checksum is verified on the host
+    assert f"BKF_BUILDKIT_SHA256={hashlib.sha256(b'tarball').hexdigest()}\n" in env
+    assert "BKF_ARTIFACT=/opt/buildkit-farm/artifacts/buildkit-v0.32.2.linux-amd64.tar.gz\n" in env
+    assert "PRIVATE KEY" not in cmd["create"].replace("BEGIN .*PRIVATE KEY", "")
+    bundle = mockrt.secret_value(cmd["stdin"])
+    assert bundle.startswith("### ca.pem\n-----BEGIN CERTIFICATE-----\nMOCK:pki-ca\n")
+    assert "### key.pem\n-----BEGIN EC PRIVATE KEY-----\nMOCK:pki-server-amd64-1-key" in bundle
+    assert cmd["delete"].startswith("if [ -x '/opt/buildkit-farm/bkf-node.sh' ]")
+    assert "--purge-state" not in cmd["delete"]
+    conn = mockrt.secret_value(cmd["connection"])  # secret as a whole: it holds the key
+    assert (conn["host"], conn["port"], conn["user"]) == ("10.77.0.11", 22, "root")
+    assert "MOCKSSH" in conn["privateKey"]
+
+
+def test_emulated_node_gets_the_host_arch_artifact_and_opt_in(local: mockrt.Run) -> None:
+    env = heredocs(local.named("arm64-1-buildkitd").inputs["create"])["/etc/buildkit-farm/node.env"]
+    assert "BKF_PLATFORM=linux/arm64\n" in env and "BKF_ALLOW_EMULATION=1\n" in env
+    assert "buildkit-v0.32.2.linux-amd64.tar.gz" in env
+    env1 = heredocs(local.named("amd64-1-buildkitd").inputs["create"])["/etc/buildkit-farm/node.env"]
+    assert "BKF_ALLOW_EMULATION=0\n" in env1
+
+
+def test_artifact_copied_before_install(local: mockrt.Run) -> None:
+    copy = local.named("amd64-1-artifact").inputs
+    assert copy["remotePath"] == "/opt/buildkit-farm/artifacts/buildkit-v0.32.2.linux-amd64.tar.gz"
+    deps = local.registered["amd64-1-buildkitd"].opts.depends_on
+    assert [d._name for d in deps] == ["amd64-1-artifact"]  # type: ignore[union-attr]
+
+
+def test_cert_sans_are_the_configured_host(local: mockrt.Run) -> None:
+    csr = local.named("pki-server-arm64-1-csr").inputs
+    assert csr["ipAddresses"] == ["10.77.0.12"] and "dnsNames" not in csr or csr.get("dnsNames") == []
+    assert local.values["nodes"][1] == {"name": "arm64-1", "platform": "linux/arm64",
+                                        "endpoint": "tcp://10.77.0.12:1234", "serverName": "10.77.0.12"}
+
+
+def test_missing_files_are_config_errors(tmp_path: Path) -> None:
+    cfg = local_config(tmp_path, with_artifacts=False)
+    cfg["buildkit-farm:ssh"] = json.dumps({"privateKeyPath": str(tmp_path / "nope"),
+                                           "artifactDir": str(tmp_path / "artifacts")})
+    with pytest.raises(pulumi.RunError) as e:
+        mockrt.run_main(cfg, stack="local")
+    assert f"ssh.privateKeyPath: '{tmp_path / 'nope'}' cannot be read" in str(e.value)
+    assert "has no buildkit-v0.32.2.linux-amd64.tar.gz for node amd64-1" in str(e.value)
+
+
+def test_payload_render_is_deterministic() -> None:
+    from components.buildkitd_config import render_buildkitd_toml
+    from components.node_bootstrap import NodeSettings
+    s = NodeSettings(node_name="n1", platform="linux/amd64", buildkit_version="v0.32.2",
+                     buildkit_sha256="0" * 64, port=1234, cert_source="stdin")
+    toml = render_buildkitd_toml(platform="linux/amd64", port=1234, volume_gb=20)
+    assert render_payload(s, toml) == render_payload(s, toml)
