@@ -64,18 +64,24 @@ def _q(argv: Sequence[str]) -> str:
     return " ".join(out)
 
 
-def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx",
-                         timeout_s: int = 60) -> str:
-    """A bash script that (re)creates the builder and runs the preflight.
+def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx") -> str:
+    """A bash script that checks every node, then (re)creates the builder.
 
     Reads PEMs from $BKF_TLS_CA/$BKF_TLS_CERT/$BKF_TLS_KEY; honours $BUILDX_CONFIG
     (default ~/.docker/buildx); writes certs to $BKF_CERT_DIR (default
     $BUILDX_CONFIG/certs/<builder>).
+
+    The preflight bootstraps each node alone in a throwaway buildx config, with no
+    platform pinned, so the node's own platform list (native first) is what
+    buildx shows. buildx reports a refused or failed TLS dial only as "context
+    deadline exceeded", so on failure the script asks buildctl (or openssl) for
+    the real error. A failed preflight leaves an existing builder untouched.
     """
-    expected = " ".join(f"{n.name}={n.platform}" for n in nodes)
+    if not nodes:
+        raise ValueError("a builder needs at least one node")
     lines = [
         "#!/usr/bin/env bash",
-        f"# Creates the multi-node buildx builder {builder!r} (remote driver) and checks every node.",
+        f"# Creates the multi-node buildx builder {builder!r} (remote driver) after checking every node.",
         f"# Needs PEM contents in ${ENV_CA}, ${ENV_CERT} and ${ENV_KEY}.",
         "set -euo pipefail",
         f': "${{{ENV_CA}:?set {ENV_CA} to the farm CA certificate (PEM)}}"',
@@ -84,7 +90,7 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         'export BUILDX_CONFIG="${BUILDX_CONFIG:-$HOME/.docker/buildx}"',
         f'certs="${{BKF_CERT_DIR:-$BUILDX_CONFIG/certs/{builder}}}"',
         'mkdir -p "$certs" && chmod 0700 "$certs"',
-        '# buildx reads cert files by absolute path at every dial',
+        "# buildx reads cert files by absolute path at every dial",
         'certs=$(cd "$certs" && pwd -P)',
         'case "$certs" in *,*) echo "cert dir $certs must not contain a comma" >&2; exit 1;; esac',
         "(",
@@ -93,34 +99,48 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         f'  printf "%s\\n" "${ENV_CERT}" > "$certs/cert.pem.tmp" && mv -f "$certs/cert.pem.tmp" "$certs/cert.pem"',
         f'  printf "%s\\n" "${ENV_KEY}" > "$certs/key.pem.tmp" && mv -f "$certs/key.pem.tmp" "$certs/key.pem"',
         ")",
-        f"bx() {{ {buildx} \"$@\"; }}",
-        f"bx rm {shlex.quote(builder)} >/dev/null 2>&1 || true",
+        f'bx() {{ {buildx} "$@"; }}',
+        'fail() { echo "preflight: $*" >&2; exit 1; }',
+        "diagnose() {",
+        '  local ep=$1 sn=$2',
+        "  if command -v buildctl >/dev/null; then",
+        '    timeout 30 buildctl --addr "$ep" --tlsservername "$sn" --tlscacert "$certs/ca.pem" \\',
+        '      --tlscert "$certs/cert.pem" --tlskey "$certs/key.pem" debug workers 2>&1 | tail -n 3 >&2 || true',
+        "  elif command -v openssl >/dev/null; then",
+        '    timeout 30 openssl s_client -connect "${ep#tcp://}" -servername "$sn" -verify_return_error \\',
+        '      -CAfile "$certs/ca.pem" -cert "$certs/cert.pem" -key "$certs/key.pem" </dev/null 2>&1 |',
+        '      grep -iE "error|verify|alert|refused" | head -n 5 >&2 || true',
+        "  fi",
+        "}",
+        'probe=$(mktemp -d)',
+        """trap 'rm -rf "$probe"' EXIT""",
+        "check_node() {",
+        '  local name=$1 platform=$2 ep=$3 sn=$4 out native',
+        '  BUILDX_CONFIG="$probe" bx create --name "probe-$name" --driver remote \\',
+        '    --driver-opt "servername=$sn,cacert=$certs/ca.pem,cert=$certs/cert.pem,key=$certs/key.pem" \\',
+        '    "$ep" >/dev/null',
+        '  if ! out=$(BUILDX_CONFIG="$probe" bx inspect --bootstrap "probe-$name" 2>&1); then',
+        '    echo "$out" >&2',
+        '    diagnose "$ep" "$sn"',
+        '    fail "node $name ($ep) is unreachable or refused the TLS handshake"',
+        "  fi",
+        "  native=$(awk '$1==\"Platforms:\"{print $2; exit}' <<<\"$out\")",
+        "  native=${native%,}",
+        '  [ "$native" = "$platform" ] ||',
+        '    fail "node $name ($ep) should build $platform natively, but its daemon reports ${native:-nothing} first"',
+        '  echo "preflight: node $name ($ep) is up and builds $platform"',
+        "}",
     ]
+    for n in nodes:
+        lines.append("check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]))
+    lines.append(f"bx rm {shlex.quote(builder)} >/dev/null 2>&1 || true")
     for argv in create_args(builder, nodes, _CERTS):
         lines.append(f"bx {_q(argv)} >/dev/null")
     lines += [
-        "# Preflight: bootstrap every node; fails with the node's real error",
-        "# (TLS, unreachable) and checks each node's platform.",
         f"out=$(bx inspect --bootstrap {shlex.quote(builder)} 2>&1) || "
-        f"{{ echo \"$out\" >&2; echo 'preflight: builder {builder} failed to bootstrap' >&2; exit 1; }}",
-        f"for want in {expected}; do",
-        '  node=${want%%=*}; platform=${want#*=}',
-        "  # the Platforms line of this node, pinned ones marked '*': the daemon's",
-        "  # own platforms are the unmarked ones, and buildx drops a pinned duplicate",
-        '  line=$(awk -v n="$node" \'$1=="Name:"{cur=$2} cur==n && $1=="Platforms:"{sub(/^[^:]*:[ \\t]*/,""); print; exit}\' <<<"$out")',
-        '  status=$(awk -v n="$node" \'$1=="Name:"{cur=$2} cur==n && $1=="Status:"{print $2; exit}\' <<<"$out")',
-        '  if [ "$status" != running ]; then echo "$out" >&2; echo "preflight: node $node is ${status:-missing}, not running" >&2; exit 1; fi',
-        '  others=$(tr -d " " <<<"$line" | tr "," "\\n" | grep -v "\\*$" | grep -vx "$platform" || true)',
-        '  native=$(tr -d " " <<<"$line" | tr "," "\\n" | grep -v "\\*$" | head -n1 || true)',
-        '  if [ -n "$native" ] && [ "$native" != "$platform" ] && ! grep -qx "$platform" <<<"$others"; then',
-        '    echo "$out" >&2',
-        '    echo "preflight: node $node should build $platform but its daemon reports: $line" >&2; exit 1',
-        "  fi",
-        "done",
-        f'echo "builder {builder} ready: {expected}"',
+        f"{{ echo \"$out\" >&2; fail 'builder {builder} failed to bootstrap'; }}",
+        f'echo "builder {builder} ready: {" ".join(f"{n.name}={n.platform}" for n in nodes)}"',
     ]
-    # timeout_s bounds each bootstrap dial through buildx's default; kept for CI docs
-    del timeout_s
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +162,7 @@ def setup_buildx_action(nodes: Sequence[BuilderNode]) -> dict[str, object]:
     if not nodes:
         raise ValueError("no nodes")
     first, rest = nodes[0], nodes[1:]
-    append = [{"name": n.name, "endpoint": n.endpoint, "platforms": n.platform,
+    append: list[dict[str, object]] = [{"name": n.name, "endpoint": n.endpoint, "platforms": n.platform,
                "driver-opts": [f"servername={n.server_name}"]} for n in rest]
     env: dict[str, str] = {}
     for i in range(len(nodes)):

@@ -40,6 +40,7 @@ DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*
 K8S_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 ABS_PATH_RE = re.compile(r"^/[^\0]*$")
+DEVICE_PATH_RE = re.compile(r"^/[\w./:@+-]+$")
 
 # Graviton families: a1, t4g and every "<letters><gen>g<suffix>" family (c7g,
 # m7gd, c6gn, x2gd, im4gn, is4gen, hpc7g, g5g ...). Everything else is x86_64.
@@ -399,7 +400,7 @@ def _nodes(r: _Reader, raw: Mapping[str, Any], backend: str) -> list[NodeSpec]:
             elif host_platform not in PLATFORMS:
                 r.bad(f"{p}.hostPlatform", host_platform, f"one of {', '.join(PLATFORMS)}")
                 host_platform = None
-        data_device = r.string(item, "dataDevice", f"{p}.dataDevice", None, re.compile(r"^/dev/[\w./:@+-]+$|^/[\w./:@+-]+$"),
+        data_device = r.string(item, "dataDevice", f"{p}.dataDevice", None, DEVICE_PATH_RE,
                                "an absolute device path like /dev/disk/by-id/...")
         if data_device is not None and backend != "ssh":
             r.problems.append(f"{p}.dataDevice: {data_device!r} is only for backend ssh "

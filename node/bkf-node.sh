@@ -179,27 +179,22 @@ install_cni() {
 }
 
 # RUN steps live on the bridge subnet: keep them away from the cloud metadata
-# service and from this daemon's own port (and everything else on the host).
+# service and from every address of this host (this daemon's port, sshd, ...).
+# The raw table runs before the filter rules the CNI plugins insert (which
+# accept bridge traffic), so these drops cannot be overtaken.
 firewall() {
   command -v iptables >/dev/null || die "iptables is required to isolate build steps"
-  iptables -N "$FW_CHAIN" 2>/dev/null || iptables -F "$FW_CHAIN"
-  iptables -A "$FW_CHAIN" -s "$BKF_BRIDGE_SUBNET" -d 169.254.0.0/16 -j DROP
-  iptables -A "$FW_CHAIN" -s "$BKF_BRIDGE_SUBNET" -p tcp --dport "$BKF_PORT" -j REJECT
-  iptables -A "$FW_CHAIN" -j RETURN
-  local c
-  for c in INPUT FORWARD; do
-    iptables -C "$c" -j "$FW_CHAIN" 2>/dev/null || iptables -I "$c" 1 -j "$FW_CHAIN"
-  done
+  iptables -t raw -N "$FW_CHAIN" 2>/dev/null || iptables -t raw -F "$FW_CHAIN"
+  iptables -t raw -A "$FW_CHAIN" -s "$BKF_BRIDGE_SUBNET" -d 169.254.169.254/32 -j DROP
+  iptables -t raw -A "$FW_CHAIN" -s "$BKF_BRIDGE_SUBNET" -m addrtype --dst-type LOCAL -j DROP
+  iptables -t raw -C PREROUTING -j "$FW_CHAIN" 2>/dev/null || iptables -t raw -I PREROUTING 1 -j "$FW_CHAIN"
 }
 
 firewall_remove() {
   command -v iptables >/dev/null || return 0
-  local c
-  for c in INPUT FORWARD; do
-    while iptables -D "$c" -j "$FW_CHAIN" 2>/dev/null; do :; done
-  done
-  iptables -F "$FW_CHAIN" 2>/dev/null || true
-  iptables -X "$FW_CHAIN" 2>/dev/null || true
+  while iptables -t raw -D PREROUTING -j "$FW_CHAIN" 2>/dev/null; do :; done
+  iptables -t raw -F "$FW_CHAIN" 2>/dev/null || true
+  iptables -t raw -X "$FW_CHAIN" 2>/dev/null || true
 }
 
 # ------------------------------------------------------------------ certificates

@@ -33,8 +33,8 @@ def test_single_node_action_has_empty_append() -> None:
     assert setup_buildx_action(NODES[:1])["append"] == ""
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck missing")
 def test_create_script_passes_shellcheck(tmp_path: Path) -> None:
+    assert shutil.which("shellcheck"), "shellcheck missing: run toolchain/bootstrap.sh"
     p = tmp_path / "create.sh"
     p.write_text(render_create_script("bkf", NODES))
     subprocess.run(["shellcheck", str(p)], check=True)
@@ -51,8 +51,10 @@ def test_create_script_writes_0600_cert_files_with_absolute_paths(tmp_path: Path
     # a fake buildx records its argv; the real one is exercised in the daemon tier
     fake = tmp_path / "fakebx"
     fake.write_text('#!/bin/bash\necho "$@" >> "$BX_LOG"\n'
-                    'if [ "$1" = inspect ]; then printf "Name: amd64-1\\nStatus: running\\nPlatforms: linux/amd64*\\n'
-                    'Name: arm64-1\\nStatus: running\\nPlatforms: linux/arm64*\\n"; fi\n')
+                    'case "$*" in\n'
+                    '  "inspect --bootstrap probe-amd64-1") echo "Platforms: linux/amd64, linux/386";;\n'
+                    '  "inspect --bootstrap probe-arm64-1") echo "Platforms: linux/arm64";;\n'
+                    'esac\n')
     fake.chmod(0o755)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BX_LOG": str(tmp_path / "log"),
            "BKF_TLS_CA": "CA", "BKF_TLS_CERT": "CERT", "BKF_TLS_KEY": "KEY",
@@ -64,6 +66,26 @@ def test_create_script_writes_0600_cert_files_with_absolute_paths(tmp_path: Path
         assert (certs / name).read_text() == content
         assert (certs / name).stat().st_mode & 0o777 == 0o600
     log = (tmp_path / "log").read_text().splitlines()
-    assert log[0] == "rm bkf"
-    assert f"cacert={certs}/ca.pem" in log[1] and "--append" in log[2]
-    assert log[3] == "inspect --bootstrap bkf"
+    # preflight first (each node alone, nothing pinned), then the real builder
+    assert log[0].startswith("create --name probe-amd64-1 --driver remote --driver-opt servername=10.0.0.1,")
+    assert log[1] == "inspect --bootstrap probe-amd64-1"
+    assert log[3] == "inspect --bootstrap probe-arm64-1"
+    assert log[4] == "rm bkf"
+    assert f"cacert={certs}/ca.pem" in log[5] and "--platform linux/amd64" in log[5]
+    assert "--append" in log[6] and "--platform linux/arm64" in log[6]
+    assert log[7] == "inspect --bootstrap bkf"
+
+
+def test_create_script_stops_on_a_wrong_platform_before_touching_the_builder(tmp_path: Path) -> None:
+    fake = tmp_path / "fakebx"
+    fake.write_text('#!/bin/bash\necho "$@" >> "$BX_LOG"\n'
+                    '[ "$1 $2" = "inspect --bootstrap" ] && echo "Platforms: linux/amd64, linux/arm64"\nexit 0\n')
+    fake.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BX_LOG": str(tmp_path / "log"),
+           "BKF_TLS_CA": "CA", "BKF_TLS_CERT": "CERT", "BKF_TLS_KEY": "KEY"}
+    r = subprocess.run(["bash", "-c", render_create_script("bkf", NODES, buildx=str(fake))], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "node arm64-1 (tcp://b.example:1234) should build linux/arm64 natively, but its daemon reports " \
+           "linux/amd64 first" in r.stderr
+    assert "rm bkf" not in (tmp_path / "log").read_text()

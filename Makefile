@@ -1,0 +1,23 @@
+# The two set-up commands (see README):
+#   make farm   bring up the local farm (two test hosts on this machine) and build the sample image
+#   make test   all tests: lint, types, unit, real daemons, end to end
+.PHONY: toolchain farm farm-build farm-down test unit lint
+
+toolchain:
+	bash toolchain/bootstrap.sh
+
+farm: toolchain
+	bash local/farm.sh up
+
+farm-build:
+	bash local/farm.sh build
+
+farm-down:
+	bash local/farm.sh down
+
+test: toolchain
+	bash scripts/test.sh
+
+# quick loop while editing: lint, types and the unit tier only
+unit:
+	bash scripts/test.sh unit

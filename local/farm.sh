@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The local farm, the README's main job: two test hosts on this machine, a real
+# `pulumi up` of the ssh backend (stack "local", Pulumi.local.yaml) with a local
+# file backend and a generated passphrase, then a multi-platform sample build
+# through the builder the stack created.
+#
+#   local/farm.sh up       hosts + pulumi up + sample build
+#   local/farm.sh build    the sample build again (linux/amd64 + linux/arm64)
+#   local/farm.sh down     pulumi destroy + hosts down (build cache images stay)
+#   local/farm.sh env      print the exports that point pulumi/buildx at this farm
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+STATE=${BKF_LOCAL_STATE:-$ROOT/.state/local}
+STACK=${BKF_STACK:-local}
+[ -f .toolchain/env.sh ] || { echo "run toolchain/bootstrap.sh (or: make toolchain) first" >&2; exit 1; }
+# shellcheck source=/dev/null
+. .toolchain/env.sh
+
+export PULUMI_BACKEND_URL="file://$STATE/backend"
+export PULUMI_CONFIG_PASSPHRASE_FILE="$STATE/passphrase"
+export BUILDX_CONFIG="$STATE/buildx"
+export BUILDX_BUILDER=bkf-local
+
+log() { printf '\n== %s\n' "$*"; }
+
+prepare() {
+  mkdir -p "$STATE/backend" "$STATE/artifacts"
+  if [ ! -s "$STATE/passphrase" ]; then
+    (umask 077; head -c 32 /dev/urandom | base64 >"$STATE/passphrase")
+  fi
+  log "test hosts"
+  bash local/testhosts.sh up
+  log "buildkit artifact for hosts without internet"
+  bash local/artifact.sh "$STATE/artifacts"
+  pulumi stack select --create "$STACK" --non-interactive >/dev/null
+}
+
+sample_build() {
+  log "sample build through the farm (builder $BUILDX_BUILDER)"
+  local ctx="$STATE/sample-context" out="$STATE/sample-out"
+  mkdir -p "$ctx"
+  cp local/sample/Dockerfile "$ctx/"
+  bash local/rootfs.sh "$ctx"
+  rm -rf "$out"
+  docker-buildx build --builder "$BUILDX_BUILDER" --platform linux/amd64,linux/arm64 \
+    --output "type=local,dest=$out" "$ctx"
+  local f
+  for f in "$out"/*/built-on; do echo "$f: $(cat "$f")"; done
+}
+
+case "${1:-up}" in
+  up)
+    prepare
+    log "pulumi up (stack $STACK)"
+    pulumi up --yes --stack "$STACK" --skip-preview
+    sample_build
+    log "done: run 'eval \"\$(local/farm.sh env)\"' to use this farm from your shell"
+    ;;
+  build) sample_build ;;
+  down)
+    if [ -d "$STATE/backend" ] && pulumi stack select "$STACK" --non-interactive 2>/dev/null; then
+      log "pulumi destroy (stack $STACK)"
+      pulumi destroy --yes --stack "$STACK" --skip-preview
+    fi
+    log "test hosts down"
+    bash local/testhosts.sh down
+    ;;
+  env)
+    echo "export PULUMI_BACKEND_URL='$PULUMI_BACKEND_URL' PULUMI_CONFIG_PASSPHRASE_FILE='$PULUMI_CONFIG_PASSPHRASE_FILE'"
+    echo "export BUILDX_CONFIG='$BUILDX_CONFIG' BUILDX_BUILDER='$BUILDX_BUILDER'"
+    ;;
+  *) echo "usage: $0 up|build|down|env" >&2; exit 2 ;;
+esac

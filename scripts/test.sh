@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every test tier, with the toolchain toolchain/bootstrap.sh built:
+#   lint (ruff, shellcheck) -> types (mypy) -> unit (mocks) -> daemons (real buildkitd/buildx)
+#   -> e2e (real pulumi up/preview/destroy against test hosts on this machine).
+#   scripts/test.sh [unit]    "unit" stops after the unit tier
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=/dev/null
+. .toolchain/env.sh
+
+echo "== lint"
+ruff check .
+shellcheck node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh .ci/run
+echo "== types"
+mypy
+if [ "${1:-}" = unit ]; then
+  exec python -m pytest tests/unit -q
+fi
+echo "== tests (unit, daemons, e2e)"
+exec python -m pytest tests -q -p no:cacheprovider --durations=15

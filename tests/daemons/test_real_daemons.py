@@ -1,0 +1,274 @@
+"""Tier 2: the rendered payload, certs and buildx script against real buildkitd, buildctl and buildx.
+
+Two test hosts (network + mount namespaces with sshd, made by local/testhosts.sh)
+run the SAME bootstrap payload the program sends (certs on stdin); certs come
+from openssl here (tier 3 uses real pulumi-tls). Tests run in file order: they
+walk one farm through its life.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from components.buildkitd_config import render_buildkitd_toml
+from components.buildx import BuilderNode, render_create_script
+from components.node_bootstrap import NodeSettings, render_cert_bundle, render_payload, sha256_file
+from tests.support.hosts import (
+    TESTHOSTS,
+    Host,
+    HostSet,
+    Pem,
+    buildctl,
+    make_artifact,
+    need,
+    openssl_pki,
+    run,
+    running_hosts,
+)
+
+pytestmark = pytest.mark.daemons
+
+NODES = {"h3": ("amd64-1", "linux/amd64"), "h4": ("arm64-1", "linux/arm64")}
+BUILDER = "bkf-tier2"
+
+
+@dataclass
+class Farm:
+    hosts: HostSet
+    dir: Path
+    ca: Path
+    servers: dict[str, Pem]
+    client: Pem
+    artifact: Path
+    buildx_config: Path
+
+    def payload(self, host: str) -> str:
+        name, platform = NODES[host]
+        settings = NodeSettings(
+            node_name=name, platform=platform, buildkit_version="v0.32.2",
+            buildkit_sha256=sha256_file(self.artifact), port=1234, cert_source="stdin",
+            artifact=f"/opt/buildkit-farm/artifacts/{self.artifact.name}",
+            data_device=f"/run/bkf-testhosts/{host}/data-device",
+            allow_emulation=platform != "linux/amd64")
+        return render_payload(settings, render_buildkitd_toml(platform=platform, port=1234, volume_gb=20))
+
+    def bundle(self, host: str, server: Pem | None = None) -> str:
+        s = server or self.servers[host]
+        return render_cert_bundle(self.ca.read_text(), s.cert.read_text(), s.key.read_text())
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts.hosts if h.name == name)
+
+    def addr(self, host: str) -> str:
+        return self.host(host).addr
+
+    def install(self, host: str) -> str:
+        """Copy the artifact and run the payload over SSH, as the SshNode component does."""
+        with open(self.artifact, "rb") as f:
+            subprocess.run(["bash", str(TESTHOSTS), "ssh", host, "mkdir -p /opt/buildkit-farm/artifacts && "
+                            f"cat > /opt/buildkit-farm/artifacts/{self.artifact.name}"],
+                           stdin=f, env=self.hosts.env, check=True, timeout=120)
+        return self.hosts.ssh(self.host(host), self.payload(host), stdin=self.bundle(host)).stderr
+
+    def buildx_env(self) -> dict[str, str]:
+        return {**os.environ, "BUILDX_CONFIG": str(self.buildx_config), "BKF_TLS_CA": self.ca.read_text(),
+                "BKF_TLS_CERT": self.client.cert.read_text(), "BKF_TLS_KEY": self.client.key.read_text()}
+
+    def daemon_pid(self, host: str) -> str:
+        return self.hosts.ssh(self.host(host), "cat /run/buildkit/buildkitd.pid").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+    need("buildkitd", "buildctl", "docker-buildx", "openssl", "ssh")
+    d = tmp_path_factory.mktemp("tier2")
+    with running_hosts(list(NODES), d / "state") as hs:
+        addrs = {h.name: h.addr for h in hs.hosts}
+        ca, servers, clients = openssl_pki(d / "pki", {h: [f"IP:{a}"] for h, a in addrs.items()})
+        yield Farm(hs, d, ca, servers, clients["ci"], make_artifact(d / "artifacts"), d / "buildx")
+
+
+def build(farm: Farm, *args: str, dest: Path | None = None) -> str:
+    bx = need("docker-buildx")["docker-buildx"]
+    sample = farm.dir / "sample"
+    if not sample.exists():
+        shutil.copytree(Path(__file__).resolve().parents[2] / "local" / "sample", sample)
+        run(["bash", str(Path(__file__).resolve().parents[2] / "local" / "rootfs.sh"), str(sample)])
+    out = dest or farm.dir / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    r = run([bx, "build", "--builder", BUILDER, "--progress", "plain", *args,
+             "--output", f"type=local,dest={out}", str(sample)], env=farm.buildx_env())
+    return r.stderr
+
+
+def test_same_payload_installs_and_starts_buildkitd(farm: Farm) -> None:
+    for host in NODES:
+        log = farm.install(host)
+        assert "buildkitd is up" in log, log
+        assert "formatting blank data device" in log  # fresh loop volume
+        assert re.search(r"mounted UUID=[0-9a-f-]{36} on /var/lib/buildkit", log)
+
+
+def test_mtls_serves_each_platform_natively_first(farm: Farm) -> None:
+    for host, (_, platform) in NODES.items():
+        out = buildctl(f"tcp://{farm.addr(host)}:1234", farm.addr(host), farm.ca, farm.client,
+                       "debug", "workers").stdout
+        platforms = out.splitlines()[1].split()[1].split(",")
+        assert platforms[0] == platform, out
+
+
+def test_refuses_clients_without_a_cert_from_the_ca(farm: Farm, tmp_path: Path) -> None:
+    ep, sn = f"tcp://{farm.addr('h3')}:1234", farm.addr("h3")
+    r = buildctl(ep, sn, farm.ca, None, "debug", "workers", check=False, timeout=60)
+    assert r.returncode != 0 and "certificate required" in r.stderr, r.stderr
+    # a client cert from another CA
+    _, _, other = openssl_pki(tmp_path, {}, ca_name="rogue")
+    r = buildctl(ep, sn, farm.ca, other["ci"], "debug", "workers", check=False, timeout=60)
+    assert r.returncode != 0 and re.search(r"bad certificate|unknown certificate authority", r.stderr), r.stderr
+    # plaintext gRPC gets nothing
+    r = buildctl(ep, sn, None, None, "debug", "workers", check=False, timeout=60)
+    assert r.returncode != 0
+
+
+def test_client_checks_the_server_name(farm: Farm) -> None:
+    r = buildctl(f"tcp://{farm.addr('h3')}:1234", "wrong.example", farm.ca, farm.client, "debug", "workers",
+                 check=False, timeout=60)
+    assert r.returncode != 0 and "certificate is valid for 10.77.0.13, not wrong.example" in r.stderr, r.stderr
+
+
+def test_effective_daemon_config_matches_the_rendered_toml(farm: Farm) -> None:
+    out = buildctl(f"tcp://{farm.addr('h3')}:1234", farm.addr("h3"), farm.ca, farm.client,
+                   "debug", "workers", "--verbose").stdout
+    assert "type==exec.cachemount" in out
+    assert re.search(r"Max Used Space:\s+5GiB", out), out  # 20 GB volume -> 5 GB for cache mounts
+    assert "org.mobyproject.buildkit.worker.network:\tcni" in out.replace("  ", "\t") or "cni" in out
+    state = farm.hosts.ssh(farm.host("h3"), "stat -c '%a %U' /etc/buildkit/tls /etc/buildkit/tls/key.pem; "
+                                            "findmnt -n -o SOURCE /var/lib/buildkit").stdout.split("\n")
+    assert state[0] == "700 root" and state[1] == "600 root", state
+    assert state[2].startswith("/dev/loop")
+
+
+def test_rerun_is_idempotent(farm: Farm) -> None:
+    before = farm.daemon_pid("h3")
+    log = farm.install("h3")
+    assert "formatting" not in log and "restarting" not in log, log
+    assert farm.daemon_pid("h3") == before
+
+
+def test_builder_script_preflight_and_multiplatform_build(farm: Farm) -> None:
+    nodes = [BuilderNode(NODES[h][0], NODES[h][1], f"tcp://{farm.addr(h)}:1234", farm.addr(h)) for h in NODES]
+    script = render_create_script(BUILDER, nodes, buildx=need("docker-buildx")["docker-buildx"])
+    r = run(["bash", "-c", script], env=farm.buildx_env())
+    assert "preflight: node amd64-1 (tcp://10.77.0.13:1234) is up and builds linux/amd64" in r.stdout
+    assert "preflight: node arm64-1 (tcp://10.77.0.14:1234) is up and builds linux/arm64" in r.stdout
+    certs = farm.buildx_config / "certs" / BUILDER
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in certs.iterdir()} == {
+        "ca.pem": "0o600", "cert.pem": "0o600", "key.pem": "0o600"}
+
+    build(farm, "--platform", "linux/amd64,linux/arm64")
+    out = farm.dir / "out"
+    assert (out / "linux_amd64" / "built-on").read_text().startswith("platform=linux/amd64 machine=x86_64 ")
+    assert (out / "linux_arm64" / "built-on").read_text().startswith("platform=linux/arm64 machine=aarch64 ")
+    # each daemon's own records: every build it ran was for its own platform only
+    for host, (_, platform) in NODES.items():
+        recs = buildctl(f"tcp://{farm.addr(host)}:1234", farm.addr(host), farm.ca, farm.client, "debug",
+                        "histories", "--format", "{{json .}}").stdout
+        platforms = {json.loads(line)["record"]["FrontendAttrs"].get("platform")
+                     for line in recs.splitlines() if line.strip()}
+        assert platforms == {platform}, (host, platforms)
+
+
+def test_preflight_reports_wrong_platform_and_real_dial_error(farm: Farm) -> None:
+    bx = need("docker-buildx")["docker-buildx"]
+    wrong = [BuilderNode("amd64-1", "linux/arm64", f"tcp://{farm.addr('h3')}:1234", farm.addr("h3"))]
+    r = run(["bash", "-c", render_create_script("bkf-wrong", wrong, buildx=bx)], env=farm.buildx_env(), check=False)
+    assert r.returncode != 0
+    assert "should build linux/arm64 natively, but its daemon reports linux/amd64 first" in r.stderr
+    dead = [BuilderNode("amd64-1", "linux/amd64", f"tcp://{farm.addr('h3')}:1299", farm.addr("h3"))]
+    r = run(["bash", "-c", render_create_script("bkf-dead", dead, buildx=bx)], env=farm.buildx_env(), check=False)
+    assert r.returncode != 0
+    assert "connect: connection refused" in r.stderr  # the real error, not just "deadline exceeded"
+    # a failed preflight leaves the working builder alone
+    ls = run([bx, "ls"], env=farm.buildx_env()).stdout
+    assert BUILDER in ls and "bkf-wrong" not in ls
+
+
+def test_run_steps_cannot_reach_the_host(farm: Farm, tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    shutil.copytree(farm.dir / "sample", probe)
+    (probe / "Dockerfile").write_text(
+        "FROM scratch\nARG TARGETARCH\nADD rootfs-${TARGETARCH}.tar /\nARG NONCE\n"
+        f"RUN (nc -z -w 3 {farm.addr('h3')} 1234 && echo daemon-port=reachable || echo daemon-port=blocked) > /r; "
+        f"(nc -z -w 3 {farm.addr('h3')} 22 && echo ssh=reachable || echo ssh=blocked) >> /r\n")
+    bx = need("docker-buildx")["docker-buildx"]
+    run([bx, "build", "--builder", BUILDER, "--platform", "linux/amd64", "--build-arg", f"NONCE={os.getpid()}",
+         "--output", f"type=local,dest={tmp_path / 'o'}", str(probe)], env=farm.buildx_env())
+    assert (tmp_path / "o" / "r").read_text().split() == ["daemon-port=blocked", "ssh=blocked"]
+    rules = farm.hosts.ssh(farm.host("h3"), "iptables -t raw -S BKF-ISOLATION").stdout
+    assert "-d 169.254.169.254/32 -j DROP" in rules
+
+
+def test_cert_rotation_restarts_onto_the_new_cert(farm: Farm, tmp_path: Path) -> None:
+    before = farm.daemon_pid("h3")
+    # a renewed server cert: same CA and SANs, new key and subject
+    pki = farm.dir / "pki"
+    key, csr, pem, ext = (tmp_path / "s.key", tmp_path / "s.csr", tmp_path / "s.pem", pki / "ca-server-h3.ext")
+    run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)])
+    run(["openssl", "req", "-new", "-key", str(key), "-subj", "/CN=rotated", "-out", str(csr)])
+    run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(farm.ca), "-CAkey", str(pki / "ca.key"),
+         "-CAcreateserial", "-days", "2", "-out", str(pem), "-extfile", str(ext)])
+    r = farm.hosts.ssh(farm.host("h3"), "/opt/buildkit-farm/bkf-node.sh certs",
+                       stdin=farm.bundle("h3", Pem(pem, key)))
+    assert "certificates changed; restarting buildkitd" in r.stderr
+    assert farm.daemon_pid("h3") != before
+    served = run(["bash", "-c", f"openssl s_client -connect {farm.addr('h3')}:1234 -cert {farm.client.cert} "
+                                f"-key {farm.client.key} </dev/null 2>/dev/null | openssl x509 -noout -subject"]).stdout
+    assert "CN = rotated" in served, served
+    # unchanged certs: no restart
+    pid = farm.daemon_pid("h3")
+    r = farm.hosts.ssh(farm.host("h3"), "/opt/buildkit-farm/bkf-node.sh certs", stdin=farm.bundle("h3", Pem(pem, key)))
+    assert "certificates unchanged" in r.stderr and farm.daemon_pid("h3") == pid
+
+
+def runs_of(farm: Farm, platform: str) -> int:
+    text = (farm.dir / "out" / platform.replace("/", "_") / "built-on").read_text()
+    m = re.search(r"cache-runs=(\d+)", text)
+    assert m, text
+    return int(m.group(1))
+
+
+def test_restart_keeps_layer_cache_and_cache_mounts(farm: Farm) -> None:
+    log = build(farm, "--platform", "linux/amd64,linux/arm64", "--build-arg", "BUST=a")
+    n_amd, n_arm = runs_of(farm, "linux/amd64"), runs_of(farm, "linux/arm64")
+    for host in NODES:
+        farm.hosts.ssh(farm.host(host), "/opt/buildkit-farm/bkf-node.sh restart")
+    log = build(farm, "--platform", "linux/amd64,linux/arm64", "--build-arg", "BUST=a")
+    assert log.count("CACHED") >= 2 and re.search(r"RUN --mount=type=cache.*\n#\d+ CACHED", log), log[-3000:]
+    log = build(farm, "--platform", "linux/amd64,linux/arm64", "--build-arg", "BUST=b")
+    assert (runs_of(farm, "linux/amd64"), runs_of(farm, "linux/arm64")) == (n_amd + 1, n_arm + 1)
+
+
+def test_uninstall_stops_everything_and_keeps_the_cache_for_a_new_node(farm: Farm) -> None:
+    n_amd = runs_of(farm, "linux/amd64")
+    h3 = farm.host("h3")
+    r = farm.hosts.ssh(h3, "/opt/buildkit-farm/bkf-node.sh uninstall")
+    assert "uninstalled (build state kept)" in r.stderr
+    left = farm.hosts.ssh(h3, "pgrep -a buildkitd; pgrep -af 'bkf-node.sh supervise'; "
+                              "findmnt -n /var/lib/buildkit; ls /opt/buildkit-farm 2>&1; "
+                              "iptables -t raw -S PREROUTING", check=False).stdout
+    assert "buildkitd" not in left and "supervise" not in left and "/dev/loop" not in left, left
+    assert "BKF-ISOLATION" not in left
+    # a "replacement" node on the same volume: the cache mount's contents are still there
+    log = farm.install("h3")
+    assert "formatting" not in log
+    build(farm, "--platform", "linux/amd64", "--build-arg", "BUST=c")
+    assert runs_of(farm, "linux/amd64") == n_amd + 1

@@ -1,0 +1,117 @@
+"""Shared by the daemon and e2e tiers: real binaries, test hosts, certificates, artifacts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTHOSTS = ROOT / "local" / "testhosts.sh"
+
+
+def need(*binaries: str) -> dict[str, str]:
+    """Absolute paths of real binaries; a missing one fails the test (never a silent skip)."""
+    found = {b: shutil.which(b) for b in binaries}
+    missing = [b for b, p in found.items() if p is None]
+    if missing:
+        pytest.fail(f"missing {missing}: run toolchain/bootstrap.sh and source .toolchain/env.sh")
+    return {b: p for b, p in found.items() if p is not None}
+
+
+def run(argv: Sequence[str], *, check: bool = True, timeout: float = 300,
+        **kw: Any) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(list(argv), text=True, capture_output=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{argv[:3]}... exited {r.returncode}\n"
+                             f"stdout:\n{r.stdout[-4000:]}\nstderr:\n{r.stderr[-4000:]}")
+    return r
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str  # h1, h2 ...
+    addr: str
+
+
+@dataclass(frozen=True)
+class HostSet:
+    hosts: tuple[Host, ...]
+    state: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "BKF_TEST_HOSTS": " ".join(h.name for h in self.hosts),
+                "BKF_LOCAL_STATE": str(self.state)}
+
+    def ssh(self, host: Host, command: str, *, stdin: str | None = None, check: bool = True,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return run(["bash", str(TESTHOSTS), "ssh", host.name, command], input=stdin, env=self.env,
+                   check=check, timeout=timeout)
+
+    def netns_pids(self, host: Host) -> list[str]:
+        return run(["ip", "netns", "pids", f"bkf-{host.name}"], check=False).stdout.split()
+
+
+@contextmanager
+def running_hosts(names: Sequence[str], state: Path) -> Iterator[HostSet]:
+    hs = HostSet(tuple(Host(n, f"10.77.0.{10 + int(n[1:])}") for n in names), state)
+    run(["bash", str(TESTHOSTS), "up"], env=hs.env)
+    try:
+        yield hs
+    finally:
+        run(["bash", str(TESTHOSTS), "down"], env=hs.env, check=False)
+
+
+def make_artifact(dest_dir: Path) -> Path:
+    """A release-shaped buildkit tarball of this machine's binaries (local/artifact.sh, as the local farm uses)."""
+    need("buildkitd", "buildctl")
+    return Path(run(["bash", str(ROOT / "local" / "artifact.sh"), str(dest_dir)]).stdout.strip())
+
+
+@dataclass(frozen=True)
+class Pem:
+    cert: Path
+    key: Path
+
+
+def openssl_pki(d: Path, servers: dict[str, list[str]], clients: Sequence[str] = ("ci",),
+                ca_name: str = "ca") -> tuple[Path, dict[str, Pem], dict[str, Pem]]:
+    """A CA (P-256), server certs (serverAuth, SANs as given: 'IP:...'/'DNS:...') and client certs (clientAuth)."""
+    d.mkdir(parents=True, exist_ok=True)
+    ca_key, ca = d / f"{ca_name}.key", d / f"{ca_name}.pem"
+    run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(ca_key)])
+    run(["openssl", "req", "-x509", "-new", "-key", str(ca_key), "-subj", f"/CN={ca_name}", "-days", "2",
+         "-out", str(ca), "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+
+    def leaf(name: str, sans: list[str], eku: str) -> Pem:
+        key, csr, pem, ext = (d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem", d / f"{name}.ext")
+        run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)])
+        run(["openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={name}", "-out", str(csr)])
+        ext.write_text(f"subjectAltName={','.join(sans)}\nextendedKeyUsage={eku}\n"
+                       "keyUsage=digitalSignature,keyEncipherment\n")
+        run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-days", "2", "-out", str(pem), "-extfile", str(ext)])
+        return Pem(pem, key)
+
+    srv = {n: leaf(f"{ca_name}-server-{n}", sans, "serverAuth") for n, sans in servers.items()}
+    cli = {c: leaf(f"{ca_name}-client-{c}", [f"DNS:{c}"], "clientAuth") for c in clients}
+    return ca, srv, cli
+
+
+def buildctl(addr: str, server_name: str, ca: Path | None, client: Pem | None, *args: str,
+             check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    argv = [need("buildctl")["buildctl"], "--addr", addr, "--tlsservername", server_name]
+    if ca:
+        argv += ["--tlscacert", str(ca)]
+    if client:
+        argv += ["--tlscert", str(client.cert), "--tlskey", str(client.key)]
+    return run([*argv, *args], check=check, timeout=timeout)
