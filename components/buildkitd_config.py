@@ -166,6 +166,13 @@ def render_buildkitd_toml(
             '  bridgeName = "bkf0"',
             f"  bridgeSubnet = {_s(bridge_subnet)}",
         ]
+    else:
+        lines += [
+            "  # Rootless in an unprivileged pod: no PID namespace per RUN step (same as",
+            "  # --oci-worker-no-process-sandbox, which the pod also passes). RUN steps",
+            "  # share the pod's network; its NetworkPolicy blocks the metadata address.",
+            "  noProcessSandbox = true",
+        ]
     lines += [
         "",
         "  # Sources and git checkouts are cheap to refetch.",

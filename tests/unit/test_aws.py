@@ -83,7 +83,7 @@ def test_user_data_is_the_shared_script_without_key_material(dev: mockrt.Run) ->
         assert "PRIVATE KEY-----\n" not in ud and "MOCK:pki" not in ud
         vol_id = dev.registered[f"{node}-cache"]
         assert vol_id.typ == "aws:ebs/volume:Volume"
-        assert f"BKF_CERT_SOURCE=ssm\n" in ud
+        assert "BKF_CERT_SOURCE=ssm\n" in ud
         assert f"BKF_SSM_PREFIX=/buildkit-farm/dev/{node}\n" in ud
         assert "BKF_DATA_DEVICE=/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0" in ud
         assert "BKF_DATA_FSTAB=1\n" in ud and "BKF_PER_BOOT_HOOK=1\n" in ud

@@ -1,0 +1,204 @@
+"""Kubernetes backend: rootless BuildKit StatefulSets with persistent caches.
+
+Three components, created in dependency order (see components/backends.py):
+
+* ``KubernetesFarmNamespace`` (from ``addresses``): the dedicated Namespace with
+  its Pod Security labels, and the NetworkPolicy of every farm pod, in place
+  before any pod exists.
+* ``KubernetesNodeAddress`` (from ``addresses``): one Service per node, selecting
+  exactly that node's pod. It exists before the server cert that names it.
+* ``KubernetesNode`` (from ``nodes``): the node's TLS Secret, its buildkitd.toml
+  ConfigMap and a one-replica StatefulSet whose cache lives on a retained PVC.
+
+The manifests themselves are pure functions in components/k8s_manifests.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import k8s_manifests as m
+from components.backends import HostInputs
+from components.buildkitd_config import ROOTLESS_LAYOUT, render_buildkitd_toml
+from components.config import FarmConfig, KubernetesSpec, NodeSpec
+from components.node_address import NodeAddress
+from components.pki import IssuedCert, Pki
+
+
+def node_toml(cfg: FarmConfig, node: NodeSpec) -> str:
+    return render_buildkitd_toml(
+        platform=node.platform, port=cfg.buildkit.port, volume_gb=cfg.volume.size_gb,
+        layout=ROOTLESS_LAYOUT, history_max_entries=cfg.buildkit.history_max_entries,
+        history_max_age_days=cfg.buildkit.history_max_age_days)
+
+
+def load_balancer_address(status: Any) -> str:
+    """The first ingress IP (or hostname) of a LoadBalancer Service's status."""
+    lb = getattr(status, "load_balancer", None) if status is not None else None
+    for ingress in (getattr(lb, "ingress", None) or []):
+        address = getattr(ingress, "ip", None) or getattr(ingress, "hostname", None)
+        if address:
+            return str(address)
+    raise ValueError("the LoadBalancer Service has no ingress address yet; the cluster must provide "
+                     "load balancers (or use kubernetes.serviceType NodePort/ClusterIP)")
+
+
+class KubernetesFarmNamespace(pulumi.ComponentResource):
+    """The farm's own Namespace and the NetworkPolicy every build pod gets."""
+
+    namespace: pulumi.Output[str]
+    """The namespace name."""
+
+    def __init__(self, name: str, spec: KubernetesSpec, port: int, allowed_cidrs: Sequence[str],
+                 protect: bool, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("buildkit-farm:index:KubernetesFarmNamespace", name, None, opts)
+        ns = m.namespace_manifest(spec)
+        # The caches are PVCs in this namespace, and deleting a namespace deletes
+        # its PVCs: `volume.protect` guards the namespace like the EBS volume on AWS.
+        self.namespace_resource = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata=ns["metadata"],
+            opts=pulumi.ResourceOptions(parent=self, protect=protect))
+        np = m.network_policy_manifest(spec, port, allowed_cidrs)
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy", metadata=np["metadata"], spec=np["spec"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace_resource]))
+        self.namespace = self.namespace_resource.metadata.apply(lambda md: str(md.name))
+        self.register_outputs({"namespace": self.namespace})
+
+
+@dataclass(frozen=True)
+class KubernetesNodeAddressArgs:
+    node: NodeSpec
+    #: the node's position in config order (NodePort: nodePortBase + index)
+    index: int
+    spec: KubernetesSpec
+    buildkit_port: int
+    allowed_cidrs: tuple[str, ...]
+    namespace: KubernetesFarmNamespace
+
+
+class KubernetesNodeAddress(pulumi.ComponentResource):
+    """The node's Service: its stable address, made before its cert."""
+
+    service_name: pulumi.Output[str]
+    """The Service's name in the farm namespace."""
+    host: pulumi.Output[str]
+    """The host clients dial (and the TLS server name)."""
+
+    def __init__(self, name: str, args: KubernetesNodeAddressArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("buildkit-farm:index:KubernetesNodeAddress", name, None, opts)
+        node, spec = args.node, args.spec
+        svc = m.service_manifest(spec, node, args.index, args.buildkit_port, args.allowed_cidrs)
+        # The provider waits for a LoadBalancer Service to get its ingress address.
+        service = k8s.core.v1.Service(
+            f"{name}-service", metadata=svc["metadata"], spec=svc["spec"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace.namespace_resource]))
+        fixed = m.dial_host(spec, node)
+        if spec.service_type == "LoadBalancer":
+            lb = service.status.apply(load_balancer_address)
+            host = pulumi.Output.from_input(fixed) if fixed else lb
+            sans = lb.apply(lambda a: m.server_sans(spec, node, fixed or a, a))
+        else:
+            assert fixed is not None
+            host = pulumi.Output.from_input(fixed)
+            sans = pulumi.Output.from_input(m.server_sans(spec, node, fixed))
+        self.service_name = service.metadata.apply(lambda md: str(md.name))
+        self.host = host
+        self.address = NodeAddress(name=node.name, platform=node.platform,
+                                   port=m.service_port(spec, args.index, args.buildkit_port),
+                                   host=host, sans=sans)
+        self.register_outputs({"service_name": self.service_name, "host": self.host})
+
+
+@dataclass(frozen=True)
+class KubernetesNodeArgs:
+    node: NodeSpec
+    spec: KubernetesSpec
+    image: str
+    buildkit_port: int
+    volume_gb: int
+    buildkitd_toml: str
+    server_cert: IssuedCert
+    ca_cert_pem: pulumi.Input[str]
+    address: KubernetesNodeAddress
+
+
+class KubernetesNode(pulumi.ComponentResource):
+    """One rootless buildkitd: TLS Secret, config, and a one-replica StatefulSet."""
+
+    statefulset_name: pulumi.Output[str]
+    """The StatefulSet (its one pod is `<name>-0`)."""
+    cache_claim: pulumi.Output[str]
+    """The PVC holding the build cache; it survives the StatefulSet (Retain)."""
+    endpoint: pulumi.Output[str]
+    """tcp://host:port clients dial."""
+
+    def __init__(self, name: str, args: KubernetesNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("buildkit-farm:index:KubernetesNode", name, None, opts)
+        node, spec = args.node, args.spec
+        ca = pulumi.Output.from_input(args.ca_cert_pem)
+
+        sec = m.secret_manifest(spec, node, {
+            "ca.pem": ca,
+            "cert.pem": args.server_cert.cert_pem,
+            # secret Output: stays encrypted in state; the SDK marks data/stringData secret too
+            "key.pem": pulumi.Output.secret(args.server_cert.private_key_pem),
+        })
+        secret = k8s.core.v1.Secret(
+            f"{name}-tls", metadata=sec["metadata"], type=sec["type"], string_data=sec["stringData"],
+            opts=pulumi.ResourceOptions(parent=self))
+
+        cm = m.config_map_manifest(spec, node, args.buildkitd_toml)
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-config", metadata=cm["metadata"], data=cm["data"],
+            opts=pulumi.ResourceOptions(parent=self))
+
+        sts = m.statefulset_manifest(
+            spec, node, image=args.image, buildkit_port=args.buildkit_port, volume_gb=args.volume_gb,
+            config_sha256=m.sha256(args.buildkitd_toml),
+            tls_sha256=pulumi.Output.all(ca, args.server_cert.cert_pem).apply(lambda v: m.tls_checksum(v[0], v[1])))
+        # A rollout includes the old pod's drain; the default await (10 min) may be shorter.
+        rollout = f"{(m.termination_grace_s(spec.drain_timeout_s) + 600) // 60 + 1}m"
+        statefulset = k8s.apps.v1.StatefulSet(
+            f"{name}-statefulset", metadata=sts["metadata"], spec=sts["spec"],
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[secret, config, args.address],
+                custom_timeouts=pulumi.CustomTimeouts(create=rollout, update=rollout)))
+
+        self.statefulset_name = statefulset.metadata.apply(lambda md: str(md.name))
+        self.cache_claim = self.statefulset_name.apply(lambda _: m.pvc_name(node))
+        self.endpoint = args.address.address.endpoint
+        self.register_outputs({"statefulset_name": self.statefulset_name, "cache_claim": self.cache_claim,
+                               "endpoint": self.endpoint})
+
+
+class KubernetesBackend:
+    def __init__(self, cfg: FarmConfig, inputs: HostInputs) -> None:
+        assert cfg.kubernetes is not None
+        self.cfg, self.spec, self.inputs = cfg, cfg.kubernetes, inputs
+        self._namespace: KubernetesFarmNamespace | None = None
+        self._addr: dict[str, KubernetesNodeAddress] = {}
+
+    def addresses(self) -> list[NodeAddress]:
+        self._namespace = KubernetesFarmNamespace(
+            "farm", self.spec, self.cfg.buildkit.port, self.cfg.allowed_cidrs, self.cfg.volume.protect)
+        for i, n in enumerate(self.cfg.nodes):
+            self._addr[n.name] = KubernetesNodeAddress(f"{n.name}-address", KubernetesNodeAddressArgs(
+                node=n, index=i, spec=self.spec, buildkit_port=self.cfg.buildkit.port,
+                allowed_cidrs=self.cfg.allowed_cidrs, namespace=self._namespace))
+        return [a.address for a in self._addr.values()]
+
+    def nodes(self, pki: Pki) -> list[pulumi.ComponentResource]:
+        out: list[pulumi.ComponentResource] = []
+        for n in self.cfg.nodes:
+            out.append(KubernetesNode(n.name, KubernetesNodeArgs(
+                node=n, spec=self.spec, image=self.cfg.buildkit.image, buildkit_port=self.cfg.buildkit.port,
+                volume_gb=self.cfg.volume.size_gb, buildkitd_toml=node_toml(self.cfg, n),
+                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem, address=self._addr[n.name])))
+        return out
