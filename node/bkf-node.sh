@@ -443,7 +443,15 @@ cmd_uninstall() {
     grep -v "[[:space:]]${BKF_STATE_DIR}[[:space:]]" /etc/fstab >/etc/fstab.bkf || true
     mv /etc/fstab.bkf /etc/fstab
   fi
-  rm -rf "$BKF_INSTALL_DIR" "$TLS_DIR" "$CONFIG" "$BKF_RUN_DIR" "$(dirname "$BKF_ENV_FILE")"
+  local p
+  for p in "$BKF_INSTALL_DIR" "$TLS_DIR" "$CONFIG" "$BKF_RUN_DIR" "$(dirname "$BKF_ENV_FILE")"; do
+    if mountpoint -q "$p"; then
+      # a mount point (its own volume, or a test host's private dir): empty it, keep it
+      find "$p" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+    else
+      rm -rf "$p"
+    fi
+  done
   log "uninstalled (build state $( [ "$purge" = 1 ] && echo purged || echo kept))"
 }
 

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 STACK = "e2e"
 HOSTS = {"h5": "amd64-1", "h6": "arm64-1"}
 BUILDER = "bkf-e2e"
+REFUSED = r"certificate required|bad certificate|broken pipe|connection reset|error reading server preface: EOF"
 
 
 @dataclass
@@ -130,7 +131,7 @@ def test_each_node_answers_mtls_with_the_exported_client_cert_only(stack: Stack)
         ok = buildctl(n["endpoint"], n["serverName"], ca, client, "debug", "workers").stdout
         assert ok.splitlines()[1].split()[1].split(",")[0] == n["platform"], ok
         refused = buildctl(n["endpoint"], n["serverName"], ca, None, "debug", "workers", check=False, timeout=60)
-        assert refused.returncode != 0 and "certificate required" in refused.stderr, refused.stderr
+        assert refused.returncode != 0 and re.search(REFUSED, refused.stderr), refused.stderr
 
 
 def sample_build(stack: Stack, *args: str) -> tuple[str, dict[str, str]]:
@@ -186,11 +187,9 @@ def test_destroy_removes_builder_daemons_and_mounts(stack: Stack) -> None:
     assert BUILDER not in run(["docker-buildx", "ls"], env=stack.env).stdout
     for node in HOSTS.values():
         h = stack.host(node)
-        left = stack.hosts.ssh(h, "pgrep -a buildkitd; pgrep -af 'bkf-node.sh supervise'; "
-                                  "findmnt -n /var/lib/buildkit; ls /opt/buildkit-farm /etc/buildkit/tls 2>&1",
+        # nothing but sshd runs in the host any more (no daemon, supervisor or build step)
+        procs = stack.hosts.processes(h)
+        assert procs and all(p.startswith("/usr/sbin/sshd") or p.startswith("sshd") for p in procs), procs
+        left = stack.hosts.ssh(h, "findmnt -n /var/lib/buildkit; ls -A /opt/buildkit-farm /etc/buildkit/tls 2>&1",
                                check=False).stdout
-        assert "buildkitd" not in left and "supervise" not in left and "/dev/loop" not in left, left
-        assert left.count("No such file or directory") == 2, left
-        # nothing but sshd (and this probe) runs in the host any more
-        cmds = [run(["ps", "-o", "comm=", "-p", pid], check=False).stdout.strip() for pid in stack.hosts.netns_pids(h)]
-        assert set(cmds) <= {"sshd", ""}, cmds
+        assert "/dev/loop" not in left and "bkf-node.sh" not in left and "key.pem" not in left, left

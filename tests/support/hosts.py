@@ -59,6 +59,17 @@ class HostSet:
     def netns_pids(self, host: Host) -> list[str]:
         return run(["ip", "netns", "pids", f"bkf-{host.name}"], check=False).stdout.split()
 
+    def processes(self, host: Host) -> list[str]:
+        """Command lines of the processes in a host's network namespace (hosts share the PID namespace,
+        so `pgrep` inside a host would also see the other hosts' processes)."""
+        out = []
+        for pid in self.netns_pids(host):
+            try:
+                out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
+            except OSError:
+                continue  # exited meanwhile
+        return out
+
 
 @contextmanager
 def running_hosts(names: Sequence[str], state: Path) -> Iterator[HostSet]:
