@@ -704,9 +704,9 @@ def parse_config(raw: Mapping[str, Any], *, aws_region: str | None = None) -> Fa
     nodes = _nodes(r, raw, backend if backend_ok else "")
     allow_open = r.boolean(raw, "allowOpenIngress", "allowOpenIngress", False)
     cidrs = _cidrs(r, raw, allow_open)
-    if backend in ("aws", "kubernetes") and backend_ok and not cidrs and "allowedCidrs" not in raw:
-        r.problems.append("allowedCidrs: missing; list the CIDR blocks CI connects from "
-                          "(e.g. [10.0.0.0/16])")
+    if backend in ("aws", "kubernetes") and backend_ok and not raw.get("allowedCidrs"):
+        r.problems.append(f"allowedCidrs: {raw.get('allowedCidrs', [])!r} lets no client in; list the CIDR "
+                          "blocks CI connects from (e.g. [10.0.0.0/16])")
     cfg = FarmConfig(
         backend=backend,
         nodes=tuple(nodes),

@@ -124,7 +124,7 @@ def test_missing_region_and_cidrs_for_aws() -> None:
     del raw["allowedCidrs"]
     found = problems(raw, region=None)
     assert any(p.startswith("aws:region: missing") for p in found)
-    assert any(p.startswith("allowedCidrs: missing") for p in found)
+    assert any(p.startswith("allowedCidrs: [] lets no client in") for p in found)
 
 
 def test_ssh_backend_needs_hosts_and_key() -> None:
