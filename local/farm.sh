@@ -7,6 +7,7 @@
 #   local/farm.sh up       hosts + pulumi up + sample build
 #   local/farm.sh build    the sample build again (linux/amd64 + linux/arm64)
 #   local/farm.sh down     pulumi destroy + hosts down (build cache images stay)
+#   local/farm.sh preview  pulumi preview --diff of the local stack (extra args pass through)
 #   local/farm.sh env      print the exports that point pulumi/buildx at this farm
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,7 +34,27 @@ prepare() {
   bash local/testhosts.sh up
   log "buildkit artifact for hosts without internet"
   bash local/artifact.sh "$STATE/artifacts"
-  pulumi stack select --create "$STACK" --non-interactive >/dev/null
+  stack_config
+  if ! pulumi stack select "$STACK" --non-interactive >/dev/null 2>&1; then
+    # `stack init` writes the passphrase salt into Pulumi.<stack>.yaml of the project it runs
+    # in: run it in a scratch copy of the project so the tracked Pulumi.local.yaml stays clean
+    # (the salt for this machine's passphrase then lands in $CONFIG, see stack_config).
+    local scratch
+    scratch=$(mktemp -d)
+    cp Pulumi.yaml "$scratch/"
+    (cd "$scratch" && pulumi stack init "$STACK" --non-interactive >/dev/null)
+    rm -rf "$scratch"
+  fi
+}
+
+# The stack's config: Pulumi.local.yaml (tracked, no secrets) plus this machine's
+# passphrase salt, kept in $STATE; every pulumi command gets it with --config-file.
+CONFIG="$STATE/Pulumi.$STACK.yaml"
+stack_config() {
+  local salt=""
+  [ -f "$CONFIG" ] && salt=$(grep '^encryptionsalt:' "$CONFIG" || true)
+  { [ -z "$salt" ] || echo "$salt"; grep -v '^encryptionsalt:' "Pulumi.$STACK.yaml"; } >"$CONFIG.tmp"
+  mv "$CONFIG.tmp" "$CONFIG"
 }
 
 sample_build() {
@@ -53,7 +74,7 @@ case "${1:-up}" in
   up)
     prepare
     log "pulumi up (stack $STACK)"
-    pulumi up --yes --stack "$STACK" --skip-preview
+    pulumi up --yes --stack "$STACK" --config-file "$CONFIG" --skip-preview
     sample_build
     log "done: run 'eval \"\$(local/farm.sh env)\"' to use this farm from your shell"
     ;;
@@ -61,14 +82,20 @@ case "${1:-up}" in
   down)
     if [ -d "$STATE/backend" ] && pulumi stack select "$STACK" --non-interactive 2>/dev/null; then
       log "pulumi destroy (stack $STACK)"
-      pulumi destroy --yes --stack "$STACK" --skip-preview
+      stack_config
+      pulumi destroy --yes --stack "$STACK" --config-file "$CONFIG" --skip-preview
     fi
     log "test hosts down"
     bash local/testhosts.sh down
     ;;
+  preview)
+    stack_config
+    pulumi preview --stack "$STACK" --config-file "$CONFIG" --diff "${@:2}"
+    ;;
   env)
+    echo "# pulumi up/preview/destroy of this stack also need: --stack $STACK --config-file $CONFIG"
     echo "export PULUMI_BACKEND_URL='$PULUMI_BACKEND_URL' PULUMI_CONFIG_PASSPHRASE_FILE='$PULUMI_CONFIG_PASSPHRASE_FILE'"
     echo "export BUILDX_CONFIG='$BUILDX_CONFIG' BUILDX_BUILDER='$BUILDX_BUILDER'"
     ;;
-  *) echo "usage: $0 up|build|down|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|build|down|preview|env" >&2; exit 2 ;;
 esac
