@@ -165,14 +165,29 @@ prepare_volume() {
 }
 
 # ------------------------------------------------------------------ RUN-step network
+# Install a distribution package when a tool is missing (EC2 images are minimal).
+install_package() {
+  if command -v dnf >/dev/null; then dnf install -y -q "$1" >&2
+  elif command -v apt-get >/dev/null; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >&2
+  else return 1
+  fi
+}
+
 install_cni() {
   mkdir -p "$CNI_DIR"
   local p d found
   for p in bridge host-local loopback firewall; do
     found=""
-    for d in /usr/lib/cni /usr/libexec/cni /opt/cni/bin; do
-      if [ -x "$d/$p" ]; then found="$d/$p"; break; fi
+    # release tarballs since v0.13 bundle the plugins as buildkit-cni-<name>
+    for d in "$BIN/buildkit-cni-$p" /usr/lib/cni/"$p" /usr/libexec/cni/"$p" /opt/cni/bin/"$p"; do
+      if [ -x "$d" ]; then found="$d"; break; fi
     done
+    if [ -z "$found" ] && [ -z "${BKF_CNI_TRIED:-}" ]; then
+      BKF_CNI_TRIED=1
+      install_package containernetworking-plugins containernetworking-plugins || true
+      install_cni
+      return
+    fi
     [ -n "$found" ] || die "CNI plugin '$p' not found (install containernetworking-plugins)"
     ln -sf "$found" "$CNI_DIR/$p"
   done
@@ -183,6 +198,7 @@ install_cni() {
 # The raw table runs before the filter rules the CNI plugins insert (which
 # accept bridge traffic), so these drops cannot be overtaken.
 firewall() {
+  command -v iptables >/dev/null || install_package iptables-nft iptables || true
   command -v iptables >/dev/null || die "iptables is required to isolate build steps"
   iptables -t raw -N "$FW_CHAIN" 2>/dev/null || iptables -t raw -F "$FW_CHAIN"
   iptables -t raw -A "$FW_CHAIN" -s "$BKF_BRIDGE_SUBNET" -d 169.254.169.254/32 -j DROP
