@@ -12,7 +12,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,16 +216,31 @@ def test_preflight_reports_wrong_platform_and_real_dial_error(farm: Farm) -> Non
 
 
 def test_run_steps_cannot_reach_the_host(farm: Farm, tmp_path: Path) -> None:
-    probe = tmp_path / "probe"
-    shutil.copytree(farm.dir / "sample", probe)
-    (probe / "Dockerfile").write_text(
+    # positive control: a listener beyond the host (on the test bridge) that RUN steps may reach,
+    # so "blocked" below means the firewall, not a broken probe
+    control = socket.socket()
+    control.bind(("10.77.0.1", 0))
+    control.listen(8)
+    port = control.getsockname()[1]
+    threading.Thread(target=lambda: [control.accept()[0].close() for _ in range(4)], daemon=True).start()
+
+    def probe(name: str, addr: str, p: int) -> str:
+        # busybox nc has no -z: it exits 0 once connected (stdin is empty)
+        return f"(nc -w 3 {addr} {p} </dev/null >/dev/null 2>&1 && echo {name}=reachable || echo {name}=blocked)"
+
+    ctx = tmp_path / "probe"
+    shutil.copytree(farm.dir / "sample", ctx)
+    (ctx / "Dockerfile").write_text(
         "FROM scratch\nARG TARGETARCH\nADD rootfs-${TARGETARCH}.tar /\nARG NONCE\n"
-        f"RUN (nc -z -w 3 {farm.addr('h3')} 1234 && echo daemon-port=reachable || echo daemon-port=blocked) > /r; "
-        f"(nc -z -w 3 {farm.addr('h3')} 22 && echo ssh=reachable || echo ssh=blocked) >> /r\n")
+        f"RUN {{ {probe('control', '10.77.0.1', port)}; {probe('daemon-port', farm.addr('h3'), 1234)}; "
+        f"{probe('ssh', farm.addr('h3'), 22)}; }} > /r\n")
     bx = need("docker-buildx")["docker-buildx"]
-    run([bx, "build", "--builder", BUILDER, "--platform", "linux/amd64", "--build-arg", f"NONCE={os.getpid()}",
-         "--output", f"type=local,dest={tmp_path / 'o'}", str(probe)], env=farm.buildx_env())
-    assert (tmp_path / "o" / "r").read_text().split() == ["daemon-port=blocked", "ssh=blocked"]
+    try:
+        run([bx, "build", "--builder", BUILDER, "--platform", "linux/amd64", "--build-arg", f"NONCE={os.getpid()}",
+             "--output", f"type=local,dest={tmp_path / 'o'}", str(ctx)], env=farm.buildx_env())
+    finally:
+        control.close()
+    assert (tmp_path / "o" / "r").read_text().split() == ["control=reachable", "daemon-port=blocked", "ssh=blocked"]
     rules = farm.hosts.ssh(farm.host("h3"), "iptables -t raw -S BKF-ISOLATION").stdout
     assert "-d 169.254.169.254/32 -j DROP" in rules
 
