@@ -10,7 +10,7 @@ host=${1:-h1}
 runs=${2:-5}
 # shellcheck source=/dev/null
 . .toolchain/env.sh
-eval "$(local/farm.sh env)"
+eval "$(bash local/farm.sh env)"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pulumi stack output caCert --stack local >"$tmp/ca.pem"
