@@ -50,8 +50,7 @@ def read_host_inputs(cfg: FarmConfig, stack: str) -> HostInputs:
     if cfg.ssh.artifact_dir:
         base = Path(cfg.ssh.artifact_dir).expanduser().resolve()
         for n in cfg.nodes:
-            arch = (n.host_platform or n.platform).split("/")[1]
-            path = base / artifact_name(cfg.buildkit.version, arch)
+            path = base / artifact_name(cfg.buildkit.version, n.host_arch)
             if not path.is_file():
                 problems.append(f"ssh.artifactDir: {str(base)!r} has no {path.name} for node {n.name}")
                 continue
@@ -90,9 +89,12 @@ def main() -> None:
             buildx_config_dir=cfg.builder.config_dir, buildx=cfg.builder.buildx),
             opts=pulumi.ResourceOptions(depends_on=nodes))
         pulumi.export("builderName", builder.builder_name)
+        pulumi.export("buildxCreateScript", builder.create_script)
     else:
         # CI-only stacks: CI runs buildxCreateScript itself.
         pulumi.export("builderName", builder_name)
+        pulumi.export("buildxCreateScript", node_info.apply(
+            lambda ns: render_create_script(builder_name, ns, cfg.builder.buildx)))
 
     pulumi.export("backend", cfg.backend)
     pulumi.export("platforms", cfg.platforms())
@@ -108,8 +110,6 @@ def main() -> None:
                                                       for c in cfg.pki.clients}))
     pulumi.export("certExpiry", pki.not_after)
     pulumi.export("setupBuildxAction", node_info.apply(setup_buildx_action))
-    pulumi.export("buildxCreateScript", node_info.apply(
-        lambda ns: render_create_script(builder_name, ns, cfg.builder.buildx)))
 
 
 main()

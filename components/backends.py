@@ -14,8 +14,8 @@ from typing import Protocol
 import pulumi
 
 from components.aws_node import AwsNode, AwsNodeAddress, AwsNodeArgs, ssm_prefix
-from components.buildkitd_config import ROOTFUL_LAYOUT, render_buildkitd_toml
-from components.config import ARCH_OF, FarmConfig, NodeSpec
+from components.buildkitd_config import ROOTFUL_LAYOUT, DaemonLayout, render_buildkitd_toml
+from components.config import FarmConfig, NodeSpec
 from components.node_address import NodeAddress, static_address
 from components.node_bootstrap import INSTALL_DIR, NodeSettings, artifact_name
 from components.pki import Pki
@@ -39,15 +39,12 @@ class Backend(Protocol):
     def nodes(self, pki: Pki) -> Sequence[pulumi.ComponentResource]: ...
 
 
-def node_toml(cfg: FarmConfig, node: NodeSpec) -> str:
+def node_toml(cfg: FarmConfig, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYOUT) -> str:
+    """The node's buildkitd.toml: the one rendering every backend uses."""
     return render_buildkitd_toml(
         platform=node.platform, port=cfg.buildkit.port, volume_gb=cfg.volume.size_gb,
-        layout=ROOTFUL_LAYOUT, history_max_entries=cfg.buildkit.history_max_entries,
+        layout=layout, history_max_entries=cfg.buildkit.history_max_entries,
         history_max_age_days=cfg.buildkit.history_max_age_days)
-
-
-def host_arch(node: NodeSpec) -> str:
-    return ARCH_OF[node.host_platform or node.platform]
 
 
 class AwsBackend:
@@ -97,7 +94,7 @@ class SshBackend:
         for n in self.cfg.nodes:
             assert n.host is not None
             local = artifacts.get(n.name)
-            arch = host_arch(n)
+            arch = n.host_arch
             settings = NodeSettings(
                 node_name=n.name, platform=n.platform, buildkit_version=self.cfg.buildkit.version,
                 buildkit_sha256=local[1] if local else self.cfg.buildkit.sha256[arch],

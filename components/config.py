@@ -94,6 +94,11 @@ class NodeSpec:
     def arch(self) -> str:
         return ARCH_OF[self.platform]
 
+    @property
+    def host_arch(self) -> str:
+        """The arch of the machine the daemon runs on (differs only on emulated test hosts)."""
+        return ARCH_OF[self.host_platform or self.platform]
+
 
 @dataclass(frozen=True)
 class VolumeSpec:

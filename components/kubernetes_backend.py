@@ -23,18 +23,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s_manifests as m
-from components.backends import HostInputs
-from components.buildkitd_config import ROOTLESS_LAYOUT, render_buildkitd_toml
+from components.backends import HostInputs, node_toml
+from components.buildkitd_config import ROOTLESS_LAYOUT
 from components.config import FarmConfig, KubernetesSpec, NodeSpec
 from components.node_address import NodeAddress
 from components.pki import IssuedCert, Pki
-
-
-def node_toml(cfg: FarmConfig, node: NodeSpec) -> str:
-    return render_buildkitd_toml(
-        platform=node.platform, port=cfg.buildkit.port, volume_gb=cfg.volume.size_gb,
-        layout=ROOTLESS_LAYOUT, history_max_entries=cfg.buildkit.history_max_entries,
-        history_max_age_days=cfg.buildkit.history_max_age_days)
 
 
 def load_balancer_address(status: Any) -> str:
@@ -199,6 +192,6 @@ class KubernetesBackend:
         for n in self.cfg.nodes:
             out.append(KubernetesNode(n.name, KubernetesNodeArgs(
                 node=n, spec=self.spec, image=self.cfg.buildkit.image, buildkit_port=self.cfg.buildkit.port,
-                volume_gb=self.cfg.volume.size_gb, buildkitd_toml=node_toml(self.cfg, n),
+                volume_gb=self.cfg.volume.size_gb, buildkitd_toml=node_toml(self.cfg, n, ROOTLESS_LAYOUT),
                 server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem, address=self._addr[n.name])))
         return out
