@@ -86,6 +86,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             config.unlink(missing_ok=True)
 
 
+def test_bad_config_fails_before_anything_is_created(stack: Stack) -> None:
+    cfg = yaml.safe_load((ROOT / f"Pulumi.{STACK}.yaml").read_text())
+    cfg["config"]["buildkit-farm:nodes"][1]["platform"] = "linux/amd"
+    cfg["config"]["buildkit-farm:volume"] = {"sizeGb": 5}
+    bad = stack.dir / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    r = stack.pulumi("preview", "--config-file", str(bad), check=False)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "nodes[1].platform: 'linux/amd' is not one of linux/amd64, linux/arm64" in out, out[-3000:]
+    assert "volume.sizeGb: 5 is not an integer from 20 to 16384 GiB" in out, out[-3000:]
+    r = stack.pulumi("up", "--yes", "--skip-preview", "--config-file", str(bad), check=False)
+    assert r.returncode != 0
+    state = json.loads(stack.pulumi("stack", "export").stdout)
+    assert [r["type"] for r in state["deployment"].get("resources") or []] in ([], ["pulumi:pulumi:Stack"])
+
+
 def test_pulumi_up_with_real_providers(stack: Stack) -> None:
     r = stack.pulumi("up", "--yes", "--skip-preview")
     assert re.search(r"Resources:\s+\+ \d+ created", r.stdout), r.stdout[-3000:]
