@@ -195,6 +195,25 @@ def test_cache_survives_a_daemon_restart(stack: Stack) -> None:
     assert cache_runs(built) == {k: v + 1 for k, v in before.items()}
 
 
+def served_serial(endpoint: str) -> str:
+    return run(["bash", "-c", f"openssl s_client -connect {endpoint[6:]} </dev/null 2>/dev/null |"
+                              " openssl x509 -noout -serial"]).stdout.strip()
+
+
+def test_renewed_server_cert_reaches_the_node_without_replacing_it(stack: Stack) -> None:
+    node = stack.outputs()["nodes"][0]
+    before = served_serial(node["endpoint"])
+    state = json.loads(stack.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    urn = next(r["urn"] for r in state if r["urn"].endswith(f"::pki-server-{node['name']}-cert"))
+    r = stack.pulumi("up", "--yes", "--skip-preview", "--replace", urn)
+    # the cert is replaced; the node's install command is updated in place (new bundle on stdin)
+    assert re.search(r"\+-\s*1 replaced", r.stdout) and re.search(r"~\s+1 updated", r.stdout), r.stdout[-3000:]
+    after = served_serial(node["endpoint"])
+    assert after != before and after.startswith("serial="), (before, after)
+    ca, client = client_files(stack)
+    buildctl(node["endpoint"], node["serverName"], ca, client, "debug", "workers")
+
+
 def test_preview_right_after_up_shows_no_changes(stack: Stack) -> None:
     r = stack.pulumi("preview", "--expect-no-changes", "--diff", check=False)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
