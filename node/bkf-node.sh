@@ -15,6 +15,8 @@
 #                            the data volume stays unless --purge-state is given
 #   bkf-node.sh supervise    internal: keeps buildkitd running on hosts without systemd
 set -euo pipefail
+# errors inside $(...) must stop the script too (e.g. certificates that cannot be fetched)
+shopt -s inherit_errexit
 umask 022
 
 BKF_ENV_FILE=${BKF_ENV_FILE:-/etc/buildkit-farm/node.env}
@@ -55,7 +57,7 @@ SUPERVISOR_PID="$BKF_RUN_DIR/supervisor.pid"
 DAEMON_PID="$BKF_RUN_DIR/buildkitd.pid"
 UNIT=/etc/systemd/system/buildkitd.service
 FW_CHAIN=BKF-ISOLATION
-export PATH="$BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+export PATH="$BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
 
 log() { printf '%s bkf-node[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$BKF_NODE_NAME" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -214,7 +216,10 @@ firewall_remove() {
 }
 
 # ------------------------------------------------------------------ certificates
-cert_fingerprint() { cat "$TLS_DIR/ca.pem" "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem" 2>/dev/null | sha256sum | cut -d' ' -f1; }
+# (missing files hash as empty: the first install then counts as a change)
+cert_fingerprint() {
+  { cat "$TLS_DIR/ca.pem" "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem" 2>/dev/null || true; } | sha256sum | cut -d' ' -f1
+}
 
 # The bundle on stdin: "### ca.pem", "### cert.pem", "### key.pem" headers, each
 # followed by its PEM. Secrets travel on stdin, never on a command line.
@@ -240,6 +245,10 @@ install_certs() {
   chmod 0700 "$TLS_DIR"
   local tmp before f
   tmp=$(mktemp -d "$BKF_CONFIG_DIR/.tls.XXXXXX")
+  # (this runs in $(...): the trap only cleans up this subshell's staging dir; the path is
+  # expanded now because $tmp is gone by the time the trap runs)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" EXIT
   chmod 0700 "$tmp"
   case "$BKF_CERT_SOURCE" in
     stdin) (umask 077; split_bundle "$tmp") ;;
@@ -412,7 +421,7 @@ cmd_install() {
   changed=$(install_certs)
   require_tls
   local stamp="$BKF_RUN_DIR/config.sha256" want
-  want=$(cat "$CONFIG" "$BKF_ENV_FILE" 2>/dev/null | sha256sum | cut -d' ' -f1)
+  want=$({ cat "$CONFIG" "$BKF_ENV_FILE" 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)
   if supervisor_running || { use_systemd && systemctl is-active -q buildkitd.service; }; then
     if [ -n "$changed" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       log "config or certificates changed; restarting buildkitd"

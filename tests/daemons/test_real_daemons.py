@@ -268,6 +268,48 @@ def test_cert_rotation_restarts_onto_the_new_cert(farm: Farm, tmp_path: Path) ->
     assert "certificates unchanged" in r.stderr and farm.daemon_pid("h3") == pid
 
 
+def test_certs_from_ssm_parameter_store(farm: Farm) -> None:
+    """The EC2 path of `bkf-node.sh certs` (cert source ssm), with a stand-in `aws` CLI that
+    serves the parameters from files and checks the exact call the script makes."""
+    h3 = farm.host("h3")
+    s = farm.servers["h3"]
+    params = {"/buildkit-farm/t2/amd64-1/ca": farm.ca, "/buildkit-farm/t2/amd64-1/cert": s.cert,
+              "/buildkit-farm/t2/amd64-1/key": s.key}
+    cases = "\n".join(f"  '{name}') cat <<'PEM'\n{path.read_text().strip()}\nPEM\n  ;;"
+                      for name, path in params.items())
+    fake_aws = (
+        "#!/bin/sh\n"
+        '[ "$1 $2 $3 $4 $5" = "ssm get-parameter --region eu-west-1 --with-decryption" ] || '
+        '{ echo "unexpected: $*" >&2; exit 2; }\n'
+        '[ "$6 $8 $9 ${10} ${11}" = "--name --query Parameter.Value --output text" ] || '
+        '{ echo "unexpected: $*" >&2; exit 2; }\n'
+        f'case "$7" in\n{cases}\n  *) echo "ParameterNotFound: $7" >&2; exit 254;;\nesac\n')
+    farm.hosts.ssh(h3, "mkdir -p /opt/buildkit-farm/fake && cat > /opt/buildkit-farm/fake/aws && "
+                       "chmod +x /opt/buildkit-farm/fake/aws && "
+                       "sed -e 's/^BKF_CERT_SOURCE=.*/BKF_CERT_SOURCE=ssm/' "
+                       "-e 's|^BKF_SSM_PREFIX=.*|BKF_SSM_PREFIX=/buildkit-farm/t2/amd64-1|' "
+                       "-e 's/^BKF_AWS_REGION=.*/BKF_AWS_REGION=eu-west-1/' "
+                       "/etc/buildkit-farm/node.env > /etc/buildkit-farm/ssm.env", stdin=fake_aws)
+    before = farm.daemon_pid("h3")
+    r = farm.hosts.ssh(h3, "PATH=/opt/buildkit-farm/fake:$PATH BKF_ENV_FILE=/etc/buildkit-farm/ssm.env "
+                           "/opt/buildkit-farm/bkf-node.sh certs")
+    # the rotation test left another cert in place: the one from "SSM" is new, so a restart
+    assert "certificates changed; restarting buildkitd" in r.stderr, r.stderr
+    assert farm.daemon_pid("h3") != before
+    served = farm.hosts.ssh(h3, "cat /etc/buildkit/tls/cert.pem").stdout
+    assert served.strip() == s.cert.read_text().strip()
+    # a parameter that does not exist is a clear failure, and the running daemon is left alone
+    pid = farm.daemon_pid("h3")
+    r = farm.hosts.ssh(h3, "sed -i 's|^BKF_SSM_PREFIX=.*|BKF_SSM_PREFIX=/nope|' /etc/buildkit-farm/ssm.env && "
+                           "PATH=/opt/buildkit-farm/fake:$PATH BKF_ENV_FILE=/etc/buildkit-farm/ssm.env "
+                           "/opt/buildkit-farm/bkf-node.sh certs", check=False)
+    assert r.returncode != 0 and "cannot read /nope/ca from SSM Parameter Store" in r.stderr, r.stderr
+    assert "not a PEM" not in r.stderr  # it stopped at the first error
+    assert farm.daemon_pid("h3") == pid
+    left = farm.hosts.ssh(h3, "ls -A /etc/buildkit; cat /etc/buildkit/tls/cert.pem").stdout
+    assert ".tls." not in left and s.cert.read_text().strip() in left  # no staging left, old cert kept
+
+
 def runs_of(farm: Farm, platform: str) -> int:
     text = (farm.dir / "out" / platform.replace("/", "_") / "built-on").read_text()
     m = re.search(r"cache-runs=(\d+)", text)
