@@ -140,9 +140,8 @@ class BuilderSpec:
     #: how to run buildx, e.g. "docker buildx" or "docker-buildx"
     buildx: str = "docker buildx"
     #: BUILDX_CONFIG directory for the builder and its cert files (absolute).
-    #: Empty: `<home>/.buildkit-farm/<stack>` chosen by __main__.
+    #: Empty: the caller's $BUILDX_CONFIG, else ~/.docker/buildx.
     config_dir: str = ""
-    bootstrap_timeout_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -309,7 +308,7 @@ _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "buildkit.sha256": ("amd64", "arm64"),
     "pki": ("algorithm", "ecdsaCurve", "rsaBits", "validityHours", "earlyRenewalHours",
             "caValidityHours", "clients"),
-    "builder": ("enabled", "name", "buildx", "configDir", "bootstrapTimeoutSeconds"),
+    "builder": ("enabled", "name", "buildx", "configDir"),
     "aws": ("availabilityZone", "subnetId", "vpcId", "amiIds", "amiNames", "spot", "dnsZoneId",
             "dnsDomain", "rootVolumeGb"),
     "aws.amiIds": ("arm64", "x86_64"),
@@ -539,8 +538,6 @@ def _builder(r: _Reader, raw: Mapping[str, Any]) -> BuilderSpec:
                       "a buildx builder name ([a-zA-Z][a-zA-Z0-9.-_]*)") or "",
         buildx=buildx or d.buildx,
         config_dir=config_dir,
-        bootstrap_timeout_s=r.integer(s, "bootstrapTimeoutSeconds", "builder.bootstrapTimeoutSeconds",
-                                      d.bootstrap_timeout_s, 5, 600),
     )
 
 
