@@ -105,6 +105,7 @@ class SshBackend:
                 data_device=n.data_device or "")
             out.append(SshNode(n.name, SshNodeArgs(
                 address=self._addr[n.name], ssh_host=n.host, ssh_port=n.ssh_port, ssh_user=n.ssh_user,
+                ssh_host_key=n.ssh_host_key,
                 ssh_private_key=self.inputs.ssh_private_key, settings=settings,
                 buildkitd_toml=node_toml(self.cfg, n), server_cert=pki.servers[n.name],
                 ca_cert_pem=pki.ca_cert_pem, artifact_path=local[0] if local else None,

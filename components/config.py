@@ -41,6 +41,7 @@ K8S_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 ABS_PATH_RE = re.compile(r"^/[^\0]*$")
 DEVICE_PATH_RE = re.compile(r"^/[\w./:@+-]+$")
+SSH_PUBKEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+=*( .*)?$")
 
 # Graviton families: a1, t4g and every "<letters><gen>g<suffix>" family (c7g,
 # m7gd, c6gn, x2gd, im4gn, is4gen, hpc7g, g5g ...). Everything else is x86_64.
@@ -81,6 +82,8 @@ class NodeSpec:
     host: str | None = None
     ssh_port: int = 22
     ssh_user: str = "root"
+    #: ssh: the host's public key ("ssh-ed25519 AAAA..."); set, the connection is pinned to it
+    ssh_host_key: str | None = None
     #: extra DNS names / IPs for the server cert (e.g. a load balancer name)
     extra_sans: tuple[str, ...] = ()
     #: ssh, test setups only: the host's real platform when it differs from
@@ -301,7 +304,7 @@ def _strip_index(path: str) -> str:
 
 
 _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "nodes[]": ("name", "platform", "instanceType", "host", "sshPort", "sshUser", "extraSans",
+    "nodes[]": ("name", "platform", "instanceType", "host", "sshPort", "sshUser", "sshHostKey", "extraSans",
                 "hostPlatform", "dataDevice"),
     "volume": ("sizeGb", "iops", "throughputMbps", "protect"),
     "buildkit": ("version", "sha256", "image", "port", "historyMaxEntries", "historyMaxAgeDays"),
@@ -392,6 +395,8 @@ def _nodes(r: _Reader, raw: Mapping[str, Any], backend: str) -> list[NodeSpec]:
         port = r.integer(item, "sshPort", f"{p}.sshPort", 22, 1, 65535)
         user = r.string(item, "sshUser", f"{p}.sshUser", "root",
                         re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"), "a POSIX user name") or "root"
+        host_key = r.string(item, "sshHostKey", f"{p}.sshHostKey", None, SSH_PUBKEY_RE,
+                            "an SSH public key like 'ssh-ed25519 AAAA...'")
         extra = r.string_list(item, "extraSans", f"{p}.extraSans", [])
         for j, san in enumerate(extra):
             if not _host_ok(san):
@@ -411,7 +416,8 @@ def _nodes(r: _Reader, raw: Mapping[str, Any], backend: str) -> list[NodeSpec]:
                               "(aws and kubernetes manage their own volumes)")
         if name is not None and platform is not None:
             nodes.append(NodeSpec(name=name, platform=platform, instance_type=instance_type,
-                                  host=host, ssh_port=port, ssh_user=user, extra_sans=tuple(extra),
+                                  host=host, ssh_port=port, ssh_user=user, ssh_host_key=host_key,
+                                  extra_sans=tuple(extra),
                                   host_platform=host_platform if host_platform != platform else None,
                                   data_device=data_device))
     return nodes

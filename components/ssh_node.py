@@ -29,6 +29,8 @@ class SshNodeArgs:
     ssh_host: str
     ssh_port: int
     ssh_user: str
+    #: pin the host's public key (None: any host key is accepted)
+    ssh_host_key: str | None
     #: secret: the private key Pulumi connects with
     ssh_private_key: pulumi.Input[str]
     settings: NodeSettings
@@ -51,7 +53,7 @@ class SshNode(pulumi.ComponentResource):
     def __init__(self, name: str, args: SshNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("buildkit-farm:index:SshNode", name, None, opts)
         conn = command.remote.ConnectionArgs(
-            host=args.ssh_host, port=args.ssh_port, user=args.ssh_user,
+            host=args.ssh_host, port=args.ssh_port, user=args.ssh_user, host_key=args.ssh_host_key,
             private_key=pulumi.Output.secret(args.ssh_private_key),
         )
         depends: list[pulumi.Resource] = []

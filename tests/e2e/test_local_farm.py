@@ -49,14 +49,16 @@ class Stack:
         return next(h for h in self.hosts.hosts if h.name == name)
 
 
-def write_stack_config(d: Path, key: Path, artifacts: Path) -> Path:
-    """Pulumi.e2e.yaml: the local stack's config pointed at this test's hosts and files."""
+def write_stack_config(d: Path, key: Path, artifacts: Path, host_keys: Path) -> Path:
+    """Pulumi.e2e.yaml: the local stack's config pointed at this test's hosts and files,
+    with each host's SSH key pinned (as production stacks should)."""
     cfg = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())["config"]
     nodes = cfg["buildkit-farm:nodes"]
     for node, (host, name) in zip(nodes, HOSTS.items(), strict=True):
         assert node["name"] == name
         node["host"] = f"10.77.0.{10 + int(host[1:])}"
         node["dataDevice"] = f"/run/bkf-testhosts/{host}/data-device"
+        node["sshHostKey"] = (host_keys / host / "ssh_host_ed25519_key.pub").read_text().strip()
     cfg["buildkit-farm:builder"]["name"] = BUILDER
     cfg["buildkit-farm:ssh"] = {"privateKeyPath": str(key), "artifactDir": str(artifacts)}
     path = ROOT / f"Pulumi.{STACK}.yaml"
@@ -71,7 +73,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_hosts(list(HOSTS), d / "state") as hs:
         artifacts = d / "artifacts"
         make_artifact(artifacts)
-        config = write_stack_config(d, d / "state" / "ssh" / "id_ed25519", artifacts)
+        config = write_stack_config(d, d / "state" / "ssh" / "id_ed25519", artifacts, d / "state" / "hosts")
         (d / "passphrase").write_text(secrets.token_hex(16))
         env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{d / 'backend'}",
                "PULUMI_CONFIG_PASSPHRASE_FILE": str(d / "passphrase"), "BUILDX_CONFIG": str(d / "buildx")}
@@ -230,3 +232,20 @@ def test_destroy_removes_builder_daemons_and_mounts(stack: Stack) -> None:
         left = stack.hosts.ssh(h, "findmnt -n /var/lib/buildkit; ls -A /opt/buildkit-farm /etc/buildkit/tls 2>&1",
                                check=False).stdout
         assert "/dev/loop" not in left and "bkf-node.sh" not in left and "key.pem" not in left, left
+
+
+def test_a_host_with_an_unexpected_ssh_key_is_refused(stack: Stack) -> None:
+    cfg = yaml.safe_load((ROOT / f"Pulumi.{STACK}.yaml").read_text())
+    nodes = cfg["config"]["buildkit-farm:nodes"]
+    nodes[0]["sshHostKey"], nodes[1]["sshHostKey"] = nodes[1]["sshHostKey"], nodes[0]["sshHostKey"]
+    swapped = stack.dir / "swapped.yaml"
+    swapped.write_text(yaml.safe_dump(cfg))
+    r = stack.pulumi("up", "--yes", "--skip-preview", "--config-file", str(swapped), check=False)
+    assert r.returncode != 0
+    assert re.search(r"host key|REMOTE HOST IDENTIFICATION|Host key verification failed", r.stdout + r.stderr), \
+        (r.stdout + r.stderr)[-3000:]
+    # nothing was installed on the impostor hosts
+    for node in HOSTS.values():
+        procs = stack.hosts.processes(stack.host(node))
+        assert not [p for p in procs if "buildkitd" in p], procs
+    stack.pulumi("destroy", "--yes", "--skip-preview", "--config-file", str(swapped))

@@ -80,6 +80,23 @@ def test_cert_sans_are_the_configured_host(local: mockrt.Run) -> None:
                                         "endpoint": "tcp://10.77.0.12:1234", "serverName": "10.77.0.12"}
 
 
+def test_host_key_pinning(tmp_path: Path) -> None:
+    cfg = local_config(tmp_path)
+    nodes = json.loads(cfg["buildkit-farm:nodes"])
+    nodes[0]["sshHostKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockKey host1"
+    nodes[1]["sshHostKey"] = "not a key"
+    cfg["buildkit-farm:nodes"] = json.dumps(nodes)
+    with pytest.raises(pulumi.RunError) as e:
+        mockrt.run_main(cfg, stack="local")
+    assert "nodes[1].sshHostKey: 'not a key' is not an SSH public key" in str(e.value)
+    del nodes[1]["sshHostKey"]
+    cfg["buildkit-farm:nodes"] = json.dumps(nodes)
+    run = mockrt.run_main(cfg, stack="local")
+    pinned = mockrt.secret_value(run.named("amd64-1-buildkitd").inputs["connection"])
+    assert pinned["hostKey"] == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockKey host1"
+    assert "hostKey" not in mockrt.secret_value(run.named("arm64-1-buildkitd").inputs["connection"])
+
+
 def test_missing_files_are_config_errors(tmp_path: Path) -> None:
     cfg = local_config(tmp_path, with_artifacts=False)
     cfg["buildkit-farm:ssh"] = json.dumps({"privateKeyPath": str(tmp_path / "nope"),
