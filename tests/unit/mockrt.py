@@ -112,6 +112,15 @@ def stack_config(path: Path) -> dict[str, str]:
     return out
 
 
+def with_section(config: dict[str, str], section: str, **changes: Any) -> dict[str, str]:
+    """A copy of a stack config with keys merged into one `buildkit-farm:<section>` object."""
+    cfg = dict(config)
+    merged = json.loads(cfg.get(f"buildkit-farm:{section}", "{}"))
+    merged.update(changes)
+    cfg[f"buildkit-farm:{section}"] = json.dumps(merged)
+    return cfg
+
+
 async def _resolve(value: Any) -> tuple[Any, bool]:
     out = pulumi.Output.from_input(value)
     return await out.future(), bool(await out.is_secret())

@@ -24,11 +24,7 @@ def dev() -> mockrt.Run:
 
 
 def with_aws(**aws: Any) -> dict[str, str]:
-    cfg = dict(DEV)
-    merged = json.loads(cfg["buildkit-farm:aws"])
-    merged.update(aws)
-    cfg["buildkit-farm:aws"] = json.dumps(merged)
-    return cfg
+    return mockrt.with_section(DEV, "aws", **aws)
 
 
 def user_data(run: mockrt.Run, node: str) -> str:

@@ -55,11 +55,7 @@ def objects(run: mockrt.Run) -> dict[str, dict[str, Any]]:
 
 
 def with_k8s(**changes: Any) -> dict[str, str]:
-    cfg = dict(K8S)
-    k = json.loads(cfg["buildkit-farm:kubernetes"])
-    k.update(changes)
-    cfg["buildkit-farm:kubernetes"] = json.dumps(k)
-    return cfg
+    return mockrt.with_section(K8S, "kubernetes", **changes)
 
 
 def raw_k8s_config(**changes: Any) -> dict[str, Any]:
