@@ -18,7 +18,7 @@
 #   PYTHON                interpreter for the venv (default python3)
 #   GO                    go binary (default /usr/local/go/bin/go, else go on PATH)
 #   BOOTSTRAP_ALLOW_FAIL  space-separated step names whose failure is reported but does not make
-#                         the exit status non-zero (e.g. "pulumi-language-python plugins")
+#                         the exit status non-zero (e.g. "pulumi-language-python")
 set -euo pipefail
 
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
@@ -54,8 +54,6 @@ BUILDX_MOD=github.com/docker/buildx
 PULUMI_PKG_MOD=github.com/pulumi/pulumi/pkg/v3
 PULUMI_SDK_MOD=github.com/pulumi/pulumi/sdk/v3
 PULUMI_LANGPY_PKG=$PULUMI_SDK_MOD/python/cmd/pulumi-language-python
-PULUMI_TLS_MOD=github.com/pulumi/pulumi-tls/provider/v5
-PULUMI_COMMAND_MOD=github.com/pulumi/pulumi-command/provider
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -233,65 +231,6 @@ copy_python_scripts() {
   sdkdir=$(mod_download_json "$PULUMI_SDK_MOD@v$PULUMI_VERSION" Dir)
   install -m 0755 "$sdkdir/python/cmd/pulumi-language-python-exec" "$OUT/pulumi-language-python-exec"
   install -m 0755 "$sdkdir/python/dist/pulumi-resource-pulumi-python" "$OUT/pulumi-resource-pulumi-python"
-}
-
-# Recipes for the upstream tls/command plugins, unused while the module proxy refuses their
-# modules (step_substitute_providers installs substitutes instead).
-build_pulumi_resource_tls() {
-  # provider/go.mod replaces the shim module with ./shim, which is not in the module zip, and
-  # main.go embeds schema-embed.json, which is generated: build in a writable copy.
-  local src dir
-  src=$(mod_download_json "$PULUMI_TLS_MOD@$PULUMI_TLS_PSEUDO_VERSION" Dir)
-  [[ -n "$src" ]] || { echo "cannot download $PULUMI_TLS_MOD@$PULUMI_TLS_PSEUDO_VERSION" >&2; return 1; }
-  mk_tmp tls-src
-  dir=$MK_TMP
-  cp -a "$src/." "$dir/"
-  chmod -R u+w "$dir"
-
-  local shim_path=github.com/hashicorp/terraform-provider-tls/shim
-  local tfp_ver fw_ver
-  tfp_ver=$(cd "$dir" && "$GO" mod edit -json | jq -r '.Require[] | select(.Path == "github.com/hashicorp/terraform-provider-tls") | .Version')
-  fw_ver=$(cd "$dir" && "$GO" mod edit -json | jq -r '.Require[] | select(.Path == "github.com/hashicorp/terraform-plugin-framework") | .Version')
-  [[ -n "$tfp_ver" && -n "$fw_ver" ]] || { echo "provider go.mod lacks terraform-provider-tls or terraform-plugin-framework" >&2; return 1; }
-  if [[ ! -f "$dir/shim/go.mod" ]]; then
-    mkdir -p "$dir/shim"
-    cat >"$dir/shim/go.mod" <<EOF
-module $shim_path
-
-go 1.22
-
-require (
-	github.com/hashicorp/terraform-plugin-framework $fw_ver
-	github.com/hashicorp/terraform-provider-tls $tfp_ver
-)
-EOF
-    # The shim lives inside the terraform-provider-tls module path so that it may import
-    # its internal provider package; it only hands that provider to the bridge.
-    cat >"$dir/shim/shim.go" <<'EOF'
-package shim
-
-import (
-	"github.com/hashicorp/terraform-plugin-framework/provider"
-	tlsprovider "github.com/hashicorp/terraform-provider-tls/internal/provider"
-)
-
-// NewProvider returns the upstream terraform-provider-tls provider.
-func NewProvider() provider.Provider {
-	return tlsprovider.New()
-}
-EOF
-  fi
-  local cmddir=$dir/cmd/pulumi-resource-tls
-  jq -c --arg v "$PULUMI_TLS_VERSION" '.version = $v' "$cmddir/schema.json" >"$cmddir/schema-embed.json"
-  (cd "$dir" && "$GO" build -trimpath \
-    -ldflags "-X $PULUMI_TLS_MOD/pkg/version.Version=$PULUMI_TLS_VERSION" \
-    -o "$OUT/pulumi-resource-tls" ./cmd/pulumi-resource-tls)
-}
-
-build_pulumi_resource_command() {
-  wrapper_build pulumi-command "$OUT/pulumi-resource-command" "" \
-    "-X $PULUMI_COMMAND_MOD/pkg/version.Version=$PULUMI_COMMAND_VERSION" \
-    "$PULUMI_COMMAND_MOD/cmd/pulumi-resource-command" "$PULUMI_COMMAND_MOD@$PULUMI_COMMAND_PSEUDO_VERSION"
 }
 
 # ---------------------------------------------------------------------------------------------
