@@ -101,7 +101,7 @@ class SshBackend:
                 port=self.cfg.buildkit.port, cert_source="stdin",
                 artifact=f"{INSTALL_DIR}/artifacts/{artifact_name(self.cfg.buildkit.version, arch)}"
                 if local else "",
-                allow_emulation=n.host_platform is not None,
+                allow_emulation=n.host_platform is not None, host_arch=arch,
                 data_device=n.data_device or "")
             out.append(SshNode(n.name, SshNodeArgs(
                 address=self._addr[n.name], ssh_host=n.host, ssh_port=n.ssh_port, ssh_user=n.ssh_user,

@@ -3,10 +3,11 @@
 # (bin/buildkitd, bin/buildctl), for hosts that cannot download the release.
 # Deterministic (sorted, mtime 0, gzip -n): the same binaries give the same
 # sha256, so an unchanged stack previews with no changes.
-#   local/artifact.sh DIR [VERSION]  ->  DIR/buildkit-VERSION.linux-<arch>.tar.gz
+#   local/artifact.sh DIR VERSION  ->  DIR/buildkit-VERSION.linux-<arch>.tar.gz
+# VERSION is the program's pin (components/versions.py); the caller passes it.
 set -euo pipefail
-dest=${1:?usage: artifact.sh DIR [VERSION]}
-version=${2:-v0.32.2}
+dest=${1:?usage: artifact.sh DIR VERSION}
+version=${2:?usage: artifact.sh DIR VERSION}
 case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) echo "unsupported arch" >&2; exit 1 ;; esac
 out="$dest/buildkit-$version.linux-$arch.tar.gz"
 tmp=$(mktemp -d)

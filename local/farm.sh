@@ -33,7 +33,7 @@ prepare() {
   log "test hosts"
   bash local/testhosts.sh up
   log "buildkit artifact for hosts without internet"
-  bash local/artifact.sh "$STATE/artifacts"
+  bash local/artifact.sh "$STATE/artifacts" "$(python -c 'from components.versions import BUILDKIT_VERSION as v; print(v)')"
   stack_config
   if ! pulumi stack select "$STACK" --non-interactive >/dev/null 2>&1; then
     # `stack init` writes the passphrase salt into Pulumi.<stack>.yaml of the project it runs

@@ -2,9 +2,10 @@
 # bkf-node.sh: install and run a pinned, mTLS-only buildkitd on this host.
 #
 # ONE script for every host backend: EC2 user data and SSH hosts run it alike
-# (components/node_bootstrap.py wraps it with the node's settings). Settings come
-# from $BKF_ENV_FILE (default /etc/buildkit-farm/node.env), written next to
-# buildkitd.toml by the wrapper.
+# (the program's node payload wraps it with the node's settings). Every setting
+# comes from $BKF_ENV_FILE (default /etc/buildkit-farm/node.env), and the systemd
+# unit and cloud-init per-boot hook are rendered files next to this script: the
+# payload writes them all, this script only acts on them.
 #
 #   bkf-node.sh install      install/upgrade, prepare the data volume, install certs,
 #                            (re)start buildkitd and check it over the unix socket
@@ -13,6 +14,7 @@
 #   bkf-node.sh uninstall [--purge-state]
 #                            stop and remove what install added; the build cache on
 #                            the data volume stays unless --purge-state is given
+#   bkf-node.sh run          internal: exec buildkitd (the unit's ExecStart, the supervisor's child)
 #   bkf-node.sh supervise    internal: keeps buildkitd running on hosts without systemd
 set -euo pipefail
 # errors inside $(...) must stop the script too (e.g. certificates that cannot be fetched)
@@ -25,37 +27,33 @@ if [ -r "$BKF_ENV_FILE" ]; then
   . "$BKF_ENV_FILE"
 fi
 
-BKF_NODE_NAME=${BKF_NODE_NAME:-node}
-BKF_PLATFORM=${BKF_PLATFORM:-}
-BKF_BUILDKIT_VERSION=${BKF_BUILDKIT_VERSION:-}
-BKF_BUILDKIT_SHA256=${BKF_BUILDKIT_SHA256:-}
-BKF_ARTIFACT=${BKF_ARTIFACT:-}
-BKF_INSTALL_DIR=${BKF_INSTALL_DIR:-/opt/buildkit-farm}
-BKF_CONFIG_DIR=${BKF_CONFIG_DIR:-/etc/buildkit}
-BKF_STATE_DIR=${BKF_STATE_DIR:-/var/lib/buildkit}
-BKF_RUN_DIR=${BKF_RUN_DIR:-/run/buildkit}
-BKF_LOG_FILE=${BKF_LOG_FILE:-/var/log/buildkit-farm/buildkitd.log}
-BKF_PORT=${BKF_PORT:-1234}
-BKF_INIT=${BKF_INIT:-auto}
-BKF_CERT_SOURCE=${BKF_CERT_SOURCE:-files}
-BKF_SSM_PREFIX=${BKF_SSM_PREFIX:-}
-BKF_AWS_REGION=${BKF_AWS_REGION:-}
-BKF_DATA_DEVICE=${BKF_DATA_DEVICE:-}
-BKF_DATA_DEVICE_WAIT=${BKF_DATA_DEVICE_WAIT:-600}
-BKF_DATA_FSTAB=${BKF_DATA_FSTAB:-0}
-BKF_BRIDGE_SUBNET=${BKF_BRIDGE_SUBNET:-10.213.0.0/16}
-BKF_ALLOW_EMULATION=${BKF_ALLOW_EMULATION:-0}
-BKF_PER_BOOT_HOOK=${BKF_PER_BOOT_HOOK:-0}
-BKF_STOP_TIMEOUT=${BKF_STOP_TIMEOUT:-30}
+# Every setting comes from the env file the payload renders (NodeSettings, in Python):
+# this script has no defaults of its own, so a node never runs on a value Python did not choose.
+# Empty is a valid value for some (no artifact, no data device); unset is never.
+SETTINGS=(BKF_NODE_NAME BKF_PLATFORM BKF_BUILDKIT_VERSION BKF_BUILDKIT_SHA256 BKF_ARTIFACT BKF_RELEASE_URL
+  BKF_INSTALL_DIR BKF_CONFIG_DIR BKF_STATE_DIR BKF_RUN_DIR BKF_CNI_DIR BKF_LOG_FILE BKF_PORT BKF_INIT
+  BKF_CERT_SOURCE BKF_SSM_PREFIX BKF_AWS_REGION BKF_DATA_DEVICE BKF_DATA_DEVICE_WAIT BKF_DATA_FSTAB
+  BKF_BRIDGE_SUBNET BKF_METADATA_CIDR BKF_ALLOW_EMULATION BKF_PER_BOOT_HOOK BKF_STOP_TIMEOUT)
+missing=()
+for v in "${SETTINGS[@]}"; do [ -n "${!v+set}" ] || missing+=("$v"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  printf 'bkf-node: ERROR: settings missing from %s: %s (the payload rendered by buildkit-farm writes them; run pulumi up again)\n' \
+    "$BKF_ENV_FILE" "${missing[*]}" >&2
+  exit 1
+fi
+unset missing v
 
 TLS_DIR="$BKF_CONFIG_DIR/tls"
 CONFIG="$BKF_CONFIG_DIR/buildkitd.toml"
 SOCK="$BKF_RUN_DIR/buildkitd.sock"
 BIN="$BKF_INSTALL_DIR/bin"
-CNI_DIR="$BKF_INSTALL_DIR/cni/bin"
+CNI_DIR="$BKF_CNI_DIR"
 SUPERVISOR_PID="$BKF_RUN_DIR/supervisor.pid"
 DAEMON_PID="$BKF_RUN_DIR/buildkitd.pid"
 UNIT=/etc/systemd/system/buildkitd.service
+RENDERED_UNIT="$BKF_INSTALL_DIR/buildkitd.service"
+RENDERED_PER_BOOT_HOOK="$BKF_INSTALL_DIR/per-boot-hook.sh"
+PER_BOOT_HOOK=/var/lib/cloud/scripts/per-boot/buildkit-farm.sh
 FW_CHAIN=BKF-ISOLATION
 export PATH="$BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
 
@@ -105,9 +103,9 @@ install_buildkit() {
       [ -f "$BKF_ARTIFACT" ] || die "artifact $BKF_ARTIFACT is missing"
       cp "$BKF_ARTIFACT" "$tarball"
     else
-      local url="https://github.com/moby/buildkit/releases/download/$BKF_BUILDKIT_VERSION/buildkit-$BKF_BUILDKIT_VERSION.linux-$arch.tar.gz"
-      log "downloading $url"
-      curl -fsSL --retry 5 --retry-delay 3 -o "$tarball" "$url" || die "download of $url failed"
+      [ -n "$BKF_RELEASE_URL" ] || die "BKF_RELEASE_URL is empty and no BKF_ARTIFACT is set: nothing to install"
+      log "downloading $BKF_RELEASE_URL"
+      curl -fsSL --retry 5 --retry-delay 3 -o "$tarball" "$BKF_RELEASE_URL" || die "download of $BKF_RELEASE_URL failed"
     fi
     echo "$BKF_BUILDKIT_SHA256  $tarball" | sha256sum -c --quiet - ||
       die "checksum mismatch for buildkit $BKF_BUILDKIT_VERSION ($arch): expected $BKF_BUILDKIT_SHA256, got $(sha256sum "$tarball" | cut -d' ' -f1)"
@@ -127,6 +125,22 @@ install_buildkit() {
 }
 
 # ------------------------------------------------------------------ data volume
+# fstab_set LINE: replace this node's state-dir entry with LINE (empty: remove it). A unique
+# temp file in /etc (same filesystem, so the rename is atomic) keeps fstab's mode and owner and
+# never collides with another writer's temp file.
+fstab_set() {
+  local tmp
+  tmp=$(mktemp /etc/.fstab.bkf.XXXXXX)
+  if chmod --reference=/etc/fstab "$tmp" && chown --reference=/etc/fstab "$tmp" &&
+    { grep -v "[[:space:]]${BKF_STATE_DIR}[[:space:]]" /etc/fstab || true; } >"$tmp"; then
+    if [ -n "$1" ]; then echo "$1" >>"$tmp"; fi
+    mv -f "$tmp" /etc/fstab
+  else
+    rm -f "$tmp"
+    die "cannot update /etc/fstab"
+  fi
+}
+
 prepare_volume() {
   mkdir -p "$BKF_STATE_DIR"
   [ -n "$BKF_DATA_DEVICE" ] || return 0
@@ -151,10 +165,7 @@ prepare_volume() {
   [ -n "$uuid" ] || die "no filesystem UUID on $dev"
   if [ "$BKF_DATA_FSTAB" = 1 ]; then
     local line="UUID=$uuid $BKF_STATE_DIR ext4 defaults,nofail,x-systemd.device-timeout=300s 0 2"
-    if ! grep -qxF "$line" /etc/fstab; then
-      grep -v "[[:space:]]${BKF_STATE_DIR}[[:space:]]" /etc/fstab >/etc/fstab.bkf || true
-      echo "$line" >>/etc/fstab.bkf && mv /etc/fstab.bkf /etc/fstab
-    fi
+    grep -qxF "$line" /etc/fstab || fstab_set "$line"
   fi
   if mountpoint -q "$BKF_STATE_DIR"; then
     current=$(findmnt -n -o UUID --target "$BKF_STATE_DIR" || true)
@@ -184,8 +195,8 @@ install_cni() {
     for d in "$BIN/buildkit-cni-$p" /usr/lib/cni/"$p" /usr/libexec/cni/"$p" /opt/cni/bin/"$p"; do
       if [ -x "$d" ]; then found="$d"; break; fi
     done
-    if [ -z "$found" ] && [ -z "${BKF_CNI_TRIED:-}" ]; then
-      BKF_CNI_TRIED=1
+    if [ -z "$found" ] && [ -z "${CNI_TRIED:-}" ]; then
+      CNI_TRIED=1
       install_package containernetworking-plugins containernetworking-plugins || true
       install_cni
       return
@@ -203,7 +214,7 @@ firewall() {
   command -v iptables >/dev/null || install_package iptables-nft iptables || true
   command -v iptables >/dev/null || die "iptables is required to isolate build steps"
   iptables -t raw -N "$FW_CHAIN" 2>/dev/null || iptables -t raw -F "$FW_CHAIN"
-  iptables -t raw -A "$FW_CHAIN" -s "$BKF_BRIDGE_SUBNET" -d 169.254.169.254/32 -j DROP
+  iptables -t raw -A "$FW_CHAIN" -s "$BKF_BRIDGE_SUBNET" -d "$BKF_METADATA_CIDR" -j DROP
   iptables -t raw -A "$FW_CHAIN" -s "$BKF_BRIDGE_SUBNET" -m addrtype --dst-type LOCAL -j DROP
   iptables -t raw -C PREROUTING -j "$FW_CHAIN" 2>/dev/null || iptables -t raw -I PREROUTING 1 -j "$FW_CHAIN"
 }
@@ -283,30 +294,18 @@ DAEMON_ARGV=("$BIN/buildkitd" --config "$CONFIG"
   --tlscert "$TLS_DIR/cert.pem" --tlskey "$TLS_DIR/key.pem" --tlscacert "$TLS_DIR/ca.pem")
 
 write_unit() {
-  local new="$UNIT.new"
-  cat >"$new" <<EOF
-# Written by buildkit-farm (bkf-node.sh); changes are overwritten.
-[Unit]
-Description=BuildKit daemon (buildkit-farm node $BKF_NODE_NAME)
-Wants=network-online.target
-After=network-online.target local-fs.target
-RequiresMountsFor=$BKF_STATE_DIR
+  [ -s "$RENDERED_UNIT" ] || die "$RENDERED_UNIT is missing: the payload renders it"
+  if ! cmp -s "$RENDERED_UNIT" "$UNIT"; then
+    install -m 0644 "$RENDERED_UNIT" "$UNIT"
+    systemctl daemon-reload
+  fi
+}
 
-[Service]
-Environment=PATH=$PATH
-ExecStartPre=$BKF_INSTALL_DIR/bkf-node.sh preflight
-ExecStart=${DAEMON_ARGV[*]}
-Restart=always
-RestartSec=2
-Delegate=yes
-KillMode=mixed
-TimeoutStopSec=${BKF_STOP_TIMEOUT}
-LimitNOFILE=1048576
-
-[Install]
-WantedBy=multi-user.target
-EOF
-  if ! cmp -s "$new" "$UNIT"; then mv "$new" "$UNIT"; systemctl daemon-reload; else rm -f "$new"; fi
+# The daemon itself: systemd's ExecStart and the supervisor both come here, so the argv is
+# written once. exec: the init system's main PID is buildkitd.
+run_daemon() {
+  require_tls
+  exec "${DAEMON_ARGV[@]}"
 }
 
 supervise() {
@@ -317,8 +316,7 @@ supervise() {
   stopping=0
   echo $$ >"$SUPERVISOR_PID"
   while [ "$stopping" = 0 ]; do
-    require_tls
-    "${DAEMON_ARGV[@]}" &
+    "$BKF_INSTALL_DIR/bkf-node.sh" run &
     child=$!
     echo "$child" >"$DAEMON_PID"
     wait "$child" || true
@@ -391,20 +389,10 @@ check_daemon() {
 }
 
 install_per_boot_hook() {
-  # EC2: user data runs once per instance; this hook re-runs the *current* user
-  # data (fetched with IMDSv2) on every boot, so a changed config applied by a
-  # stop/start takes effect without replacing the instance.
-  [ "$BKF_PER_BOOT_HOOK" = 1 ] && [ -d /var/lib/cloud/scripts/per-boot ] || return 0
-  cat >/var/lib/cloud/scripts/per-boot/buildkit-farm.sh <<'EOF'
-#!/bin/bash
-set -euo pipefail
-t=$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)
-curl -fsS -H "X-aws-ec2-metadata-token: $t" http://169.254.169.254/latest/user-data -o /run/bkf-user-data
-# buildkit-farm sends its user data gzipped
-if gzip -t /run/bkf-user-data 2>/dev/null; then gunzip -c /run/bkf-user-data >/run/bkf-user-data.sh; else cp /run/bkf-user-data /run/bkf-user-data.sh; fi
-exec bash /run/bkf-user-data.sh
-EOF
-  chmod 0755 /var/lib/cloud/scripts/per-boot/buildkit-farm.sh
+  # EC2 (see render_per_boot_hook): re-run the current user data on every boot.
+  [ "$BKF_PER_BOOT_HOOK" = 1 ] && [ -d "$(dirname "$PER_BOOT_HOOK")" ] || return 0
+  [ -s "$RENDERED_PER_BOOT_HOOK" ] || die "$RENDERED_PER_BOOT_HOOK is missing: the payload renders it"
+  install -m 0755 "$RENDERED_PER_BOOT_HOOK" "$PER_BOOT_HOOK"
 }
 
 cmd_install() {
@@ -456,7 +444,7 @@ cmd_uninstall() {
     rm -f "$UNIT"; systemctl daemon-reload
   fi
   firewall_remove
-  rm -f /var/lib/cloud/scripts/per-boot/buildkit-farm.sh
+  rm -f "$PER_BOOT_HOOK"
   if [ "$purge" = 1 ]; then
     log "purging build state in $BKF_STATE_DIR"
     find "$BKF_STATE_DIR" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>/dev/null || true
@@ -464,9 +452,9 @@ cmd_uninstall() {
   if [ -n "$BKF_DATA_DEVICE" ] && mountpoint -q "$BKF_STATE_DIR"; then
     umount "$BKF_STATE_DIR" || log "could not unmount $BKF_STATE_DIR"
   fi
-  if [ -n "$BKF_DATA_DEVICE" ] && [ -f /etc/fstab ]; then
-    grep -v "[[:space:]]${BKF_STATE_DIR}[[:space:]]" /etc/fstab >/etc/fstab.bkf || true
-    mv /etc/fstab.bkf /etc/fstab
+  # only a node whose install wrote an entry touches fstab (SSH hosts never do)
+  if [ -f /etc/fstab ] && grep -q "[[:space:]]${BKF_STATE_DIR}[[:space:]]" /etc/fstab; then
+    fstab_set ""
   fi
   local p
   for p in "$BKF_INSTALL_DIR" "$TLS_DIR" "$CONFIG" "$BKF_RUN_DIR" "$(dirname "$BKF_ENV_FILE")"; do
@@ -488,6 +476,7 @@ case "${1:-install}" in
   restart) restart_daemon; check_daemon ;;
   status) check_daemon ;;
   preflight) require_tls ;;
+  run) run_daemon ;;
   supervise) supervise ;;
   uninstall) shift; cmd_uninstall "$@" ;;
   *) die "usage: $0 install|certs|start|stop|restart|status|uninstall [--purge-state]" ;;

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from components import versions
+
 ROOT = Path(__file__).resolve().parents[2]
 TESTHOSTS = ROOT / "local" / "testhosts.sh"
 
@@ -84,7 +86,8 @@ def running_hosts(names: Sequence[str], state: Path) -> Iterator[HostSet]:
 def make_artifact(dest_dir: Path) -> Path:
     """A release-shaped buildkit tarball of this machine's binaries (local/artifact.sh, as the local farm uses)."""
     need("buildkitd", "buildctl")
-    return Path(run(["bash", str(ROOT / "local" / "artifact.sh"), str(dest_dir)]).stdout.strip())
+    return Path(run(["bash", str(ROOT / "local" / "artifact.sh"), str(dest_dir),
+                     versions.BUILDKIT_VERSION]).stdout.strip())
 
 
 @dataclass(frozen=True)

@@ -96,11 +96,67 @@ def test_cert_bundle_splits_back_into_files(tmp_path: Path) -> None:
 
 
 def _run_script(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The script with every setting the payload renders, its paths moved under tmp_path."""
     base = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "BKF_ENV_FILE": str(tmp_path / "missing.env"),
+            **SETTINGS.env(),
             "BKF_CONFIG_DIR": str(tmp_path / "etc"), "BKF_RUN_DIR": str(tmp_path / "run"),
-            "BKF_INSTALL_DIR": str(tmp_path / "opt"), "BKF_STATE_DIR": str(tmp_path / "state")}
+            "BKF_INSTALL_DIR": str(tmp_path / "opt"), "BKF_STATE_DIR": str(tmp_path / "state"),
+            "BKF_CNI_DIR": str(tmp_path / "opt" / "cni"), "BKF_LOG_FILE": str(tmp_path / "log"),
+            "BKF_DATA_DEVICE": "", "BKF_CERT_SOURCE": "files"}
     base.update(env)
     return subprocess.run(["bash", str(SCRIPT_PATH), *args], env=base, text=True, capture_output=True)
+
+
+def test_script_carries_no_defaults_of_its_own() -> None:
+    """Every BKF_ setting the script reads is one the payload renders (one source: Python)."""
+    text = SCRIPT_PATH.read_text()
+    # (the env file's own path is the one default: it is where the settings are)
+    assert not re.search(r"\$\{BKF_(?!ENV_FILE:)\w+:-", text), "a default in bkf-node.sh: render it in NodeSettings"
+    read = set(re.findall(r"\$\{?(BKF_[A-Z0-9_]+)", text)) - {"BKF_ENV_FILE"}
+    assert read <= set(SETTINGS.env()), read - set(SETTINGS.env())
+    declared = re.search(r"^SETTINGS=\((.*?)\)$", text, re.S | re.M)
+    assert declared and set(declared.group(1).split()) == set(SETTINGS.env())
+
+
+def test_missing_setting_stops_the_script_naming_it(tmp_path: Path) -> None:
+    for name in ("BKF_BRIDGE_SUBNET", "BKF_RELEASE_URL", "BKF_STATE_DIR"):
+        env = {k: v for k, v in SETTINGS.env().items() if k != name}
+        r = subprocess.run(["bash", str(SCRIPT_PATH), "status"], text=True, capture_output=True,
+                           env={"PATH": "/usr/bin:/bin", "BKF_ENV_FILE": str(tmp_path / "none"), **env})
+        assert r.returncode == 1
+        assert f"settings missing from {tmp_path / 'none'}: {name} " in r.stderr, r.stderr
+
+
+def test_rendered_unit_starts_the_daemon_through_the_script() -> None:
+    from components.node_bootstrap import UNIT_FILE, render_systemd_unit
+    docs = heredocs(render_payload(SETTINGS, TOML))
+    unit = docs[UNIT_FILE]
+    assert unit == render_systemd_unit(SETTINGS)
+    assert f"ExecStart={INSTALL_DIR}/bkf-node.sh run\n" in unit
+    assert "RequiresMountsFor=/var/lib/buildkit\n" in unit and "Restart=always\n" in unit
+    assert f"TimeoutStopSec={SETTINGS.stop_timeout_s}\n" in unit
+    # the argv (with its TLS flags) is written once, in the script's run_daemon
+    assert "--tlscacert" in _function("run_daemon") + SCRIPT_PATH.read_text().split("DAEMON_ARGV=(", 1)[1][:200]
+
+
+def test_per_boot_hook_is_rendered_only_where_asked_and_uses_imdsv2() -> None:
+    from dataclasses import replace
+
+    from components.node_bootstrap import PER_BOOT_HOOK_FILE
+    hooked = heredocs(render_payload(replace(SETTINGS, per_boot_hook=True), TOML))[PER_BOOT_HOOK_FILE]
+    assert "X-aws-ec2-metadata-token-ttl-seconds" in hooked and "latest/api/token" in hooked
+    assert "X-aws-ec2-metadata-token: $t" in hooked
+    assert PER_BOOT_HOOK_FILE not in heredocs(render_payload(SETTINGS, TOML))
+
+
+def test_release_url_follows_version_and_host_arch() -> None:
+    from dataclasses import replace
+    env = SETTINGS.env()
+    assert env["BKF_RELEASE_URL"].endswith("/v0.32.2/buildkit-v0.32.2.linux-arm64.tar.gz")
+    emulated = replace(SETTINGS, host_arch="amd64")
+    assert emulated.env()["BKF_RELEASE_URL"].endswith("linux-amd64.tar.gz")
+    # with an artifact there is nothing to download
+    assert replace(SETTINGS, artifact="/opt/buildkit-farm/artifacts/x.tar.gz").env()["BKF_RELEASE_URL"] == ""
 
 
 def test_refuses_to_start_without_tls_material(tmp_path: Path) -> None:
@@ -147,3 +203,24 @@ def test_checksum_mismatch_refuses_artifact(tmp_path: Path) -> None:
 def test_uninstall_command_keeps_state_unless_asked() -> None:
     assert "--purge-state" not in render_uninstall(False)
     assert render_uninstall(True).count("uninstall --purge-state") == 1
+
+
+def test_largest_realistic_user_data_fits_the_ec2_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    """EC2 caps user data at 16 KiB: the biggest payload a stack can render must fit, gzipped."""
+    import gzip
+    from dataclasses import replace
+
+    from components.aws_node import gzip_user_data
+    from components.node_bootstrap import USER_DATA_LIMIT
+    name = "n" * 40  # the longest node name config allows
+    big = replace(SETTINGS, node_name=name, per_boot_hook=True, init="systemd",
+                  ssm_prefix=f"/buildkit-farm/{'s' * 64}/{name}", aws_region="ap-southeast-4",
+                  data_device="/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0")
+    toml = render_buildkitd_toml(platform="linux/arm64", port=65535, volume_gb=16384,
+                                 history_max_entries=100000, history_max_age_days=3650)
+    payload = render_payload(big, toml)
+    packed = len(gzip.compress(payload.encode(), compresslevel=9, mtime=0))
+    with capsys.disabled():
+        print(f"\nlargest user data: {len(payload)} bytes, {packed} gzipped, limit {USER_DATA_LIMIT}")
+    assert packed <= USER_DATA_LIMIT
+    gzip_user_data(payload)  # the component's own packer accepts it
