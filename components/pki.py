@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
-from components.config import PkiSpec
+from components.config.sections import PkiSpec
 
 SERVER_USES = ["digital_signature", "key_encipherment", "server_auth"]
 CLIENT_USES = ["digital_signature", "key_encipherment", "client_auth"]

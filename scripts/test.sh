@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "== lint"
 ruff check .
-shellcheck node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh .ci/run
+shellcheck components/node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh .ci/run
 echo "== types"
 mypy
 if [ "${1:-}" = unit ]; then

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from components.buildkitd_config import render_buildkitd_toml
-from components.buildx import BuilderNode, render_create_script
-from components.node_bootstrap import NodeSettings, render_cert_bundle, render_payload, sha256_file
+from components.builder.scripts import BuilderNode, render_create_script
+from components.node.buildkitd_toml import render_buildkitd_toml
+from components.node.payload import render_cert_bundle, render_payload, sha256_file
+from components.node.settings import NodeSettings
 from tests.support.hosts import (
     TESTHOSTS,
     Host,
@@ -223,7 +224,11 @@ def test_run_steps_cannot_reach_the_host(farm: Farm, tmp_path: Path) -> None:
     control.bind(("10.77.0.1", 0))
     control.listen(8)
     port = control.getsockname()[1]
-    threading.Thread(target=lambda: [control.accept()[0].close() for _ in range(4)], daemon=True).start()
+
+    def accept_some() -> None:
+        for _ in range(4):
+            control.accept()[0].close()
+    threading.Thread(target=accept_some, daemon=True).start()
 
     def probe(name: str, addr: str, p: int) -> str:
         # busybox nc has no -z: it exits 0 once connected (stdin is empty)

@@ -17,6 +17,13 @@ import yaml
 from pulumi import _types
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the farm component's name in __main__.py; its children are "<FARM>-<role>"
+FARM = "bkf"
+
+
+def short(name: str) -> str:
+    """A resource name without the farm's prefix: what the tests call it."""
+    return name.removeprefix(f"{FARM}-")
 
 
 def _fake_ip(name: str) -> str:
@@ -38,7 +45,7 @@ class FarmMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append(args)
         state = dict(args.inputs)
-        t, n = args.typ, args.name
+        t, n = args.typ, short(args.name)
         if t == "tls:index/privateKey:PrivateKey":
             kind = "EC PRIVATE KEY" if args.inputs.get("algorithm") == "ECDSA" else "RSA PRIVATE KEY"
             state.update(private_key_pem=fake_pem(kind, n), public_key_pem=fake_pem("PUBLIC KEY", n),
@@ -95,12 +102,13 @@ class Run:
         return [r for r in self.mocks.resources if r.typ == typ]
 
     def named(self, name: str) -> pulumi.runtime.MockResourceArgs:
-        found = [r for r in self.mocks.resources if r.name == name]
+        """The resource the farm named "<FARM>-<name>"."""
+        found = [r for r in self.mocks.resources if short(r.name) == name]
         assert len(found) == 1, f"{name}: {[r.name for r in self.mocks.resources]}"
         return found[0]
 
     def names(self) -> set[str]:
-        return {r.name for r in self.mocks.resources}
+        return {short(r.name) for r in self.mocks.resources}
 
 
 def stack_config(path: Path) -> dict[str, str]:
@@ -136,7 +144,7 @@ def run(program: Callable[[], None], config: dict[str, str] | None = None, stack
     def recording_init(self: pulumi.Resource, t: str, name: str, custom: bool = False,
                        props: Any = None, opts: pulumi.ResourceOptions | None = None, *a: Any, **kw: Any) -> None:
         raw = props if isinstance(props, dict) or props is None else _types.input_type_to_dict(props)
-        result.registered[name] = Registered(t, dict(raw or {}), opts or pulumi.ResourceOptions())
+        result.registered[short(name)] = Registered(t, dict(raw or {}), opts or pulumi.ResourceOptions())
         original_init(self, t, name, custom, props, opts, *a, **kw)
 
     with mock.patch.object(pulumi, "export", lambda k, v: result.exports.__setitem__(k, v)), \
@@ -158,7 +166,9 @@ def is_secret(value: Any) -> bool:
 
 
 def run_main(config: dict[str, str], stack: str = "dev") -> Run:
-    return run(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"), config, stack)
+    def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+    return run(program, config, stack)
 
 
 #: How the mock monitor hands over a secret input: {SIG_KEY: SECRET_SIG, "value": ...}.

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from components import versions
-from components.aws_node import nvme_device_path
-from components.node_bootstrap import SCRIPT_PATH
+from components.backends.aws import nvme_device_path
+from components.node.payload import SCRIPT_PATH
 from tests.unit import mockrt
 
 DEV = mockrt.stack_config(mockrt.ROOT / "Pulumi.dev.yaml")
@@ -38,7 +38,7 @@ def test_exactly_the_expected_resources_for_two_nodes(dev: mockrt.Run) -> None:
     pki = {"pki", "pki-ca", "pki-ca-key"} | {
         f"pki-{kind}-{n}-{part}" for kind, names in (("server", NODES), ("client", ("ci", "dev")))
         for n in names for part in ("key", "csr", "cert")}
-    expected = {f"{n}{s}" for n in NODES for s in per_node} | pki | {"builder", "builder-buildx"}
+    expected = {f"{n}{s}" for n in NODES for s in per_node} | pki | {"builder", "builder-buildx", "bkf"}
     assert dev.names() == expected
 
 

@@ -6,7 +6,8 @@ import tomllib
 
 import pytest
 
-from components.buildkitd_config import ROOTFUL_LAYOUT, ROOTLESS_LAYOUT, gc_limits, render_buildkitd_toml
+from components.node.buildkitd_toml import gc_limits, render_buildkitd_toml
+from components.node.layout import ROOTFUL_LAYOUT, ROOTLESS_LAYOUT
 
 
 def render(**kw: object) -> dict:

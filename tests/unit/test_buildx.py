@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from components.buildx import BuilderNode, create_args, driver_opts, render_create_script, setup_buildx_action
+from components.builder.scripts import BuilderNode, create_args, driver_opts, render_create_script, setup_buildx_action
 
 NODES = [BuilderNode("amd64-1", "linux/amd64", "tcp://10.0.0.1:1234", "10.0.0.1"),
          BuilderNode("arm64-1", "linux/arm64", "tcp://b.example:1234", "b.example")]

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError, instance_arch, parse_config
+from components.config import AwsFarmConfig, ConfigError, SshFarmConfig, parse_config
+from components.platforms import instance_arch
 from tests.unit import mockrt
 
 
@@ -33,16 +34,19 @@ def test_dev_stack_parses_into_typed_objects() -> None:
     raw = {k.split(":", 1)[1]: (json.loads(v) if v[:1] in "[{" else v)
            for k, v in cfg_raw.items() if k.startswith("buildkit-farm:")}
     cfg = parse_config(raw, aws_region=cfg_raw["aws:region"])
+    assert isinstance(cfg, AwsFarmConfig)
     assert cfg.backend == "aws"
     assert [(n.name, n.platform, n.instance_type) for n in cfg.nodes] == [
         ("arm64-1", "linux/arm64", "c7g.2xlarge"), ("amd64-1", "linux/amd64", "c7i.2xlarge")]
-    assert cfg.aws is not None and cfg.aws.region == "eu-west-1"
+    assert isinstance(cfg, AwsFarmConfig) and cfg.region == "eu-west-1"
+    assert cfg.aws.availability_zone == "eu-west-1a"
     assert cfg.volume.size_gb == 200 and cfg.volume.protect is True
     assert cfg.platforms() == ["linux/arm64", "linux/amd64"]
 
 
 def test_defaults_are_safe() -> None:
     cfg = parse_config(aws_raw(), aws_region="us-east-1")
+    assert isinstance(cfg, AwsFarmConfig)
     assert cfg.pki.algorithm == "ECDSA" and cfg.pki.ecdsa_curve == "P256"
     assert cfg.pki.early_renewal_hours < cfg.pki.validity_hours
     assert cfg.allow_open_ingress is False
@@ -81,9 +85,9 @@ def test_defaults_are_safe() -> None:
     ({"builder": {"name": "-bad"}}, "builder.name: '-bad' is not a buildx builder name"),
     ({"builder": {"configDir": "relative/dir"}}, "builder.configDir: 'relative/dir' is not an absolute path"),
     ({"nodes": [{"name": "arm64-1", "platform": "linux/amd64", "instanceType": "c7g.large"}]},
-     "nodes[0].instanceType: 'c7g.large' is an arm64 type, but nodes[0].platform is linux/amd64"),
+     "nodes[0].instanceType: 'c7g.large' is an arm64 type, but the node's platform is linux/amd64 (allowed: an x86_64"),
     ({"nodes": [{"name": "amd64-1", "platform": "linux/arm64", "instanceType": "m7i.large"}]},
-     "nodes[0].instanceType: 'm7i.large' is an x86_64 type, but nodes[0].platform is linux/arm64"),
+     "nodes[0].instanceType: 'm7i.large' is an x86_64 type, but the node's platform is linux/arm64 (allowed: an arm64"),
     ({"aws": {"availabilityZone": "eu-west-1a"}},
      "aws.availabilityZone: 'eu-west-1a' is not in aws:region 'us-east-1'"),
     ({"aws": {"amiIds": {"arm64": "ubuntu"}}}, "aws.amiIds.arm64: 'ubuntu' is not an AMI id"),
@@ -139,6 +143,7 @@ def test_host_platform_only_for_ssh() -> None:
     cfg = parse_config({"backend": "ssh", "ssh": {"privateKeyPath": "/k"}, "nodes": [
         {"name": "a1", "platform": "linux/arm64", "host": "10.1.2.3", "hostPlatform": "linux/amd64"},
         {"name": "b1", "platform": "linux/amd64", "host": "b.example", "hostPlatform": "linux/amd64"}]})
+    assert isinstance(cfg, SshFarmConfig)
     assert cfg.nodes[0].host_platform == "linux/amd64"
     assert cfg.nodes[1].host_platform is None  # same as platform: not emulated
 

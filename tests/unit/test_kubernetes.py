@@ -19,11 +19,15 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from components import k8s_manifests as m
 from components import versions
-from components.buildkitd_config import ROOTLESS_LAYOUT, gc_limits
-from components.config import ConfigError, KubernetesSpec, NodeSpec, parse_config
-from components.kubernetes_backend import load_balancer_address
+from components.backends.kubernetes import manifests as m
+from components.backends.kubernetes import pod
+from components.backends.kubernetes.nodes import load_balancer_address
+from components.config import ConfigError, KubernetesFarmConfig, parse_config
+from components.config.kubernetes import KubernetesNodeSpec as NodeSpec
+from components.config.kubernetes import KubernetesSpec
+from components.node.buildkitd_toml import gc_limits
+from components.node.layout import ROOTLESS_LAYOUT
 from tests.unit import mockrt
 
 K8S = mockrt.stack_config(mockrt.ROOT / "Pulumi.k8s.yaml")
@@ -51,7 +55,7 @@ def plain(value: Any) -> Any:
 
 def objects(run: mockrt.Run) -> dict[str, dict[str, Any]]:
     """Every Kubernetes object the program registered, by Pulumi name."""
-    return {r.name: plain(r.inputs) for r in run.mocks.resources if r.typ.startswith("kubernetes:")}
+    return {mockrt.short(r.name): plain(r.inputs) for r in run.mocks.resources if r.typ.startswith("kubernetes:")}
 
 
 def with_k8s(**changes: Any) -> dict[str, str]:
@@ -104,7 +108,7 @@ def test_every_object_validates_against_the_strict_schema(run: mockrt.Run, servi
 
 def test_the_validator_rejects_what_the_api_would() -> None:
     spec, node = KubernetesSpec(), NodeSpec(name="arm64-1", platform="linux/arm64")
-    sts = m.statefulset_manifest(spec, node, image="x", buildkit_port=1234, volume_gb=20,
+    sts = pod.statefulset_manifest(spec, node, image="x", buildkit_port=1234, volume_gb=20,
                                  config_sha256="0", tls_sha256="0")
     kubernetes_validate.validate(sts, K8S_VERSION, strict=True)
     sts["spec"]["template"]["spec"]["containers"][0]["securityContext"]["seccomp"] = {"type": "Unconfined"}
@@ -126,9 +130,10 @@ def test_names_are_explicit_and_components_parent_their_children(run: mockrt.Run
         assert md["name"] and "generateName" not in md, name
         assert md.get("namespace") == (None if obj["kind"] == "Namespace" else NS), name
         parent = run.registered[name].opts.parent
-        assert parent is not None and type(parent).__module__ == "components.kubernetes_backend", name
-        assert name.startswith(f"{parent._name}-"), (name, parent._name)
-    components = {r.name: r.typ for r in run.mocks.resources if r.typ.startswith("buildkit-farm:index:Kubernetes")}
+        assert parent is not None and type(parent).__module__ == "components.backends.kubernetes.nodes", name
+        assert f"{mockrt.FARM}-{name}".startswith(f"{parent._name}-"), (name, parent._name)
+    components = {mockrt.short(r.name): r.typ for r in run.mocks.resources
+                  if r.typ.startswith("buildkit-farm:index:Kubernetes")}
     assert components == {
         "farm": "buildkit-farm:index:KubernetesFarmNamespace",
         "arm64-1-address": "buildkit-farm:index:KubernetesNodeAddress",
@@ -186,7 +191,7 @@ def test_each_service_selects_exactly_its_nodes_pod(objs: dict[str, dict[str, An
 
 def lb_ip(run: mockrt.Run, node: str) -> str:
     ingress = run.named(f"{node}-address-service")
-    return mockrt._fake_ip(ingress.name)
+    return mockrt._fake_ip(mockrt.short(ingress.name))
 
 
 def test_load_balancer_addresses_and_server_cert_sans(run: mockrt.Run) -> None:
@@ -351,11 +356,12 @@ def test_probes_use_the_unix_socket(objs: dict[str, dict[str, Any]]) -> None:
 def test_drain_hook_and_grace_period(objs: dict[str, dict[str, Any]]) -> None:
     c = container(objs, "amd64-1")
     sh, flag, script = c["lifecycle"]["preStop"]["exec"]["command"]
-    assert (sh, flag) == ("sh", "-c") and script == m.drain_script(900)
+    assert (sh, flag) == ("sh", "-c") and script == pod.drain_script(900)
     assert "+ 900 ))" in script and "debug histories" in script
     grace = objs["amd64-1-statefulset"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace >= 900 + m.DRAIN_POLL_S + 30
-    no_drain = m.statefulset_manifest(KubernetesSpec(drain_timeout_s=0), NodeSpec(name="a1", platform="linux/amd64"),
+    no_drain = pod.statefulset_manifest(KubernetesSpec(drain_timeout_seconds=0),
+                                      NodeSpec(name="a1", platform="linux/amd64"),
                                       image="x", buildkit_port=1234, volume_gb=20, config_sha256="", tls_sha256="")
     assert "lifecycle" not in no_drain["spec"]["template"]["spec"]["containers"][0]
 
@@ -400,7 +406,7 @@ def drain(tmp_path: Path, timeout_s: int, running_calls: int, fail: bool = False
     fake.write_text(FAKE_BUILDCTL)
     fake.chmod(0o755)
     marker = tmp_path / "draining"
-    script = m.drain_script(timeout_s, poll_s=0.05).replace(m.DRAIN_MARKER, str(marker))
+    script = pod.drain_script(timeout_s, poll_s=0.05).replace(m.DRAIN_MARKER, str(marker))
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "STATE": str(tmp_path / "calls"),
            "RUNNING_CALLS": str(running_calls), "FAIL": "1" if fail else ""}
     start = time.monotonic()
@@ -431,10 +437,11 @@ def test_drain_stops_when_the_daemon_does_not_answer(tmp_path: Path) -> None:
 
 def test_k8s_stack_config_parses() -> None:
     cfg = parse_config(raw_k8s_config())
+    assert isinstance(cfg, KubernetesFarmConfig)
     assert cfg.kubernetes == KubernetesSpec(
         namespace=NS, service_type="LoadBalancer", storage_class="gp3", node_port_base=31234,
         cpu_request="2", memory_request="4Gi", cpu_limit="8", memory_limit="16Gi",
-        service_annotations={"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}, drain_timeout_s=900)
+        service_annotations={"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}, drain_timeout_seconds=900)
     assert [(n.name, n.platform) for n in cfg.nodes] == [("arm64-1", "linux/arm64"), ("amd64-1", "linux/amd64")]
 
 
@@ -470,6 +477,7 @@ def test_cluster_ip_with_a_host_per_node_is_fine() -> None:
     raw = raw_k8s_config(serviceType="ClusterIP", externalHosts=["build.example.com"])
     raw["nodes"] = [{**n, "host": f"{n['name']}.build.example.com"} for n in raw["nodes"]]
     cfg = parse_config(raw)
+    assert isinstance(cfg, KubernetesFarmConfig)
     assert cfg.kubernetes is not None
     r = mockrt.run_main({**with_k8s(serviceType="ClusterIP", externalHosts=["build.example.com"]),
                          "buildkit-farm:nodes": json.dumps(raw["nodes"])}, stack="k8s")

@@ -9,17 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from components.buildkitd_config import render_buildkitd_toml
-from components.node_bootstrap import (
-    ENV_FILE,
-    INSTALL_DIR,
-    SCRIPT_PATH,
-    NodeSettings,
-    render_cert_bundle,
-    render_env_file,
-    render_payload,
-    render_uninstall,
-)
+from components.node.buildkitd_toml import render_buildkitd_toml
+from components.node.layout import ENV_FILE, INSTALL_DIR
+from components.node.payload import SCRIPT_PATH, render_cert_bundle, render_payload, render_uninstall
+from components.node.settings import NodeSettings, render_env_file
 
 SETTINGS = NodeSettings(node_name="arm64-1", platform="linux/arm64", buildkit_version="v0.32.2",
                         buildkit_sha256="9e8f46bf309ec0ab262967be5538a4dbe06be756a82621f98253933bac5dcf92",
@@ -128,7 +121,8 @@ def test_missing_setting_stops_the_script_naming_it(tmp_path: Path) -> None:
 
 
 def test_rendered_unit_starts_the_daemon_through_the_script() -> None:
-    from components.node_bootstrap import UNIT_FILE, render_systemd_unit
+    from components.node.layout import UNIT_FILE
+    from components.node.payload import render_systemd_unit
     docs = heredocs(render_payload(SETTINGS, TOML))
     unit = docs[UNIT_FILE]
     assert unit == render_systemd_unit(SETTINGS)
@@ -142,7 +136,7 @@ def test_rendered_unit_starts_the_daemon_through_the_script() -> None:
 def test_per_boot_hook_is_rendered_only_where_asked_and_uses_imdsv2() -> None:
     from dataclasses import replace
 
-    from components.node_bootstrap import PER_BOOT_HOOK_FILE
+    from components.node.layout import PER_BOOT_HOOK_FILE
     hooked = heredocs(render_payload(replace(SETTINGS, per_boot_hook=True), TOML))[PER_BOOT_HOOK_FILE]
     assert "X-aws-ec2-metadata-token-ttl-seconds" in hooked and "latest/api/token" in hooked
     assert "X-aws-ec2-metadata-token: $t" in hooked
@@ -210,8 +204,8 @@ def test_largest_realistic_user_data_fits_the_ec2_limit(capsys: pytest.CaptureFi
     import gzip
     from dataclasses import replace
 
-    from components.aws_node import gzip_user_data
-    from components.node_bootstrap import USER_DATA_LIMIT
+    from components.backends.aws import gzip_user_data
+    from components.node.payload import USER_DATA_LIMIT
     name = "n" * 40  # the longest node name config allows
     big = replace(SETTINGS, node_name=name, per_boot_hook=True, init="systemd",
                   ssm_prefix=f"/buildkit-farm/{'s' * 64}/{name}", aws_region="ap-southeast-4",

@@ -49,7 +49,7 @@ def test_keys_are_ecdsa_p256_with_every_pem_secret(dev: mockrt.Run) -> None:
     assert len(keys) == 1 + 2 + 2  # CA, two servers, two clients
     for k in keys:
         assert (k.inputs["algorithm"], k.inputs["ecdsaCurve"]) == ("ECDSA", "P256")
-        assert set(dev.registered[k.name].opts.additional_secret_outputs or []) >= {
+        assert set(dev.registered[mockrt.short(k.name)].opts.additional_secret_outputs or []) >= {
             "private_key_pem", "private_key_pem_pkcs8", "private_key_openssh"}
 
 
@@ -101,7 +101,7 @@ def test_builder_command(dev: mockrt.Run) -> None:
     assert dev.registered["builder-buildx"].opts.delete_before_replace is True
     # it waits for every node
     deps = dev.registered["builder"].opts.depends_on
-    assert {d._name for d in deps} == {"arm64-1", "amd64-1"}  # type: ignore[union-attr]
+    assert {mockrt.short(d._name) for d in deps} == {"arm64-1", "amd64-1"}  # type: ignore[union-attr,arg-type]
 
 
 def test_builder_can_be_switched_off() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from components.node_bootstrap import SCRIPT_PATH, render_payload
+from components.node.payload import SCRIPT_PATH, render_payload
 from tests.unit import mockrt
 from tests.unit.test_node_bootstrap import heredocs
 
@@ -69,7 +69,7 @@ def test_artifact_copied_before_install(local: mockrt.Run) -> None:
     copy = local.named("amd64-1-artifact").inputs
     assert copy["remotePath"] == "/opt/buildkit-farm/artifacts/buildkit-v0.32.2.linux-amd64.tar.gz"
     deps = local.registered["amd64-1-buildkitd"].opts.depends_on
-    assert [d._name for d in deps] == ["amd64-1-artifact"]  # type: ignore[union-attr]
+    assert [mockrt.short(d._name) for d in deps] == ["amd64-1-artifact"]  # type: ignore[union-attr,arg-type]
 
 
 def test_cert_sans_are_the_configured_host(local: mockrt.Run) -> None:
@@ -108,8 +108,8 @@ def test_missing_files_are_config_errors(tmp_path: Path) -> None:
 
 
 def test_payload_render_is_deterministic() -> None:
-    from components.buildkitd_config import render_buildkitd_toml
-    from components.node_bootstrap import NodeSettings
+    from components.node.buildkitd_toml import render_buildkitd_toml
+    from components.node.settings import NodeSettings
     s = NodeSettings(node_name="n1", platform="linux/amd64", buildkit_version="v0.32.2",
                      buildkit_sha256="0" * 64, port=1234, cert_source="stdin")
     toml = render_buildkitd_toml(platform="linux/amd64", port=1234, volume_gb=20)

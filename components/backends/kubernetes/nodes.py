@@ -1,6 +1,6 @@
 """Kubernetes backend: rootless BuildKit StatefulSets with persistent caches.
 
-Three components, created in dependency order (see components/backends.py):
+Three components, created in dependency order (see components/backends/base.py):
 
 * ``KubernetesFarmNamespace`` (from ``addresses``): the dedicated Namespace with
   its Pod Security labels, and the NetworkPolicy of every farm pod, in place
@@ -10,7 +10,7 @@ Three components, created in dependency order (see components/backends.py):
 * ``KubernetesNode`` (from ``nodes``): the node's TLS Secret, its buildkitd.toml
   ConfigMap and a one-replica StatefulSet whose cache lives on a retained PVC.
 
-The manifests themselves are pure functions in components/k8s_manifests.py.
+The manifests themselves are pure functions in manifests.py beside this module.
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import k8s_manifests as m
-from components.backends import HostInputs, node_toml
-from components.buildkitd_config import ROOTLESS_LAYOUT
-from components.config import FarmConfig, KubernetesSpec, NodeSpec
-from components.node_address import NodeAddress
+from components.backends.base import HostInputs, node_toml
+from components.backends.kubernetes import manifests as m
+from components.backends.kubernetes import pod
+from components.config.farm import KubernetesFarmConfig
+from components.config.kubernetes import KubernetesNodeSpec, KubernetesSpec
+from components.node.address import NodeAddress
+from components.node.layout import ROOTLESS_LAYOUT
 from components.pki import IssuedCert, Pki
+from components.resources import ChildNamer
 
 
 def load_balancer_address(status: Any) -> str:
@@ -41,15 +44,25 @@ def load_balancer_address(status: Any) -> str:
                      "load balancers (or use kubernetes.serviceType NodePort/ClusterIP)")
 
 
+@dataclass(frozen=True)
+class KubernetesFarmNamespaceArgs:
+    spec: KubernetesSpec
+    port: int
+    allowed_cidrs: Sequence[str]
+    #: `volume.protect`: deleting the namespace would delete the cache PVCs
+    protect: bool
+
+
 class KubernetesFarmNamespace(pulumi.ComponentResource):
     """The farm's own Namespace and the NetworkPolicy every build pod gets."""
 
     namespace: pulumi.Output[str]
     """The namespace name."""
 
-    def __init__(self, name: str, spec: KubernetesSpec, port: int, allowed_cidrs: Sequence[str],
-                 protect: bool, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: KubernetesFarmNamespaceArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("buildkit-farm:index:KubernetesFarmNamespace", name, None, opts)
+        spec, port, allowed_cidrs, protect = args.spec, args.port, args.allowed_cidrs, args.protect
         ns = m.namespace_manifest(spec)
         # The caches are PVCs in this namespace, and deleting a namespace deletes
         # its PVCs: `volume.protect` guards the namespace like the EBS volume on AWS.
@@ -66,7 +79,7 @@ class KubernetesFarmNamespace(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class KubernetesNodeAddressArgs:
-    node: NodeSpec
+    node: KubernetesNodeSpec
     #: the node's position in config order (NodePort: nodePortBase + index)
     index: int
     spec: KubernetesSpec
@@ -111,7 +124,7 @@ class KubernetesNodeAddress(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class KubernetesNodeArgs:
-    node: NodeSpec
+    node: KubernetesNodeSpec
     spec: KubernetesSpec
     image: str
     buildkit_port: int
@@ -152,12 +165,12 @@ class KubernetesNode(pulumi.ComponentResource):
             f"{name}-config", metadata=cm["metadata"], data=cm["data"],
             opts=pulumi.ResourceOptions(parent=self))
 
-        sts = m.statefulset_manifest(
+        sts = pod.statefulset_manifest(
             spec, node, image=args.image, buildkit_port=args.buildkit_port, volume_gb=args.volume_gb,
             config_sha256=m.sha256(args.buildkitd_toml),
             tls_sha256=pulumi.Output.all(ca, args.server_cert.cert_pem).apply(lambda v: m.tls_checksum(v[0], v[1])))
         # A rollout includes the old pod's drain; the default await (10 min) may be shorter.
-        rollout = f"{(m.termination_grace_s(spec.drain_timeout_s) + 600) // 60 + 1}m"
+        rollout = f"{(pod.termination_grace_s(spec.drain_timeout_seconds) + 600) // 60 + 1}m"
         statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset", metadata=sts["metadata"], spec=sts["spec"],
             opts=pulumi.ResourceOptions(
@@ -171,27 +184,41 @@ class KubernetesNode(pulumi.ComponentResource):
                                "endpoint": self.endpoint})
 
 
+@dataclass(frozen=True)
+class KubernetesAddresses:
+    namespace: KubernetesFarmNamespace
+    by_node: dict[str, KubernetesNodeAddress]
+
+    @property
+    def nodes(self) -> list[NodeAddress]:
+        return [a.address for a in self.by_node.values()]
+
+
 class KubernetesBackend:
-    def __init__(self, cfg: FarmConfig, inputs: HostInputs) -> None:
-        assert cfg.kubernetes is not None
-        self.cfg, self.spec, self.inputs = cfg, cfg.kubernetes, inputs
-        self._namespace: KubernetesFarmNamespace | None = None
-        self._addr: dict[str, KubernetesNodeAddress] = {}
+    """Rootless StatefulSets: the namespace and a Service per node first, then the pods."""
 
-    def addresses(self) -> list[NodeAddress]:
-        self._namespace = KubernetesFarmNamespace(
-            "farm", self.spec, self.cfg.buildkit.port, self.cfg.allowed_cidrs, self.cfg.volume.protect)
+    def __init__(self, cfg: KubernetesFarmConfig, inputs: HostInputs, child: ChildNamer) -> None:
+        self.cfg, self.spec, self.inputs, self.child = cfg, cfg.kubernetes, inputs, child
+
+    def addresses(self) -> KubernetesAddresses:
+        name, opts = self.child("farm")
+        namespace = KubernetesFarmNamespace(name, KubernetesFarmNamespaceArgs(
+            self.spec, self.cfg.buildkit.port, self.cfg.allowed_cidrs, self.cfg.volume.protect), opts)
+        by_node = {}
         for i, n in enumerate(self.cfg.nodes):
-            self._addr[n.name] = KubernetesNodeAddress(f"{n.name}-address", KubernetesNodeAddressArgs(
+            name, opts = self.child(f"{n.name}-address")
+            by_node[n.name] = KubernetesNodeAddress(name, KubernetesNodeAddressArgs(
                 node=n, index=i, spec=self.spec, buildkit_port=self.cfg.buildkit.port,
-                allowed_cidrs=self.cfg.allowed_cidrs, namespace=self._namespace))
-        return [a.address for a in self._addr.values()]
+                allowed_cidrs=self.cfg.allowed_cidrs, namespace=namespace), opts)
+        return KubernetesAddresses(namespace, by_node)
 
-    def nodes(self, pki: Pki) -> list[pulumi.ComponentResource]:
-        out: list[pulumi.ComponentResource] = []
+    def nodes(self, addresses: KubernetesAddresses, pki: Pki) -> list[KubernetesNode]:
+        out = []
         for n in self.cfg.nodes:
-            out.append(KubernetesNode(n.name, KubernetesNodeArgs(
+            name, opts = self.child(n.name)
+            out.append(KubernetesNode(name, KubernetesNodeArgs(
                 node=n, spec=self.spec, image=self.cfg.buildkit.image, buildkit_port=self.cfg.buildkit.port,
                 volume_gb=self.cfg.volume.size_gb, buildkitd_toml=node_toml(self.cfg, n, ROOTLESS_LAYOUT),
-                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem, address=self._addr[n.name])))
+                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem,
+                address=addresses.by_node[n.name]), opts))
         return out

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.buildx import (
+from components.builder.scripts import (
     ENV_CA,
     ENV_CERT,
     ENV_KEY,

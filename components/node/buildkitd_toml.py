@@ -14,54 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class DaemonLayout:
-    """Where a daemon keeps its state, config, certs and sockets."""
-
-    state_dir: str
-    config_dir: str
-    run_dir: str
-    #: rootless daemons (Kubernetes) cannot create bridge networks
-    rootless: bool = False
-    #: where bkf-node.sh links the CNI plugins (rootful only)
-    cni_bin_dir: str = "/opt/buildkit-farm/cni/bin"
-
-    @property
-    def tls_dir(self) -> str:
-        return f"{self.config_dir}/tls"
-
-    @property
-    def ca_path(self) -> str:
-        return f"{self.tls_dir}/ca.pem"
-
-    @property
-    def cert_path(self) -> str:
-        return f"{self.tls_dir}/cert.pem"
-
-    @property
-    def key_path(self) -> str:
-        return f"{self.tls_dir}/key.pem"
-
-    @property
-    def socket_path(self) -> str:
-        return f"{self.run_dir}/buildkitd.sock"
-
-    @property
-    def config_path(self) -> str:
-        return f"{self.config_dir}/buildkitd.toml"
-
-
-#: Hosts we manage (AWS instances, SSH hosts): rootful buildkitd.
-ROOTFUL_LAYOUT = DaemonLayout(state_dir="/var/lib/buildkit", config_dir="/etc/buildkit",
-                              run_dir="/run/buildkit")
-#: The rootless image's conventional paths (Kubernetes).
-ROOTLESS_LAYOUT = DaemonLayout(state_dir="/home/user/.local/share/buildkit",
-                               config_dir="/home/user/.config/buildkit",
-                               run_dir="/run/user/1000/buildkit", rootless=True)
-
-#: Bridge subnet for RUN steps; must not collide with the networks nodes live in.
-DEFAULT_BRIDGE_SUBNET = "10.213.0.0/16"
+from components.node.layout import DEFAULT_BRIDGE_SUBNET, ROOTFUL_LAYOUT, DaemonLayout
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A build node on an existing host reached over SSH (on-prem servers, Mac minis, ARM boards).
 
-Runs the SAME payload as EC2 user data (components/node_bootstrap.py), with the
+Runs the SAME payload as EC2 user data (components/node/payload.py), with the
 certificate bundle on the remote command's stdin. `pulumi destroy` stops the
 daemon and removes what was installed; the build cache stays unless asked.
 """
@@ -12,15 +12,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.node_address import NodeAddress
-from components.node_bootstrap import (
-    INSTALL_DIR,
-    NodeSettings,
-    render_cert_bundle,
-    render_payload,
-    render_uninstall,
-)
-from components.pki import IssuedCert
+from components.backends.base import HostInputs, StaticAddresses, node_toml
+from components.config.farm import SshFarmConfig
+from components.node.address import NodeAddress, static_address
+from components.node.layout import INSTALL_DIR
+from components.node.payload import artifact_name, render_cert_bundle, render_payload, render_uninstall
+from components.node.settings import NodeSettings
+from components.pki import IssuedCert, Pki
+from components.resources import ChildNamer
 
 
 @dataclass(frozen=True)
@@ -86,3 +85,39 @@ class SshNode(pulumi.ComponentResource):
         self.endpoint = args.address.endpoint
         self.install_log = install.stderr
         self.register_outputs({"endpoint": self.endpoint})
+
+
+class SshBackend:
+    """Existing hosts: their addresses are in config; nodes are installed over SSH."""
+
+    def __init__(self, cfg: SshFarmConfig, inputs: HostInputs, child: ChildNamer) -> None:
+        self.cfg, self.inputs, self.child = cfg, inputs, child
+
+    def addresses(self) -> StaticAddresses:
+        return StaticAddresses([static_address(n.name, n.platform, self.cfg.buildkit.port, n.host, n.extra_sans)
+                                for n in self.cfg.nodes])
+
+    def nodes(self, addresses: StaticAddresses, pki: Pki) -> list[SshNode]:
+        if self.inputs.ssh_private_key is None:
+            raise ValueError("the ssh backend needs the private key (HostInputs.ssh_private_key)")
+        out = []
+        for n, address in zip(self.cfg.nodes, addresses.nodes, strict=True):
+            local = self.inputs.artifacts.get(n.name)
+            arch = n.host_arch
+            settings = NodeSettings(
+                node_name=n.name, platform=n.platform, buildkit_version=self.cfg.buildkit.version,
+                buildkit_sha256=local[1] if local else self.cfg.buildkit.sha256_of(arch),
+                port=self.cfg.buildkit.port, cert_source="stdin",
+                artifact=f"{INSTALL_DIR}/artifacts/{artifact_name(self.cfg.buildkit.version, arch)}"
+                if local else "",
+                allow_emulation=n.host_platform is not None, host_arch=arch,
+                data_device=n.data_device or "")
+            name, opts = self.child(n.name)
+            out.append(SshNode(name, SshNodeArgs(
+                address=address, ssh_host=n.host, ssh_port=n.ssh_port, ssh_user=n.ssh_user,
+                ssh_host_key=n.ssh_host_key,
+                ssh_private_key=self.inputs.ssh_private_key, settings=settings,
+                buildkitd_toml=node_toml(self.cfg, n), server_cert=pki.servers[n.name],
+                ca_cert_pem=pki.ca_cert_pem, artifact_path=local[0] if local else None,
+                remove_state_on_destroy=self.cfg.ssh.remove_state_on_destroy), opts))
+        return out

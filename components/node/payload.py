@@ -1,4 +1,4 @@
-"""Wrap node/bkf-node.sh with one node's settings (pure functions, no Pulumi).
+"""Wrap bkf-node.sh (beside this module) with one node's settings (pure functions, no Pulumi).
 
 The same payload is EC2 user data (certs fetched from SSM Parameter Store) and
 the `create` of the SSH backend's remote command (certs on stdin). It writes the
@@ -9,108 +9,19 @@ subcommands. It never contains key material.
 from __future__ import annotations
 
 import hashlib
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from components.buildkitd_config import DEFAULT_BRIDGE_SUBNET, ROOTFUL_LAYOUT, DaemonLayout
-from components.versions import buildkit_release_url
+from components.node.layout import ENV_FILE, INSTALL_DIR, METADATA_CIDR, PER_BOOT_HOOK_FILE, UNIT_FILE
+from components.node.settings import NodeSettings, render_env_file
 
-SCRIPT_PATH = Path(__file__).resolve().parent.parent / "node" / "bkf-node.sh"
-INSTALL_DIR = "/opt/buildkit-farm"
-ENV_FILE = "/etc/buildkit-farm/node.env"
-LOG_FILE = "/var/log/buildkit-farm/buildkitd.log"
-#: rendered files the script installs where their init system looks for them
-UNIT_FILE = f"{INSTALL_DIR}/buildkitd.service"
-PER_BOOT_HOOK_FILE = f"{INSTALL_DIR}/per-boot-hook.sh"
-#: the cloud metadata service RUN steps must never reach
-METADATA_CIDR = "169.254.169.254/32"
+SCRIPT_PATH = Path(__file__).resolve().parent / "bkf-node.sh"
 #: EC2 user data is limited to 16 KiB before base64.
 USER_DATA_LIMIT = 16 * 1024
 
-_ENV_VALUE_RE = re.compile(r"^[A-Za-z0-9_./:@+=,-]*$")
-
 
 def node_script() -> str:
-    """The one node bootstrap script, as shipped in node/bkf-node.sh."""
+    """The one node bootstrap script."""
     return SCRIPT_PATH.read_text()
-
-
-@dataclass(frozen=True)
-class NodeSettings:
-    """Everything bkf-node.sh needs, rendered into its env file.
-
-    The script carries no defaults of its own: a setting missing from the env file
-    stops it with a message naming the setting.
-    """
-
-    node_name: str
-    platform: str
-    buildkit_version: str
-    #: sha256 of the tarball the node installs (the release's, or the artifact's)
-    buildkit_sha256: str
-    port: int
-    cert_source: str  # "stdin" | "ssm" | "files"
-    layout: DaemonLayout = ROOTFUL_LAYOUT
-    artifact: str = ""
-    data_device: str = ""
-    data_fstab: bool = False
-    ssm_prefix: str = ""
-    aws_region: str = ""
-    init: str = "auto"
-    allow_emulation: bool = False
-    per_boot_hook: bool = False
-    bridge_subnet: str = DEFAULT_BRIDGE_SUBNET
-    #: the daemon's host arch when it differs from the platform's (emulated test hosts)
-    host_arch: str = ""
-    #: how long install waits for the data device (an EBS attachment may lag the boot)
-    data_device_wait_s: int = 600
-    #: how long a stopping daemon gets before it is killed
-    stop_timeout_s: int = 30
-
-    @property
-    def release_url(self) -> str:
-        """Where a node without an artifact downloads the release tarball (checked against the sha256)."""
-        arch = self.host_arch or self.platform.removeprefix("linux/")
-        return buildkit_release_url(self.buildkit_version, arch)
-
-    def env(self) -> dict[str, str]:
-        return {
-            "BKF_NODE_NAME": self.node_name,
-            "BKF_PLATFORM": self.platform,
-            "BKF_BUILDKIT_VERSION": self.buildkit_version,
-            "BKF_BUILDKIT_SHA256": self.buildkit_sha256,
-            "BKF_ARTIFACT": self.artifact,
-            "BKF_RELEASE_URL": "" if self.artifact else self.release_url,
-            "BKF_INSTALL_DIR": INSTALL_DIR,
-            "BKF_CONFIG_DIR": self.layout.config_dir,
-            "BKF_STATE_DIR": self.layout.state_dir,
-            "BKF_RUN_DIR": self.layout.run_dir,
-            "BKF_CNI_DIR": self.layout.cni_bin_dir,
-            "BKF_LOG_FILE": LOG_FILE,
-            "BKF_PORT": str(self.port),
-            "BKF_INIT": self.init,
-            "BKF_CERT_SOURCE": self.cert_source,
-            "BKF_SSM_PREFIX": self.ssm_prefix,
-            "BKF_AWS_REGION": self.aws_region,
-            "BKF_DATA_DEVICE": self.data_device,
-            "BKF_DATA_DEVICE_WAIT": str(self.data_device_wait_s),
-            "BKF_DATA_FSTAB": "1" if self.data_fstab else "0",
-            "BKF_BRIDGE_SUBNET": self.bridge_subnet,
-            "BKF_METADATA_CIDR": METADATA_CIDR,
-            "BKF_ALLOW_EMULATION": "1" if self.allow_emulation else "0",
-            "BKF_PER_BOOT_HOOK": "1" if self.per_boot_hook else "0",
-            "BKF_STOP_TIMEOUT": str(self.stop_timeout_s),
-        }
-
-
-def render_env_file(settings: NodeSettings) -> str:
-    lines = ["# buildkit-farm node settings (written by the bootstrap payload)"]
-    for key, value in settings.env().items():
-        if not _ENV_VALUE_RE.match(value):
-            raise ValueError(f"{key}={value!r} has characters that are unsafe in an env file")
-        lines.append(f"{key}={value}")
-    return "\n".join(lines) + "\n"
 
 
 def render_systemd_unit(settings: NodeSettings) -> str:

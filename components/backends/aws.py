@@ -20,10 +20,16 @@ from dataclasses import dataclass, replace
 import pulumi
 import pulumi_aws as aws
 
-from components.config import AwsSpec, NodeSpec, VolumeSpec, instance_arch
-from components.node_address import NodeAddress
-from components.node_bootstrap import USER_DATA_LIMIT, NodeSettings, render_payload
-from components.pki import IssuedCert
+from components.backends.base import HostInputs, node_toml
+from components.config.aws import AwsNodeSpec, AwsSpec
+from components.config.farm import AwsFarmConfig
+from components.config.sections import VolumeSpec
+from components.node.address import NodeAddress
+from components.node.payload import USER_DATA_LIMIT, render_payload
+from components.node.settings import NodeSettings
+from components.pki import IssuedCert, Pki
+from components.platforms import instance_arch
+from components.resources import ChildNamer
 from components.versions import AL2023_AMI_OWNER
 
 #: The device name the attachment asks for; on Nitro instances the volume shows
@@ -75,6 +81,13 @@ def cert_rotation_command(cert_pem: str) -> str:
     return f"/opt/buildkit-farm/bkf-node.sh certs  # cert {fp}"
 
 
+@dataclass(frozen=True)
+class AwsNodeAddressArgs:
+    node: AwsNodeSpec
+    aws: AwsSpec
+    port: int
+
+
 class AwsNodeAddress(pulumi.ComponentResource):
     """Elastic IP (+ optional DNS record): the stable endpoint, made before the cert."""
 
@@ -82,10 +95,12 @@ class AwsNodeAddress(pulumi.ComponentResource):
     """The Elastic IP."""
     allocation_id: pulumi.Output[str]
     """The Elastic IP's allocation id."""
+    address: NodeAddress
+    """What clients dial and the server cert names."""
 
-    def __init__(self, name: str, node: NodeSpec, spec: AwsSpec, port: int,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: AwsNodeAddressArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("buildkit-farm:index:AwsNodeAddress", name, None, opts)
+        node, spec, port = args.node, args.aws, args.port
         eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags={"Name": name},
                           opts=pulumi.ResourceOptions(parent=self))
         self.public_ip = eip.public_ip
@@ -107,8 +122,10 @@ class AwsNodeAddress(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class AwsNodeArgs:
-    node: NodeSpec
+    node: AwsNodeSpec
     aws: AwsSpec
+    #: the provider's region (aws:region)
+    region: str
     volume: VolumeSpec
     stack: str
     port: int
@@ -134,7 +151,7 @@ class AwsNode(pulumi.ComponentResource):
         super().__init__("buildkit-farm:index:AwsNode", name, None, opts)
         node, spec = args.node, args.aws
         child = pulumi.ResourceOptions(parent=self)
-        arch = instance_arch(node.instance_type or "")
+        arch = instance_arch(node.instance_type)
         prefix = ssm_prefix(args.stack, node.name)
 
         sg = aws.ec2.SecurityGroup(
@@ -154,7 +171,7 @@ class AwsNode(pulumi.ComponentResource):
         aws.iam.RolePolicyAttachment(f"{name}-ssm-core", role=role.name, policy_arn=SSM_CORE_POLICY,
                                      opts=child)
         aws.iam.RolePolicy(f"{name}-read-certs", role=role.id,
-                           policy=cert_read_policy(spec.region, prefix), opts=child)
+                           policy=cert_read_policy(args.region, prefix), opts=child)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
 
         params = [
@@ -175,14 +192,14 @@ class AwsNode(pulumi.ComponentResource):
             # The cache outlives instances; `protect` also refuses `pulumi destroy`.
             opts=pulumi.ResourceOptions(parent=self, protect=args.volume.protect))
 
-        if spec.ami_ids.get(arch):
+        if arch in spec.ami_ids:
             ami_id: pulumi.Input[str] = spec.ami_ids[arch]
         else:
             # Exact name + owner: deterministic, so a newer upstream AMI never
             # replaces the instance; bumping the pinned name is the deliberate act.
             ami_id = aws.ec2.get_ami_output(
                 owners=[AL2023_AMI_OWNER], most_recent=True,
-                filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[spec.ami_names[arch]]),
+                filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[spec.ami_name(arch)]),
                          aws.ec2.GetAmiFilterArgs(name="architecture", values=[arch])],
                 opts=pulumi.InvokeOptions(parent=self)).id
 
@@ -240,3 +257,42 @@ class AwsNode(pulumi.ComponentResource):
         self.endpoint = args.address.address.endpoint
         self.register_outputs({"instance_id": self.instance_id, "volume_id": self.volume_id,
                                "endpoint": self.endpoint})
+
+
+@dataclass(frozen=True)
+class AwsAddresses:
+    by_node: dict[str, AwsNodeAddress]
+
+    @property
+    def nodes(self) -> list[NodeAddress]:
+        return [a.address for a in self.by_node.values()]
+
+
+class AwsBackend:
+    """EC2 nodes: an Elastic IP per node first, then the instance, volume and cert parameters."""
+
+    def __init__(self, cfg: AwsFarmConfig, inputs: HostInputs, child: ChildNamer) -> None:
+        self.cfg, self.inputs, self.child = cfg, inputs, child
+
+    def addresses(self) -> AwsAddresses:
+        out = {}
+        for n in self.cfg.nodes:
+            name, opts = self.child(f"{n.name}-address")
+            out[n.name] = AwsNodeAddress(name, AwsNodeAddressArgs(n, self.cfg.aws, self.cfg.buildkit.port), opts)
+        return AwsAddresses(out)
+
+    def nodes(self, addresses: AwsAddresses, pki: Pki) -> list[AwsNode]:
+        out = []
+        for n in self.cfg.nodes:
+            settings = NodeSettings(
+                node_name=n.name, platform=n.platform, buildkit_version=self.cfg.buildkit.version,
+                buildkit_sha256=self.cfg.buildkit.sha256_of(n.arch), port=self.cfg.buildkit.port,
+                cert_source="ssm", ssm_prefix=ssm_prefix(self.inputs.stack, n.name),
+                aws_region=self.cfg.region, data_fstab=True, init="systemd", per_boot_hook=True)
+            name, opts = self.child(n.name)
+            out.append(AwsNode(name, AwsNodeArgs(
+                node=n, aws=self.cfg.aws, region=self.cfg.region, volume=self.cfg.volume, stack=self.inputs.stack,
+                port=self.cfg.buildkit.port, allowed_cidrs=self.cfg.allowed_cidrs,
+                address=addresses.by_node[n.name], settings=settings, buildkitd_toml=node_toml(self.cfg, n),
+                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem), opts))
+        return out

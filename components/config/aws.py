@@ -1,0 +1,85 @@
+"""The AWS backend's config: its section (`aws:`) and its nodes."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Self
+
+from pydantic import Field, model_validator
+
+from components import versions
+from components.config.base import ConfigModel, problems
+from components.config.fields import DNS_NAME, boolean, integer, matching
+from components.config.nodes import NodeSpec
+from components.platforms import DEFAULT_INSTANCE_TYPE, EC2_ARCH_OF, instance_arch
+
+Region = Annotated[str, matching(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$", "an AWS region like us-east-1")]
+AmiId = Annotated[str, matching(r"^ami-[0-9a-f]{8,17}$", "an AMI id like ami-0abc12345")]
+AmiName = Annotated[str, matching(r"^al2023-ami-[\w.-]+$", "an exact Amazon Linux 2023 AMI name (al2023-ami-...)")]
+
+
+class AwsNodeSpec(NodeSpec):
+    instance_type: Annotated[str, matching(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$",
+                                           "an EC2 instance type like c7g.xlarge")] = Field(
+        "", description="aws: EC2 instance type of the platform's architecture; empty: "
+        f"{DEFAULT_INSTANCE_TYPE['linux/arm64']} / {DEFAULT_INSTANCE_TYPE['linux/amd64']}")
+
+    @model_validator(mode="after")
+    def _type_matches_platform(self) -> Self:
+        if not self.instance_type:
+            return self.settle(instance_type=DEFAULT_INSTANCE_TYPE[self.platform])
+        want, have = EC2_ARCH_OF[self.platform], instance_arch(self.instance_type)
+        if have != want:
+            raise problems([(("instanceType",),
+                             f"{self.instance_type!r} is an {have} type, but the node's platform is "
+                             f"{self.platform} (allowed: an {want} instance type, e.g. "
+                             f"{DEFAULT_INSTANCE_TYPE[self.platform]})")])
+        return self
+
+
+AwsNodeSpec.register("aws")
+
+
+class AwsSpec(ConfigModel):
+    """Placement and images of the EC2 nodes (the region is the provider's `aws:region`)."""
+
+    availability_zone: Annotated[str, matching(r"^([a-z]{2}(-gov)?-[a-z]+-\d[a-z])?$",
+                                               "an availability zone like us-east-1a")] = Field(
+        "", description="AZ of every instance and its volume; empty: `<region>a`")
+    subnet_id: Annotated[str, matching(r"^subnet-[0-9a-f]{8,17}$", "a subnet id like subnet-0abc1234")] | None = Field(
+        None, description="subnet of the instances; none: the default VPC's")
+    vpc_id: Annotated[str, matching(r"^vpc-[0-9a-f]{8,17}$", "a VPC id like vpc-0abc1234")] | None = Field(
+        None, description="VPC of the security groups; none: the default VPC")
+    ami_ids: dict[Annotated[str, matching(r"^(arm64|x86_64)$", "arm64 or x86_64")], AmiId] = Field(
+        default_factory=dict, description="arch (arm64, x86_64) -> exact AMI id; skips the name lookup")
+    ami_names: dict[Annotated[str, matching(r"^(arm64|x86_64)$", "arm64 or x86_64")], AmiName] = Field(
+        default_factory=dict, description="arch -> exact AL2023 AMI name looked up (owner amazon); "
+        "defaults pinned in components/versions.py")
+    spot: Annotated[bool, boolean()] = Field(False, description="persistent spot instances that stop on interruption")
+    dns_zone_id: Annotated[str, matching(r"^Z[A-Z0-9]{1,32}$", "a Route 53 hosted zone id")] | None = Field(
+        None, description="Route 53 zone for `<node>.<dnsDomain>` records (with dnsDomain)")
+    dns_domain: Annotated[str, matching(DNS_NAME, "a DNS domain")] | None = Field(
+        None, description="domain of the node records; the name joins the cert SANs and becomes the server name")
+    root_volume_gb: Annotated[int, integer(8, 1024, " GiB")] = Field(30, description="encrypted root volume size")
+
+    @model_validator(mode="after")
+    def _dns_pair(self) -> Self:
+        if (self.dns_zone_id is None) != (self.dns_domain is None):
+            raise problems([(("dnsZoneId",), f"{self.dns_zone_id!r}/aws.dnsDomain {self.dns_domain!r}: "
+                             "give both of aws.dnsZoneId/aws.dnsDomain or neither")])
+        return self
+
+    def ami_name(self, arch: str) -> str:
+        return self.ami_names.get(arch) or versions.AL2023_AMI_NAMES[arch]
+
+    def in_region(self, region: str) -> AwsSpec:
+        """The section completed with what derives from the region (the default AZ)."""
+        if self.availability_zone:
+            return self
+        return self.model_copy(update={"availability_zone": f"{region}a"})
+
+
+def az_problem(spec: AwsSpec, region: str) -> str | None:
+    if spec.availability_zone and not re.match(rf"^{re.escape(region)}[a-z]$", spec.availability_zone):
+        return f"{spec.availability_zone!r} is not in aws:region {region!r}"
+    return None

@@ -1,0 +1,37 @@
+"""The files the config points at (the SSH key, node artifacts), read before anything is created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from components.backends.base import HostInputs
+from components.config.errors import ConfigError
+from components.config.farm import AnyFarmConfig, SshFarmConfig
+from components.node.payload import artifact_name, sha256_file
+
+
+def read_host_inputs(cfg: AnyFarmConfig, stack: str) -> HostInputs:
+    """Problems are config errors, each naming the key and the file."""
+    if not isinstance(cfg, SshFarmConfig):
+        return HostInputs(stack=stack)
+    problems: list[str] = []
+    key_path = Path(cfg.ssh.private_key_path).expanduser()
+    key: str | None = None
+    try:
+        key = key_path.read_text()
+    except OSError as e:
+        problems.append(f"ssh.privateKeyPath: {str(key_path)!r} cannot be read ({e.strerror})")
+    artifacts: dict[str, tuple[str, str]] = {}
+    if cfg.ssh.artifact_dir:
+        root = Path(cfg.ssh.artifact_dir).expanduser().resolve()
+        for n in cfg.nodes:
+            path = root / artifact_name(cfg.buildkit.version, n.host_arch)
+            if not path.is_file():
+                problems.append(f"ssh.artifactDir: {str(root)!r} has no {path.name} for node {n.name}")
+                continue
+            artifacts[n.name] = (str(path), sha256_file(path))
+    if problems:
+        raise ConfigError(problems)
+    return HostInputs(stack=stack, ssh_private_key=pulumi.Output.secret(key or ""), artifacts=artifacts)

@@ -1,0 +1,83 @@
+"""One source for the config reference, and no key that nothing reads."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from components.config import reference
+from components.config.base import ConfigModel
+from tests.unit.mockrt import ROOT
+
+CONFIG_PKG = ROOT / "components" / "config"
+#: config/files.py reads the files keys point at: it consumes keys, it does not declare them
+CONSUMERS_IN_CONFIG = {CONFIG_PKG / "files.py"}
+#: consent flags: their whole effect is what validation accepts (allowOpenIngress lets 0.0.0.0/0 in)
+CONSENT = {"allow_open_ingress"}
+
+
+def test_readme_table_and_pulumi_yaml_are_generated_from_the_models() -> None:
+    assert reference.main(["--check"]) == 0, "run: python -m components.config.reference --write"
+
+
+def test_the_generated_table_lists_every_key_of_every_model() -> None:
+    table = reference.render_markdown()
+    keys = {r.key.rsplit(".", 1)[-1].removeprefix("nodes[]") for r in reference.reference_rows()}
+    for model in _config_models():
+        for name, f in model.model_fields.items():
+            key = f.alias or name
+            sub = f.annotation if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel) else None
+            assert sub is not None or key in keys or key == "nodes", (model.__name__, key)
+    assert table.count("\n") == len(reference.reference_rows()) + 2
+
+
+def test_a_drifted_readme_is_caught(tmp_path: Path) -> None:
+    readme = reference.README.read_text()
+    edited = readme.replace("| `volume.sizeGb` | `100` |", "| `volume.sizeGb` | `200` |")
+    assert edited != readme
+    assert reference.render_readme(edited) == readme  # regenerating restores the models' truth
+
+
+def _config_models() -> list[type[ConfigModel]]:
+    seen: list[type[ConfigModel]] = []
+    todo: list[type[ConfigModel]] = [ConfigModel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub.__module__.startswith("components.config") and sub not in seen:
+                seen.append(sub)
+                todo.append(sub)
+    return seen
+
+
+def _is_validator(fn: ast.FunctionDef) -> bool:
+    return any("validator" in ast.unparse(d) for d in fn.decorator_list)
+
+
+def _attributes(tree: ast.AST) -> set[str]:
+    return {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+
+
+def test_every_declared_key_reaches_a_consumer() -> None:
+    """A key is used when code outside the config package reads it, directly or through a config
+    method that such code calls (validators do not count: checking a key is not using it)."""
+    outside = [p for p in (ROOT / "components").rglob("*.py")
+               if CONFIG_PKG not in p.parents or p in CONSUMERS_IN_CONFIG]
+    outside.append(ROOT / "__main__.py")
+    used: set[str] = set()
+    for p in outside:
+        used |= _attributes(ast.parse(p.read_text()))
+    declaring = set(CONFIG_PKG.glob("*.py")) - CONSUMERS_IN_CONFIG
+    methods = [fn for p in declaring for fn in ast.walk(ast.parse(p.read_text()))
+               if isinstance(fn, ast.FunctionDef) and not _is_validator(fn)]
+    grown = True
+    while grown:  # methods called from outside use what they read
+        before = len(used)
+        for fn in methods:
+            if fn.name in used:
+                used |= _attributes(fn)
+        grown = len(used) > before
+    unused = [(m.__name__, f.alias or name) for m in _config_models() for name, f in m.model_fields.items()
+              if name not in used | CONSENT]
+    assert unused == [], f"declared but read by nothing: {unused}"
