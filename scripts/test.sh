@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "== lint"
 ruff check .
-shellcheck node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh .ci/run
+shellcheck -x node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh toolchain/lib/*.sh toolchain/steps/*.sh .ci/run
 echo "== types"
 mypy
 if [ "${1:-}" = unit ]; then
