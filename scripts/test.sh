@@ -14,7 +14,7 @@ shellcheck -x node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh to
 echo "== types"
 mypy
 if [ "${1:-}" = unit ]; then
-  exec python -m pytest tests/unit -q
+  exec python -m pytest tests/unit tests/toolchain -q
 fi
 echo "== tests (unit, daemons, e2e)"
 exec python -m pytest tests -q -p no:cacheprovider --durations=15
