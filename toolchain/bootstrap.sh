@@ -5,7 +5,7 @@
 # language host from Go modules (exact pinned versions from toolchain/versions.env), caches every
 # binary under ~/.cache/buildkit-farm/<name>-<version>/, links them into <repo>/.toolchain/bin,
 # creates <repo>/.venv, installs the tls/command plugins (Python substitutes:
-# steps/providers.sh) into <repo>/.pulumi-home and writes <repo>/.toolchain/env.sh.
+# toolchain/install_providers.py) into <repo>/.pulumi-home and writes <repo>/.toolchain/env.sh.
 #
 # Idempotent: a second run reuses every cached binary and only checks. Runs as root (apt-get),
 # with CI=true and without stdin. A failed step is reported (for a build: module, version,
