@@ -518,8 +518,12 @@ def test_remote_command_lifecycle_with_secret_stdin(c: Driver, local_ssh: list[s
 
 def test_remote_dial_failures_are_retried_then_reported(c: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(command, "ssh_argv", lambda *a, **k: (
-        calls.append(1), ["sh", "-c", "echo 'ssh: connect to host h port 22: Connection refused' >&2; exit 255"])[1])
+
+    def refused(*args: Any, **kwargs: Any) -> list[str]:
+        calls.append(1)
+        return ["sh", "-c", "echo 'ssh: connect to host h port 22: Connection refused' >&2; exit 255"]
+
+    monkeypatch.setattr(command, "ssh_argv", refused)
     monkeypatch.setattr(command.time, "sleep", lambda s: None)
     inputs = c.checked(REMOTE, {"connection": {"host": "h", "dialErrorLimit": 3}, "create": "true"})
     with pytest.raises(Aborted, match="failed 3 time"):
