@@ -10,11 +10,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "== lint"
 ruff check .
-shellcheck components/node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh .ci/run
+shellcheck -x components/node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh toolchain/lib/*.sh \
+  toolchain/steps/*.sh .ci/run
 echo "== types"
 mypy
 if [ "${1:-}" = unit ]; then
-  exec python -m pytest tests/unit -q
+  exec python -m pytest tests/unit tests/toolchain -q
 fi
 echo "== tests (unit, daemons, e2e)"
 exec python -m pytest tests -q -p no:cacheprovider --durations=15

@@ -9,7 +9,7 @@ resources and properties this program uses, with upstream's semantics:
 - ``command``: local.Command, remote.Command, remote.CopyToRemote
 
 Run one as a plugin: ``python -m bkf_providers tls|command [engine-address]``
-(toolchain/bootstrap.sh generates the pulumi-resource-* launchers that do this).
+(toolchain/install_providers.py generates the pulumi-resource-* launchers that do this).
 """
 
 PROVIDERS = {"tls": "bkf_providers.tls", "command": "bkf_providers.command"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -87,9 +88,9 @@ def run_process(ctx: Context, argv: list[str], *, cwd: str | None = None, env: M
     out: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
     combined = bytearray()
 
-    def pump(name: str, stream: IO[bytes], log: bool) -> None:
+    def pump(name: str, stream: io.BufferedReader, log: bool) -> None:
         pending = b""
-        while chunk := stream.read1(65536):  # type: ignore[attr-defined]
+        while chunk := stream.read1(65536):
             with lock:
                 out[name] += chunk
                 combined.extend(chunk)
@@ -113,7 +114,8 @@ def run_process(ctx: Context, argv: list[str], *, cwd: str | None = None, env: M
             with contextlib.suppress(OSError):
                 stream.close()
 
-    assert proc.stdout is not None and proc.stderr is not None
+    # Popen's pipes are buffered readers (bufsize=-1): read1 returns what one read gets.
+    assert isinstance(proc.stdout, io.BufferedReader) and isinstance(proc.stderr, io.BufferedReader)
     threads = [threading.Thread(target=pump, args=("stdout", proc.stdout, log_stdout), daemon=True),
                threading.Thread(target=pump, args=("stderr", proc.stderr, log_stderr), daemon=True)]
     if feed:

@@ -31,13 +31,13 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from google.protobuf import empty_pb2
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[2]
-PROVIDERS_DIR = ROOT / "toolchain" / "providers"
-sys.path.insert(0, str(PROVIDERS_DIR))
+# bkf_providers is importable through pytest's pythonpath (pyproject.toml).
+from bkf_providers import command, tls, wire
+from bkf_providers.server import Provider
+from bkf_providers.wire import ASSET_SIG, SIG_KEY, UNKNOWN, Secret
 
-from bkf_providers import command, tls, wire  # noqa: E402
-from bkf_providers.server import Provider  # noqa: E402
-from bkf_providers.wire import ASSET_SIG, SIG_KEY, UNKNOWN, Secret  # noqa: E402
+# The plugin processes started below import the package from here, as the launchers do.
+PROVIDERS_DIR = Path(__file__).resolve().parents[2] / "toolchain" / "providers"
 
 PK = "tls:index/privateKey:PrivateKey"
 SSC = "tls:index/selfSignedCert:SelfSignedCert"
@@ -518,8 +518,12 @@ def test_remote_command_lifecycle_with_secret_stdin(c: Driver, local_ssh: list[s
 
 def test_remote_dial_failures_are_retried_then_reported(c: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(command, "ssh_argv", lambda *a, **k: (
-        calls.append(1), ["sh", "-c", "echo 'ssh: connect to host h port 22: Connection refused' >&2; exit 255"])[1])
+
+    def refused(*args: Any, **kwargs: Any) -> list[str]:
+        calls.append(1)
+        return ["sh", "-c", "echo 'ssh: connect to host h port 22: Connection refused' >&2; exit 255"]
+
+    monkeypatch.setattr(command, "ssh_argv", refused)
     monkeypatch.setattr(command.time, "sleep", lambda s: None)
     inputs = c.checked(REMOTE, {"connection": {"host": "h", "dialErrorLimit": 3}, "create": "true"})
     with pytest.raises(Aborted, match="failed 3 time"):

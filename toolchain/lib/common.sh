@@ -1,0 +1,99 @@
+# shellcheck shell=bash
+# Bootstrap bookkeeping: logging, steps and their results, failures, temp dirs, the summary.
+# Sourced by toolchain/bootstrap.sh; uses its CACHE_ROOT and TOOLCHAIN_DIR.
+
+log() { printf '==> %s\n' "$*"; }
+
+now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+# One entry per finished step, in order, for the summary table.
+STEP_NAMES=()
+STEP_TIMES=()
+STEP_RESULTS=()
+FAILURES=()
+TOLERATED=()
+# The running step; STEP_RESULT says what it did (ok, cached, installed, FAILED, ...).
+STEP_START=
+STEP_NAME=
+STEP_RESULT=
+T0=
+
+step_begin() {
+  STEP_NAME=$1
+  STEP_RESULT=ok
+  STEP_START=$(now)
+  log "step $STEP_NAME"
+}
+
+step_result() {
+  # step_result TEXT: what the current step did, for its line and the summary table.
+  STEP_RESULT=$1
+}
+
+step_end() {
+  local t
+  t=$(elapsed "$STEP_START" "$(now)")
+  STEP_NAMES+=("$STEP_NAME")
+  STEP_TIMES+=("$t")
+  STEP_RESULTS+=("$STEP_RESULT")
+  printf '    %s: %ss (%s)\n' "$STEP_NAME" "$t" "$STEP_RESULT"
+}
+
+fail() {
+  # fail MESSAGE: record a failure of the current step; the script goes on.
+  STEP_RESULT=FAILED
+  if [[ " ${BOOTSTRAP_ALLOW_FAIL:-} " == *" $STEP_NAME "* ]]; then
+    STEP_RESULT="FAILED (allowed)"
+    TOLERATED+=("$STEP_NAME: $1")
+  else
+    FAILURES+=("$STEP_NAME: $1")
+  fi
+  printf 'ERROR: %s: %s\n' "$STEP_NAME" "$1" >&2
+}
+
+# Temp dirs under the cache root (same filesystem, so finished dirs can be renamed into place).
+TMP_DIRS=()
+cleanup() {
+  local d
+  for d in "${TMP_DIRS[@]}"; do rm -rf -- "$d"; done
+}
+
+MK_TMP=
+mk_tmp() {
+  # mk_tmp PREFIX: sets MK_TMP to a new temp dir, removed at exit (call it in this shell, not
+  # in a $(...) subshell, so that the cleanup list sees it).
+  mkdir -p "$CACHE_ROOT/tmp"
+  MK_TMP=$(mktemp -d "$CACHE_ROOT/tmp/$1.XXXXXX")
+  TMP_DIRS+=("$MK_TMP")
+}
+
+clean_stale_tmp() {
+  # Leftovers of interrupted runs (a day old, so a concurrent run is left alone).
+  if [[ -d "$CACHE_ROOT/tmp" ]]; then
+    find "$CACHE_ROOT/tmp" -mindepth 1 -maxdepth 1 -mmin +1440 -exec rm -rf {} + || true
+  fi
+}
+
+summary() {
+  # The step table, then the failures; returns 1 if any failure was not allowed.
+  local total
+  total=$(elapsed "$T0" "$(now)")
+  printf '\n%-28s %10s  %s\n' step seconds result
+  local i
+  for i in "${!STEP_NAMES[@]}"; do
+    printf '%-28s %10s  %s\n' "${STEP_NAMES[$i]}" "${STEP_TIMES[$i]}" "${STEP_RESULTS[$i]}"
+  done
+  printf '%-28s %10s\n' total "$total"
+  local f
+  if ((${#TOLERATED[@]})); then
+    printf '\n%d failure(s) allowed by BOOTSTRAP_ALLOW_FAIL:\n' "${#TOLERATED[@]}" >&2
+    for f in "${TOLERATED[@]}"; do printf -- '- %s\n' "$f" >&2; done
+  fi
+  if ((${#FAILURES[@]})); then
+    printf '\n%d failure(s):\n' "${#FAILURES[@]}" >&2
+    for f in "${FAILURES[@]}"; do printf -- '- %s\n' "$f" >&2; done
+    return 1
+  fi
+  printf '\nok: source %s\n' "$TOOLCHAIN_DIR/env.sh"
+}

@@ -1,0 +1,143 @@
+# shellcheck shell=bash
+# Building Go commands from pinned modules, cached per binary.
+#
+# cached_build runs a build recipe (a function writing its binaries into $OUT) as
+# `bash bootstrap.sh __build FUNC`: a fresh process, because the driver calls it where errexit is
+# off (`|| rc=$?`), and a recipe must stop at its first failing command. That process sources
+# the same libraries and steps (so the recipes are defined) and build_reentry runs FUNC.
+# Uses bootstrap.sh's GO, CACHE_ROOT, LOG_DIR and SCRIPT_PATH, and go_ok (steps/go.sh).
+
+go_version_ge() {
+  # go_version_ge HAVE WANT: true if HAVE >= WANT (dotted numbers).
+  [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" == "$2" ]]
+}
+
+mod_download_json() {
+  # mod_download_json MODULE@VERSION FIELD: print a field of `go mod download -json`.
+  local out
+  if ! out=$("$GO" mod download -json "$1" 2>&1); then
+    printf 'go mod download %s: %s\n' "$1" "$(jq -r '.Error // empty' <<<"$out" 2>/dev/null || printf '%s' "$out")" >&2
+    return 1
+  fi
+  jq -r --arg f "$2" '.[$f] // empty' <<<"$out"
+}
+
+new_wrapper() {
+  # new_wrapper DIR NAME: an empty main module to build other modules' commands.
+  local gov
+  gov=$("$GO" env GOVERSION)
+  gov=${gov#go}
+  cat >"$1/go.mod" <<EOM
+module buildkit-farm.local/toolchain/$2
+
+go $gov
+EOM
+}
+
+mirror_directives() {
+  # mirror_directives WRAPPER_DIR MODULE@VERSION: copy the module's exclude and (non-local)
+  # replace directives into the wrapper: only the main module's directives are applied.
+  local gomod
+  gomod=$(mod_download_json "$2" GoMod)
+  [[ -n "$gomod" ]] || { echo "no go.mod for $2" >&2; return 1; }
+  local args=()
+  local line
+  while IFS= read -r line; do
+    [[ -n "$line" ]] && args+=("$line")
+  done < <("$GO" mod edit -json "$gomod" | jq -r '
+      (.Exclude // [])[] | "-exclude=\(.Path)@\(.Version)"' )
+  while IFS= read -r line; do
+    [[ -n "$line" ]] && args+=("$line")
+  done < <("$GO" mod edit -json "$gomod" | jq -r '
+      (.Replace // [])[] | select(.New.Version != null and .New.Version != "")
+      | "-replace=\(.Old.Path)\(if .Old.Version then "@" + .Old.Version else "" end)=\(.New.Path)@\(.New.Version)"')
+  if ((${#args[@]})); then
+    echo "mirroring from $2: ${args[*]}"
+    (cd "$1" && "$GO" mod edit "${args[@]}")
+  fi
+}
+
+wrapper_build() {
+  # wrapper_build NAME OUTFILE TAGS LDFLAGS PKG REQUIRE... : build PKG in a wrapper module that
+  # requires the given module@version pairs (first one's directives are mirrored).
+  local name=$1 outfile=$2 tags=$3 ldflags=$4 pkg=$5
+  shift 5
+  local w
+  mk_tmp "wrap-$name"
+  w=$MK_TMP
+  new_wrapper "$w" "$name"
+  local req
+  for req in "$@"; do
+    (cd "$w" && "$GO" mod edit -require="$req")
+  done
+  mirror_directives "$w" "$1"
+  cat "$w/go.mod"
+  (cd "$w" && "$GO" build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$outfile" "$pkg")
+}
+
+# cached_build NAME VERSION MODULE@VERSION FUNC BINARY...
+# Reuses $CACHE_ROOT/NAME-VERSION/ when it holds every BINARY and its stamp matches; otherwise
+# runs FUNC in a fresh bash process writing into a temp dir, and renames that into place.
+# The stamp and the directory names are what existing caches hold: changing either rebuilds
+# every binary (about 13 minutes on 2 cores); bump recipe= only when a recipe changes.
+cached_build() {
+  local name=$1 version=$2 modver=$3 func=$4
+  shift 4
+  local dest=$CACHE_ROOT/$name-$version
+  local gov stamp
+  gov=$("$GO" env GOVERSION)
+  stamp="$modver $gov recipe=3"
+  local b ok=1
+  for b in "$@"; do [[ -x "$dest/$b" ]] || ok=0; done
+  if ((ok)) && [[ "$(cat "$dest/.stamp" 2>/dev/null)" == "$stamp" ]]; then
+    step_result cached
+    return 0
+  fi
+  mkdir -p "$LOG_DIR"
+  local logf=$LOG_DIR/$name-$version.log
+  local tmp
+  mk_tmp "out-$name"
+  tmp=$MK_TMP
+  log "building $name $version from $modver (log: $logf)"
+  local rc=0
+  OUT=$tmp "$BASH" "$SCRIPT_PATH" __build "$func" >"$logf" 2>&1 || rc=$?
+  if ((rc == 0)); then
+    for b in "$@"; do
+      [[ -x "$tmp/$b" ]] || { echo "build finished but $b is missing" >>"$logf"; rc=1; }
+    done
+  fi
+  if ((rc != 0)); then
+    local err
+    err=$(grep -v -E '^go: downloading ' "$logf" | tail -n 15 || true)
+    fail "build of $name failed: module $modver (exit $rc); log $logf; error:
+$err"
+    return 1
+  fi
+  printf '%s\n' "$stamp" >"$tmp/.stamp"
+  chmod 0755 "$tmp"
+  rm -rf -- "$dest.old"
+  if [[ -e "$dest" ]]; then mv -T -- "$dest" "$dest.old"; fi
+  mv -T -- "$tmp" "$dest"
+  rm -rf -- "$dest.old"
+  step_result built
+}
+
+build_step() {
+  # build_step NAME VERSION MODULE@VERSION FUNC BINARY...: one step (one table row) per binary.
+  step_begin "$1"
+  if go_ok; then
+    cached_build "$@" || true
+  else
+    fail "skipped: no usable go"
+  fi
+  step_end
+}
+
+build_reentry() {
+  # build_reentry ARGS...: if the script was invoked as `__build FUNC` (by cached_build), run
+  # that recipe with errexit in force and exit; otherwise return and let the driver go on.
+  [[ "${1:-}" == __build ]] || return 0
+  : "${OUT:?}"
+  "$2"
+  exit 0
+}

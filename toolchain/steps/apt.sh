@@ -1,0 +1,56 @@
+# shellcheck shell=bash
+# Step apt: the Debian packages the farm and the tests run (runc, sshd, CNI plugins, qemu, ...).
+
+APT_PACKAGES=(
+  runc openssh-server openssh-client iproute2 iptables containernetworking-plugins
+  qemu-user-static binfmt-support busybox-static shellcheck uidmap jq curl ca-certificates
+  procps util-linux
+)
+
+step_apt() {
+  step_begin apt
+  if [[ "${BOOTSTRAP_SKIP_APT:-}" == 1 ]]; then
+    step_result skipped
+    step_end
+    return
+  fi
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    if [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null)" != "ii " ]]; then
+      missing+=("$p")
+    fi
+  done
+  if ((${#missing[@]} == 0)); then
+    step_result present
+    step_end
+    return
+  fi
+  log "installing: ${missing[*]}"
+  local sudo=()
+  if ((EUID != 0)); then
+    if command -v sudo >/dev/null; then sudo=(sudo -n); else
+      fail "not root and no sudo: cannot install ${missing[*]}"
+      step_end
+      return
+    fi
+  fi
+  # Do not start services (sshd) from package scripts on a build machine.
+  local policy_added=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${sudo[@]}" chmod 0755 /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  local rc=0
+  {
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+      "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  } || rc=$?
+  if ((policy_added)); then "${sudo[@]}" rm -f /usr/sbin/policy-rc.d; fi
+  if ((rc != 0)); then
+    fail "apt-get install ${missing[*]} failed (exit $rc)"
+  else
+    step_result installed
+  fi
+  step_end
+}
