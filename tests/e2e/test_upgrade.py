@@ -22,7 +22,7 @@ from tests.support.hosts import ROOT, make_artifact, need, run, running_hosts, w
 pytestmark = pytest.mark.e2e
 
 #: the last commit before the program became one BuildkitFarm component and the layered packages
-BASELINE = "7669a64"
+BASELINE = "b0fa13b"
 STACK = "upgrade"
 HOSTS = {"h9": "amd64-1", "h10": "arm64-1"}
 
