@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from components.node.layout import (
     DEFAULT_BRIDGE_SUBNET,
@@ -15,6 +16,10 @@ from components.node.layout import (
 )
 from components.versions import buildkit_release_url
 
+#: where install gets the TLS files: the SSH command's stdin, SSM Parameter Store, or already in place
+CertSource = Literal["stdin", "ssm", "files"]
+#: how the daemon is kept running: systemd, the script's own supervisor, or whichever the host has
+Init = Literal["systemd", "none", "auto"]
 _ENV_VALUE_RE = re.compile(r"^[A-Za-z0-9_./:@+=,-]*$")
 
 
@@ -32,14 +37,14 @@ class NodeSettings:
     #: sha256 of the tarball the node installs (the release's, or the artifact's)
     buildkit_sha256: str
     port: int
-    cert_source: str  # "stdin" | "ssm" | "files"
+    cert_source: CertSource
     layout: DaemonLayout = ROOTFUL_LAYOUT
     artifact: str = ""
     data_device: str = ""
     data_fstab: bool = False
     ssm_prefix: str = ""
     aws_region: str = ""
-    init: str = "auto"
+    init: Init = "auto"
     allow_emulation: bool = False
     per_boot_hook: bool = False
     bridge_subnet: str = DEFAULT_BRIDGE_SUBNET

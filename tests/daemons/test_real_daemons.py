@@ -4,6 +4,8 @@ Two test hosts (network + mount namespaces with sshd, made by local/testhosts.sh
 run the SAME bootstrap payload the program sends (certs on stdin); certs come
 from openssl here (tier 3 uses real pulumi-tls). Tests run in file order: they
 walk one farm through its life.
+
+Over 300 lines on purpose: the tier shares one pair of hosts and one PKI across its checks.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ The earlier release is a fixed commit of this repository (BASELINE), taken out w
 then previews the same stack: nothing may change but the farm's own new component
 (`BuildkitFarm` wraps what used to sit at the stack root; aliases keep every real
 resource where it was). Finally this code destroys the stack.
+
+BASELINE moves forward only with a release that deliberately changes what nodes run (their
+payload); such a change says so in its commit, and this test then guards the next refactor.
 """
 
 from __future__ import annotations

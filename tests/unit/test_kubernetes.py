@@ -1,6 +1,9 @@
 """Kubernetes backend: the whole program under mocks (Pulumi.k8s.yaml), every object
 validated offline against the Kubernetes schema, the config keys, and the preStop
-drain run for real against a fake buildctl."""
+drain run for real against a fake buildctl.
+
+Over 300 lines on purpose: one module holds every property of the Kubernetes backend.
+"""
 
 from __future__ import annotations
 
