@@ -281,6 +281,12 @@ $err"
   STEP_RESULT=built
 }
 
+# Steps kept in their own files (defined before the internal entry point: build recipes run there).
+# shellcheck source-path=SCRIPTDIR source=steps/actionlint.sh
+source "$SCRIPT_DIR/steps/actionlint.sh"
+# shellcheck source-path=SCRIPTDIR source=steps/policy_venv.sh
+source "$SCRIPT_DIR/steps/policy_venv.sh"
+
 # ---------------------------------------------------------------------------------------------
 # Internal entry point: one build in its own process.
 if [[ "${1:-}" == "__build" ]]; then
@@ -639,8 +645,10 @@ main() {
     pulumi-language-python-exec pulumi-resource-pulumi-python
   build_step pulumi-language-python "v$PULUMI_LANGUAGE_PYTHON_VERSION" "$PULUMI_SDK_MOD@v$PULUMI_LANGUAGE_PYTHON_VERSION" \
     build_pulumi_language_python pulumi-language-python
+  step_actionlint
   step_link
   step_venv
+  step_policy_venv
   step_substitute_providers
   step_plugins
   step_env
