@@ -11,6 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 echo "== lint"
 ruff check .
 shellcheck node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh .ci/run
+shellcheck toolchain/steps/*.sh review/policy/run
+actionlint examples/ci/github/*.yml
 echo "== types"
 mypy
 if [ "${1:-}" = unit ]; then

@@ -282,9 +282,9 @@ $err"
 }
 
 # Steps kept in their own files (defined before the internal entry point: build recipes run there).
-# shellcheck source-path=SCRIPTDIR source=steps/actionlint.sh
+# shellcheck source-path=SCRIPTDIR source=steps/actionlint.sh disable=SC1091
 source "$SCRIPT_DIR/steps/actionlint.sh"
-# shellcheck source-path=SCRIPTDIR source=steps/policy_venv.sh
+# shellcheck source-path=SCRIPTDIR source=steps/policy_venv.sh disable=SC1091
 source "$SCRIPT_DIR/steps/policy_venv.sh"
 
 # ---------------------------------------------------------------------------------------------
