@@ -275,6 +275,8 @@ def _ca_lines(ctx: _Ctx) -> list[str]:
         elif ca.op == "update":
             lines.append(f"CA updated in place ({', '.join(ca.diffs)}): the certificate itself stays the same")
         ctx.explained.add(ca.urn)
+        # the CA's own key goes with it
+        ctx.explained.update(c.urn for c in ctx.of_type(checks.TLS_PRIVATE_KEY) if c.name == f"{ca.name}-key")
     return lines
 
 

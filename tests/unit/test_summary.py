@@ -106,6 +106,20 @@ def test_ca_replaced() -> None:
     ]
 
 
+def test_a_new_stack() -> None:
+    p = read("ssh-new-stack.json")
+    assert summary.counts_line(p.counts) == "23 to create"
+    assert lines(p) == [
+        "new CA: after `up`, give CI the new caCert, clientCert and clientKey",
+        "new client cert ci: hand clientCerts.ci and clientKeys.ci to its consumer",
+        "new node arm64-1 (linux/arm64): joins the builder; CI must recreate its builder (re-run "
+        "buildxCreateScript, or add the node to setup-buildx-action's `append`)",
+        "new node amd64-1 (linux/amd64): joins the builder; CI must recreate its builder (re-run "
+        "buildxCreateScript, or add the node to setup-buildx-action's `append`)",
+        "buildx builder bkf-rv is created on the machine that runs `pulumi up`",
+    ]
+
+
 def test_trimming_keeps_the_summary() -> None:
     for f in FIXTURES.iterdir():
         text = f.read_text()
