@@ -32,7 +32,8 @@ class FarmArgs:
     organization: str
     #: the builder's name when builder.name is empty
     default_builder_name: str = "bkf"
-    #: adopt the children a stack made before the farm was one component (see components/resources.py)
+    #: the one farm of a stack program: bare child names, adopting what a stack made before the farm
+    #: was one component (see components/resources.py); embedded farms leave it off
     adopt_root_resources: bool = False
 
 

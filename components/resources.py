@@ -1,11 +1,12 @@
 """How the farm names and parents the components it makes.
 
 Pulumi's convention: a child of component ``name`` is ``f"{name}-{role}"`` with
-``parent=self``. Stacks created before the farm was one component have those
-children at the stack root under their bare role (``pki``, ``amd64-1``): a farm
-made with ``adopt_root_resources`` aliases each child to that old place, so an
-existing stack previews with no changes (Pulumi carries the alias down to
-grandchildren named ``f"{name}-..."``).
+``parent=self``, so two farms can live in one program. The stack program's one
+farm is made with ``adopt_root_resources``: its children keep the bare role names
+stacks have always had (``pki``, ``amd64-1``, what reviewers read in previews) and
+are aliased to their old place at the stack root, so a stack created before the
+farm was one component previews with no changes (Pulumi carries the alias down to
+the grandchildren).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class ChildNamer(Protocol):
 
 def child_namer(parent: pulumi.ComponentResource, name: str, adopt_root_resources: bool) -> ChildNamer:
     def child(role: str, *, depends_on: list[pulumi.Resource] | None = None) -> tuple[str, pulumi.ResourceOptions]:
-        aliases = [pulumi.Alias(name=role, parent=pulumi.ROOT_STACK_RESOURCE)] if adopt_root_resources else None
-        return f"{name}-{role}", pulumi.ResourceOptions(parent=parent, aliases=aliases, depends_on=depends_on)
+        if adopt_root_resources:
+            return role, pulumi.ResourceOptions(parent=parent, depends_on=depends_on,
+                                                aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)])
+        return f"{name}-{role}", pulumi.ResourceOptions(parent=parent, depends_on=depends_on)
     return child

@@ -11,7 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 echo "== lint"
 ruff check .
 shellcheck -x components/node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh toolchain/lib/*.sh \
-  toolchain/steps/*.sh .ci/run
+  toolchain/steps/*.sh review/policy/run .ci/run
+actionlint examples/ci/github/*.yml
 echo "== types"
 mypy
 if [ "${1:-}" = unit ]; then

@@ -75,6 +75,10 @@ source "$SCRIPT_DIR/steps/providers.sh"
 source "$SCRIPT_DIR/steps/plugins.sh"
 # shellcheck source=steps/env.sh
 source "$SCRIPT_DIR/steps/env.sh"
+# shellcheck source=steps/actionlint.sh
+source "$SCRIPT_DIR/steps/actionlint.sh"
+# shellcheck source=steps/policy_venv.sh
+source "$SCRIPT_DIR/steps/policy_venv.sh"
 
 trap cleanup EXIT
 
@@ -89,8 +93,10 @@ main() {
   step_apt
   step_go
   step_binaries
+  step_actionlint
   step_link
   step_venv
+  step_policy_venv
   step_providers
   step_plugins
   step_env

@@ -16,9 +16,6 @@
 #                            the data volume stays unless --purge-state is given
 #   bkf-node.sh run          internal: exec buildkitd (the unit's ExecStart, the supervisor's child)
 #   bkf-node.sh supervise    internal: keeps buildkitd running on hosts without systemd
-#
-# ~480 lines, one file on purpose: it is shipped whole (user data, SSH payload) and must run
-# alone on a bare host; its sections follow the install order.
 set -euo pipefail
 # errors inside $(...) must stop the script too (e.g. certificates that cannot be fetched)
 shopt -s inherit_errexit

@@ -200,7 +200,7 @@ def test_renewed_server_cert_reaches_the_node_without_replacing_it(stack: Stack)
     node = stack.outputs()["nodes"][0]
     before = served_serial(node["endpoint"])
     state = json.loads(stack.pulumi("stack", "export").stdout)["deployment"]["resources"]
-    urn = next(r["urn"] for r in state if r["urn"].endswith(f"::bkf-pki-server-{node['name']}-cert"))
+    urn = next(r["urn"] for r in state if r["urn"].endswith(f"::pki-server-{node['name']}-cert"))
     r = stack.pulumi("up", "--yes", "--skip-preview", "--replace", urn)
     # the cert is replaced; the node's install command is updated in place (new bundle on stdin)
     assert re.search(r"\+-\s*1 replaced", r.stdout) and re.search(r"~\s+1 updated", r.stdout), r.stdout[-3000:]

@@ -17,12 +17,12 @@ import yaml
 from pulumi import _types
 
 ROOT = Path(__file__).resolve().parents[2]
-#: the farm component's name in __main__.py; its children are "<FARM>-<role>"
+#: the farm component's name in __main__.py (its children keep bare names: adopt_root_resources)
 FARM = "bkf"
 
 
 def short(name: str) -> str:
-    """A resource name without the farm's prefix: what the tests call it."""
+    """A resource name as the tests call it (a prefix only embedded farms give their children)."""
     return name.removeprefix(f"{FARM}-")
 
 

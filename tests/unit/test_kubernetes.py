@@ -134,7 +134,7 @@ def test_names_are_explicit_and_components_parent_their_children(run: mockrt.Run
         assert md.get("namespace") == (None if obj["kind"] == "Namespace" else NS), name
         parent = run.registered[name].opts.parent
         assert parent is not None and type(parent).__module__ == "components.backends.kubernetes.nodes", name
-        assert f"{mockrt.FARM}-{name}".startswith(f"{parent._name}-"), (name, parent._name)
+        assert name.startswith(f"{parent._name}-"), (name, parent._name)
     components = {mockrt.short(r.name): r.typ for r in run.mocks.resources
                   if r.typ.startswith("buildkit-farm:index:Kubernetes")}
     assert components == {

@@ -1,0 +1,185 @@
+"""The CI examples (examples/ci) are checked, not just shown.
+
+* GitHub workflows: actionlint (built by toolchain/bootstrap.sh from github.com/rhysd/actionlint at
+  a pinned version; it checks action inputs and runs shellcheck on every `run:`). A missing
+  actionlint fails the test: it is never skipped.
+* GitLab files: they parse, use only keywords GitLab documents (docs.gitlab.com, "CI/CD YAML syntax
+  reference"), and their scripts pass shellcheck as POSIX sh.
+* Every stack output the examples name exists in the program's exports (read from the source:
+  `export("NAME"` in __main__.py and any module under components/), and the keys they read from
+  setupBuildxAction are the keys the program really exports (the program under mocks).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "ci"
+GITHUB = sorted((EXAMPLES / "github").glob("*.yml"))
+GITLAB = sorted((EXAMPLES / "gitlab").glob("*.yml"))
+
+# docs.gitlab.com/ee/ci/yaml/: global keywords, header keywords, and job keywords. `only`/`except`
+# are deprecated but documented; image/services/cache/before_script/after_script at the top level
+# are documented as deprecated globals.
+GITLAB_GLOBAL = {"default", "include", "stages", "variables", "workflow", "spec",
+                 "image", "services", "cache", "before_script", "after_script"}
+GITLAB_JOB = {"after_script", "allow_failure", "artifacts", "before_script", "cache", "coverage",
+              "dast_configuration", "dependencies", "environment", "except", "extends", "hooks", "identity",
+              "id_tokens", "image", "inherit", "interruptible", "manual_confirmation", "needs", "only", "pages",
+              "parallel", "release", "resource_group", "retry", "rules", "script", "secrets", "services", "stage",
+              "tags", "timeout", "trigger", "variables", "when"}
+# `default:` takes these job keywords
+GITLAB_DEFAULT = {"after_script", "artifacts", "before_script", "cache", "hooks", "id_tokens", "image",
+                  "interruptible", "retry", "services", "tags", "timeout"}
+GITLAB_RULE = {"if", "changes", "exists", "when", "allow_failure", "needs", "variables", "interruptible"}
+GITLAB_ARTIFACTS = {"paths", "exclude", "expire_in", "expose_as", "name", "public", "access", "reports",
+                    "untracked", "when"}
+GITLAB_ENVIRONMENT = {"name", "url", "on_stop", "action", "auto_stop_in", "kubernetes", "deployment_tier"}
+
+
+def actionlint() -> str:
+    exe = shutil.which("actionlint")
+    if exe is None:
+        pytest.fail("actionlint is not on PATH: run toolchain/bootstrap.sh and source .toolchain/env.sh")
+    return exe
+
+
+def test_actionlint_passes_on_the_github_workflows() -> None:
+    assert [p.name for p in GITHUB] == ["app.yml", "infra.yml"]
+    r = subprocess.run([actionlint(), "-color=false", *map(str, GITHUB)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_actionlint_really_checks_inputs_and_scripts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  b:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - uses: docker/setup-buildx-action@v4\n        with:\n          driver-opt: x\n"
+                   "      - run: echo $UNQUOTED\n")
+    r = subprocess.run([actionlint(), "-color=false", str(bad)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert 'input "driver-opt" is not defined in action "docker/setup-buildx-action@v4"' in r.stdout
+    assert "SC2086" in r.stdout, r.stdout
+
+
+def gitlab_problems(doc: Any) -> list[str]:
+    """Keys the GitLab CI/CD YAML reference does not document."""
+    if not isinstance(doc, dict):
+        return ["not a mapping"]
+    problems = []
+    for key, value in doc.items():
+        if key in GITLAB_GLOBAL:
+            if key == "default":
+                problems += [f"default.{k}" for k in value if k not in GITLAB_DEFAULT]
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"{key}: neither a global keyword nor a job")
+            continue
+        if not (key.startswith(".") or {"script", "trigger", "extends", "run"} & set(value)):
+            problems.append(f"{key}: a job needs script, trigger or extends")
+        problems += [f"{key}.{k}" for k in value if k not in GITLAB_JOB]
+        for i, rule in enumerate(value.get("rules") or []):
+            problems += [f"{key}.rules[{i}].{k}" for k in rule if k not in GITLAB_RULE]
+        problems += [f"{key}.artifacts.{k}" for k in value.get("artifacts") or {} if k not in GITLAB_ARTIFACTS]
+        env = value.get("environment")
+        if isinstance(env, dict):
+            problems += [f"{key}.environment.{k}" for k in env if k not in GITLAB_ENVIRONMENT]
+    return problems
+
+
+def test_gitlab_files_parse_and_use_only_documented_keywords() -> None:
+    assert [p.name for p in GITLAB] == ["app.gitlab-ci.yml", "infra.gitlab-ci.yml"]
+    for path in GITLAB:
+        doc = yaml.safe_load(path.read_text())
+        assert gitlab_problems(doc) == [], path.name
+        jobs = [k for k, v in doc.items() if k not in GITLAB_GLOBAL and isinstance(v, dict)]
+        assert jobs and all(doc[j]["stage"] in doc["stages"] for j in jobs), path.name
+
+
+def test_the_gitlab_keyword_check_catches_mistakes() -> None:
+    doc = {"stages": ["b"], "stage": "b", "build": {"scripts": ["x"], "rules": [{"iff": "$X"}]},
+           "default": {"stage": "b"}}
+    assert sorted(gitlab_problems(doc)) == ["build.rules[0].iff", "build.scripts",
+                                            "build: a job needs script, trigger or extends", "default.stage",
+                                            "stage: neither a global keyword nor a job"]
+
+
+def test_gitlab_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.fail("shellcheck is not on PATH: run toolchain/bootstrap.sh")
+    for path in GITLAB:
+        doc = yaml.safe_load(path.read_text())
+        default = doc.get("default") or {}
+        for name, job in doc.items():
+            if not isinstance(job, dict) or "script" not in job:
+                continue
+            lines = [*job.get("before_script", default.get("before_script", [])), *job["script"]]
+            script = tmp_path / f"{path.stem}-{name}.sh"
+            script.write_text("#!/bin/sh\nset -eu\n" + "\n".join(lines) + "\n")
+            r = subprocess.run([shellcheck, "-s", "sh", str(script)], capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, f"{path.name} job {name}:\n{r.stdout}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the output names the examples use
+
+
+def program_exports() -> set[str]:
+    sources = [ROOT / "__main__.py", *sorted((ROOT / "components").rglob("*.py"))]
+    return {m for p in sources for m in re.findall(r"""export\(\s*["'](\w+)["']""", p.read_text())}
+
+
+def referenced_outputs() -> dict[str, set[str]]:
+    """stack output name -> the example files that name it ("stack output NAME", in commands and comments)."""
+    out: dict[str, set[str]] = {}
+    for p in [*GITHUB, *GITLAB]:
+        for name in re.findall(r"stack output ([A-Za-z][A-Za-z0-9]*)", p.read_text()):
+            out.setdefault(name, set()).add(p.name)
+    return out
+
+
+def setup_buildx_keys_used() -> set[str]:
+    text = (EXAMPLES / "github" / "app.yml").read_text()
+    keys = {a or b for a, b in re.findall(r"fromJSON\(vars\.BKF_SETUP_BUILDX\)(?:\.([A-Za-z][\w-]*)|\['([\w-]+)'\])",
+                                          text)}
+    keys |= set(re.findall(r"jq -r '\.(\w+)", text))
+    return keys
+
+
+def test_every_output_the_examples_name_is_exported() -> None:
+    exports = program_exports()
+    assert {"builderName", "setupBuildxAction", "buildxCreateScript", "caCert", "clientCert", "clientKey",
+            "certExpiry"} <= exports, exports
+    used = referenced_outputs()
+    assert {"setupBuildxAction", "buildxCreateScript", "builderName", "caCert", "clientCert",
+            "clientKey"} <= set(used), used
+    unknown = {name: files for name, files in used.items() if name not in exports}
+    assert unknown == {}, f"outputs the program does not export: {unknown}"
+
+
+def test_the_setup_buildx_keys_are_the_real_ones(tmp_path: Path) -> None:
+    mockrt: Any = importlib.import_module("tests.unit.mockrt")  # by name: mypy checks this file only
+    cfg = mockrt.stack_config(ROOT / "Pulumi.local.yaml")
+    (tmp_path / "id").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nMOCK\n-----END OPENSSH PRIVATE KEY-----\n")
+    (tmp_path / "buildkit-v0.32.2.linux-amd64.tar.gz").write_bytes(b"tarball")
+    cfg["buildkit-farm:ssh"] = json.dumps({"privateKeyPath": str(tmp_path / "id"), "artifactDir": str(tmp_path)})
+    real = mockrt.run_main(cfg, stack="local").values["setupBuildxAction"]
+    used = setup_buildx_keys_used()
+    assert used == {"endpoint", "platforms", "driver-opts", "append", "env"}, used
+    assert used <= set(real), set(real)
+    assert real["driver"] == "remote" and "driver: remote" in (EXAMPLES / "github" / "app.yml").read_text()
+    # app.yml maps every output named in setupBuildxAction.env to a secret
+    case = (EXAMPLES / "github" / "app.yml").read_text()
+    for output in set(real["env"].values()):
+        assert re.search(rf"^\s+{output}\) value=", case, re.M), output
