@@ -8,8 +8,10 @@ exists before the daemon starts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pulumi
 import pulumi_tls as tls
@@ -21,6 +23,23 @@ CLIENT_USES = ["digital_signature", "key_encipherment", "client_auth"]
 CA_USES = ["cert_signing", "crl_signing", "digital_signature"]
 #: Every PEM form the provider computes for a private key: all of them secret.
 KEY_SECRET_OUTPUTS = ["private_key_pem", "private_key_pem_pkcs8", "private_key_openssh"]
+
+
+def earliest(timestamps: Sequence[str]) -> str:
+    """The earliest of RFC 3339 times, as UTC `YYYY-MM-DDTHH:MM:SSZ`.
+
+    pulumi-tls writes validity times with nanoseconds in the provider's local zone, so
+    comparing the strings would be wrong across zones: parse first.
+    """
+    if not timestamps:
+        raise ValueError("no certificates")
+    first = min(datetime.fromisoformat(_trim_fraction(t).replace("Z", "+00:00")) for t in timestamps)
+    return first.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _trim_fraction(t: str) -> str:
+    # Python parses at most microseconds: cut nanoseconds to six digits
+    return re.sub(r"(\.\d{6})\d+", r"\1", t)
 
 
 @dataclass(frozen=True)
@@ -91,7 +110,7 @@ class Pki(pulumi.ComponentResource):
             for c in args.spec.clients
         }
         leaves = [c.not_after for c in [*self.servers.values(), *self.clients.values()]]
-        self.not_after = pulumi.Output.all(*leaves).apply(lambda ts: min(ts))
+        self.not_after = pulumi.Output.all(*leaves).apply(earliest)
         self.register_outputs({
             "ca_cert_pem": self.ca_cert_pem,
             "not_after": self.not_after,

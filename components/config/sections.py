@@ -89,10 +89,16 @@ class PkiSpec(ConfigModel):
                           f"{self.early_renewal_hours!r} is not shorter than pki.validityHours "
                           f"({self.validity_hours}); certificates would be renewed on every `pulumi up` "
                           "(allowed: 0 <= earlyRenewalHours < validityHours)"))
-        if self.ca_validity_hours < self.validity_hours:
+        # The CA renews itself one leaf lifetime before it ends (so it can still sign a full leaf):
+        # a CA that does not live two leaf lifetimes is due for renewal within the first one, and
+        # every `pulumi up` would replace it and every certificate under it.
+        if self.ca_validity_hours < 2 * self.validity_hours:
+            due = max(0, self.ca_validity_hours - self.validity_hours)
             found.append((("caValidityHours",),
-                          f"{self.ca_validity_hours!r} is shorter than pki.validityHours "
-                          f"({self.validity_hours}); the CA must outlive its certificates"))
+                          f"{self.ca_validity_hours!r} would renew the CA {due} h after it is made, within one "
+                          f"leaf lifetime (pki.validityHours {self.validity_hours}), "
+                          "so `pulumi up` would keep replacing the CA and every certificate under it "
+                          f"(allowed: at least 2 x validityHours = {2 * self.validity_hours})"))
         if not self.clients:
             found.append((("clients",), "[] has no client; give at least one (e.g. [ci])"))
         for i, c in enumerate(self.clients):

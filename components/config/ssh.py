@@ -21,9 +21,10 @@ class SshNodeSpec(NodeSpec):
     ssh_user: Annotated[str, matching(r"^[a-z_][a-z0-9_-]{0,31}$", "a POSIX user name")] = Field(
         "root", description="ssh: user Pulumi connects as (installs need root)")
     ssh_host_key: Annotated[str, matching(
-        r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+=*( .*)?$",
-        "an SSH public key like 'ssh-ed25519 AAAA...'")] | None = Field(
-        None, description="ssh: pin the host's public key; unset, any host key is accepted")
+        r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+=*( .*)?$",
+        "an ed25519 or ecdsa SSH public key like 'ssh-ed25519 AAAA...' (an ssh-rsa pin makes the command "
+        "provider offer only SHA-1 ssh-rsa signatures, which current OpenSSH refuses)")] | None = Field(
+        None, description="ssh: pin the host's ed25519 or ecdsa public key; unset, any host key is accepted")
     host_platform: Annotated[Platform, one_of(*PLATFORMS)] | None = Field(
         None, description="ssh, test hosts only: the host's real platform when it differs (RUN steps then "
         "run under QEMU user emulation)")

@@ -1,7 +1,8 @@
 """Tier 3: real `pulumi up` / `preview` / `destroy` of the ssh backend against test hosts.
 
-The real engine, language host and providers (pulumi-tls, pulumi-command) stand
-up a two-node farm on this machine from a stack derived from Pulumi.local.yaml
+The real engine and language host, with the SUBSTITUTE tls and command plugins
+(toolchain/providers: upstream's Go modules are refused by the proxy), stand up a
+two-node farm on this machine from a stack derived from Pulumi.local.yaml
 (own hosts h5/h6, own builder, temporary file backend), then the builder the
 program created builds a multi-platform image through both nodes.
 """
@@ -99,7 +100,7 @@ def test_bad_config_fails_before_anything_is_created(stack: Stack) -> None:
     assert [r["type"] for r in state["deployment"].get("resources") or []] in ([], ["pulumi:pulumi:Stack"])
 
 
-def test_pulumi_up_with_real_providers(stack: Stack) -> None:
+def test_pulumi_up_with_the_substitute_tls_and_command_plugins(stack: Stack) -> None:
     r = stack.pulumi("up", "--yes", "--skip-preview")
     assert re.search(r"Resources:\s+\+ \d+ created", r.stdout), r.stdout[-3000:]
     out = stack.outputs()
@@ -112,7 +113,7 @@ def test_pulumi_up_with_real_providers(stack: Stack) -> None:
     assert plain["clientKey"] == "[secret]"
 
 
-def test_certs_come_from_real_pulumi_tls(stack: Stack) -> None:
+def test_certs_come_from_the_tls_plugin(stack: Stack) -> None:
     out = stack.outputs()
     (stack.dir / "ca.pem").write_text(out["caCert"])
     (stack.dir / "client.pem").write_text(out["clientCert"])

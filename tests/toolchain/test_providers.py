@@ -473,7 +473,8 @@ def test_ssh_argv_with_host_key_pins_it() -> None:
         o = opts(command.ssh_argv(conn, "true", files.key, files.known_hosts))
         assert o["StrictHostKeyChecking"] == "yes" and o["UserKnownHostsFile"] == files.known_hosts
         assert o["HostKeyAlias"] == command.PINNED_ALIAS
-        assert o["HostKeyAlgorithms"] == "rsa-sha2-512,rsa-sha2-256,ssh-rsa"
+        # upstream offers only the pinned key's own algorithm (SHA-1 ssh-rsa), not rsa-sha2-*
+        assert o["HostKeyAlgorithms"] == "ssh-rsa"
     assert not os.path.exists(files.key)
     assert command.host_key_entry("ssh-ed25519 AAAAC3")[1] == "ssh-ed25519"
 

@@ -88,7 +88,7 @@ def test_host_key_pinning(tmp_path: Path) -> None:
     cfg["buildkit-farm:nodes"] = json.dumps(nodes)
     with pytest.raises(pulumi.RunError) as e:
         mockrt.run_main(cfg, stack="local")
-    assert "nodes[1].sshHostKey: 'not a key' is not an SSH public key" in str(e.value)
+    assert "nodes[1].sshHostKey: 'not a key' is not an ed25519 or ecdsa SSH public key" in str(e.value)
     del nodes[1]["sshHostKey"]
     cfg["buildkit-farm:nodes"] = json.dumps(nodes)
     run = mockrt.run_main(cfg, stack="local")

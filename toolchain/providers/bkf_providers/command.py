@@ -255,16 +255,15 @@ SSH_ERRORS = re.compile(
     r"Permission denied \(|Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|"
     r"Unable to negotiate|no matching host key type|Load key |invalid format")
 
-_HOST_KEY_ALGORITHMS = {"ssh-rsa": "rsa-sha2-512,rsa-sha2-256,ssh-rsa"}
-
-
 def host_key_entry(host_key: str) -> tuple[str, str]:
     """(known_hosts line under PINNED_ALIAS, HostKeyAlgorithms) for a pinned "type base64 [comment]" key."""
     parts = host_key.strip().split()
     if len(parts) < 2:
         raise ProviderError(f"connection.hostKey: expected an authorized_keys line (type base64), got {host_key!r}")
     key_type, blob = parts[0], parts[1]
-    return f"{PINNED_ALIAS} {key_type} {blob}\n", _HOST_KEY_ALGORITHMS.get(key_type, key_type)
+    # Upstream (golang.org/x/crypto/ssh FixedHostKey) offers only the pinned key's own algorithm:
+    # for ssh-rsa that is SHA-1 "ssh-rsa", which OpenSSH >= 8.8 refuses by default.
+    return f"{PINNED_ALIAS} {key_type} {blob}\n", key_type
 
 
 def _opt(name: str, value: str) -> list[str]:

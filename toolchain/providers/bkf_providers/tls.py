@@ -233,7 +233,14 @@ def sans(dns_names: list[str] | None, ip_addresses: list[str] | None,
 
 
 def rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Go's time.RFC3339Nano in the local zone, as upstream writes validity times: trailing zeros of
+    the fraction dropped, "Z" for UTC, else the offset (e.g. 2027-02-01T01:00:00+01:00)."""
+    local = t.astimezone()
+    text = local.strftime("%Y-%m-%dT%H:%M:%S")
+    if local.microsecond:
+        text += f".{local.microsecond:06d}".rstrip("0")
+    offset = local.strftime("%z")
+    return text + ("Z" if offset in ("+0000", "") else f"{offset[:3]}:{offset[3:]}")
 
 
 def parse_rfc3339(s: str) -> datetime:
