@@ -39,6 +39,8 @@ class SshNodeArgs:
     #: local path of the buildkit tarball to copy over (hosts without internet), or None
     artifact_path: str | None = None
     remove_state_on_destroy: bool = False
+    #: the SSH agent the provider dials (None: $SSH_AUTH_SOCK, if set)
+    agent_socket: str | None = None
 
 
 class SshNode(pulumi.ComponentResource):
@@ -53,7 +55,7 @@ class SshNode(pulumi.ComponentResource):
         super().__init__("buildkit-farm:index:SshNode", name, None, opts)
         conn = command.remote.ConnectionArgs(
             host=args.ssh_host, port=args.ssh_port, user=args.ssh_user, host_key=args.ssh_host_key,
-            private_key=pulumi.Output.secret(args.ssh_private_key),
+            private_key=pulumi.Output.secret(args.ssh_private_key), agent_socket_path=args.agent_socket,
         )
         depends: list[pulumi.Resource] = []
         if args.artifact_path is not None:
@@ -119,5 +121,6 @@ class SshBackend:
                 ssh_private_key=self.inputs.ssh_private_key, settings=settings,
                 buildkitd_toml=node_toml(self.cfg, n), server_cert=pki.servers[n.name],
                 ca_cert_pem=pki.ca_cert_pem, artifact_path=local[0] if local else None,
-                remove_state_on_destroy=self.cfg.ssh.remove_state_on_destroy), opts))
+                remove_state_on_destroy=self.cfg.ssh.remove_state_on_destroy,
+                agent_socket=self.cfg.ssh.agent_socket), opts))
         return out

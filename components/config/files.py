@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pulumi
@@ -10,6 +12,15 @@ from components.backends.base import HostInputs
 from components.config.errors import ConfigError
 from components.config.farm import AnyFarmConfig, SshFarmConfig
 from components.node.payload import artifact_name, sha256_file
+
+
+def _agent_problem(path: str) -> str | None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+        except OSError as e:
+            return e.strerror or str(e)
+    return None
 
 
 def read_host_inputs(cfg: AnyFarmConfig, stack: str) -> HostInputs:
@@ -32,6 +43,13 @@ def read_host_inputs(cfg: AnyFarmConfig, stack: str) -> HostInputs:
                 problems.append(f"ssh.artifactDir: {str(root)!r} has no {path.name} for node {n.name}")
                 continue
             artifacts[n.name] = (str(path), sha256_file(path))
+    agent = cfg.ssh.agent_socket or os.environ.get("SSH_AUTH_SOCK") or None
+    if agent and (why := _agent_problem(agent)):
+        source = "ssh.agentSocket" if cfg.ssh.agent_socket else "$SSH_AUTH_SOCK"
+        problems.append(
+            f"ssh.agentSocket: the SSH agent at {agent!r} ({source}) does not answer ({why}); the command provider "
+            "dials it for every remote command and aborts when it cannot: start the agent, unset SSH_AUTH_SOCK "
+            "(the key at ssh.privateKeyPath is enough), or set ssh.agentSocket to a live agent")
     if problems:
         raise ConfigError(problems)
     return HostInputs(stack=stack, ssh_private_key=pulumi.Output.secret(key or ""), artifacts=artifacts)

@@ -53,5 +53,8 @@ class SshSpec(ConfigModel):
     artifact_dir: Annotated[str, text()] = Field(
         "", description="directory with buildkit-<version>.linux-<arch>.tar.gz for hosts without internet "
         "(its sha256 is checked on the host); empty: hosts download the release")
+    agent_socket: Annotated[str, matching(r"^/[^\0]*$", "an absolute path of a unix socket")] | None = Field(
+        None, description="SSH agent the command provider dials instead of $SSH_AUTH_SOCK (it dials one whenever "
+        "either is set, and aborts if it cannot); unset: $SSH_AUTH_SOCK, checked before anything is created")
     remove_state_on_destroy: Annotated[bool, boolean()] = Field(
         False, description="`pulumi destroy` also deletes the build cache")

@@ -7,12 +7,15 @@ substitutes must behave like upstream where the program depends on it.
 from __future__ import annotations
 
 import os
+import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from bkf_providers import command, tls
-from components.config import ConfigError, parse_config
+from components.config import AnyFarmConfig, ConfigError, SshFarmConfig, parse_config
+from components.config.files import read_host_inputs
 from components.pki import earliest
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKv3"
@@ -71,3 +74,61 @@ def test_a_ca_that_would_renew_within_a_leaf_lifetime_is_refused(ca: int, ok: bo
         parse_config(raw)
     assert any(p.startswith(f"pki.caValidityHours: {ca} would renew the CA") and "at least 2 x validityHours = 17520"
                in p for p in e.value.problems), e.value.problems
+
+
+# ---------------------------------------------------------------------------------- the SSH agent
+# Upstream dials connection.agentSocketPath, else a non-empty $SSH_AUTH_SOCK, before every SSH
+# connection and aborts the operation when it cannot, even when a private key is given.
+
+
+def _ssh_farm(tmp_path: Path, **ssh: str) -> AnyFarmConfig:
+    (tmp_path / "id").write_text("key")
+    return parse_config({"backend": "ssh", "ssh": {"privateKeyPath": str(tmp_path / "id"), **ssh},
+                         "nodes": [{"name": "h1", "platform": "linux/amd64", "host": "10.0.0.1"}]})
+
+
+def _live_agent(tmp_path: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(tmp_path / "agent.sock"))
+    s.listen(1)
+    return s
+
+
+def test_a_stale_ssh_auth_sock_is_refused_before_anything_is_created(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "gone.sock"))
+    with pytest.raises(ConfigError) as e:
+        read_host_inputs(_ssh_farm(tmp_path), "t")
+    (problem,) = e.value.problems
+    assert problem.startswith(f"ssh.agentSocket: the SSH agent at {str(tmp_path / 'gone.sock')!r} ($SSH_AUTH_SOCK) "
+                              "does not answer (No such file or directory)")
+    assert "unset SSH_AUTH_SOCK" in problem
+    monkeypatch.delenv("SSH_AUTH_SOCK")
+    read_host_inputs(_ssh_farm(tmp_path), "t")  # no agent at all: fine, the key is used
+
+
+def test_ssh_agent_socket_overrides_a_stale_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "gone.sock"))
+    with _live_agent(tmp_path):
+        cfg = _ssh_farm(tmp_path, agentSocket=str(tmp_path / "agent.sock"))
+        read_host_inputs(cfg, "t")
+    assert isinstance(cfg, SshFarmConfig) and cfg.ssh.agent_socket == str(tmp_path / "agent.sock")
+
+
+def test_the_substitute_dials_the_agent_like_upstream(tmp_path: Path) -> None:
+    env = {"SSH_AUTH_SOCK": str(tmp_path / "gone.sock")}
+    assert command.agent_socket({}, env) == str(tmp_path / "gone.sock")
+    assert command.agent_socket({"agentSocketPath": "/a"}, env) == "/a"  # the connection's path wins
+    assert command.agent_socket({}, {"SSH_AUTH_SOCK": ""}) is None
+    with pytest.raises(command.ProviderError, match=r"^dial unix .*gone\.sock: connect: no such file or directory$"):
+        command.dial_agent(str(tmp_path / "gone.sock"))
+    with _live_agent(tmp_path):
+        command.dial_agent(str(tmp_path / "agent.sock"))
+
+
+def test_every_remote_operation_of_the_substitute_aborts_on_a_stale_agent(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "gone.sock"))
+    with pytest.raises(command.ProviderError, match="dial unix"):
+        # (nothing listens at 192.0.2.1: the agent is dialled first, so no SSH dial happens)
+        command.ssh_run(None, {"host": "192.0.2.1", "privateKey": "k"}, "true")  # type: ignore[arg-type]

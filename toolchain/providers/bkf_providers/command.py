@@ -19,6 +19,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -335,10 +336,30 @@ def dial_attempts(conn: Mapping[str, Any]) -> int | None:
     return None if limit == -1 else max(1, limit)
 
 
+def agent_socket(conn: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
+    """The agent upstream dials: connection.agentSocketPath when set, else $SSH_AUTH_SOCK when non-empty."""
+    if conn.get("agentSocketPath") is not None:
+        return str(conn["agentSocketPath"])
+    return environ.get("SSH_AUTH_SOCK") or None
+
+
+def dial_agent(path: str) -> None:
+    """Upstream net.Dial()s the agent before every SSH connection and aborts the operation if it
+    cannot (a stale SSH_AUTH_SOCK fails every remote command, even with a private key)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+        except OSError as e:
+            raise ProviderError(f"dial unix {path}: connect: {(e.strerror or str(e)).lower()}") from None
+
+
 def ssh_run(ctx: Context, conn: Mapping[str, Any], command: str, *, stdin: bytes | None = None,
             stdin_writer: Callable[[IO[bytes]], None] | None = None, log_stdout: bool = True,
             log_stderr: bool = True) -> Completed:
     """Run a command on the connection's host, retrying failed dials like upstream."""
+    agent = agent_socket(conn, os.environ)
+    if agent:
+        dial_agent(agent)
     attempts = dial_attempts(conn)
     n = 0
     with ssh_files(conn) as files:
