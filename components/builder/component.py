@@ -60,7 +60,11 @@ class Builder(pulumi.ComponentResource):
             interpreter=["/bin/bash", "-c"],
             # A new endpoint or certificate means a new builder, not an edit.
             triggers=[args.nodes.apply(lambda ns: [n.endpoint for n in ns]), args.ca_cert_pem,
-                      args.client_cert_pem],
+                      args.client_cert_pem,
+                      # a new BUILDX_CONFIG is a new builder: the replacement runs the old one's delete
+                      # (with the old environment), so the old directory is cleaned up. Only when set,
+                      # so stacks that never set it keep their triggers.
+                      *([args.buildx_config_dir] if args.buildx_config_dir else [])],
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The old builder's delete (`buildx rm <name>`) must run before the

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -209,6 +210,25 @@ def test_renewed_server_cert_reaches_the_node_without_replacing_it(stack: Stack)
     assert after != before and after.startswith("serial="), (before, after)
     ca, client = client_files(stack)
     buildctl(node["endpoint"], node["serverName"], ca, client, "debug", "workers")
+
+
+def test_a_new_builder_config_dir_moves_the_builder_and_cleans_the_old_one(stack: Stack) -> None:
+    """builder.configDir: the builder and its cert files move, nothing stays behind in the old place."""
+    default, moved = stack.dir / "buildx", stack.dir / "buildx-moved"
+    cfg = yaml.safe_load((ROOT / f"Pulumi.{STACK}.yaml").read_text())
+    cfg["config"]["buildkit-farm:builder"]["configDir"] = str(moved)
+    other = stack.dir / "moved.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+
+    def has_builder(d: Path) -> bool:
+        return (d / "instances" / BUILDER).exists() or (d / "certs" / BUILDER).exists()
+
+    assert has_builder(default) and not has_builder(moved)
+    stack.pulumi("up", "--yes", "--skip-preview", "--config-file", str(other))
+    assert has_builder(moved) and not has_builder(default), "the old BUILDX_CONFIG kept the builder"
+    assert stat.S_IMODE((moved / "certs" / BUILDER / "key.pem").stat().st_mode) == 0o600
+    stack.pulumi("up", "--yes", "--skip-preview")  # and back: the moved one is cleaned up too
+    assert has_builder(default) and not has_builder(moved)
 
 
 def test_preview_right_after_up_shows_no_changes(stack: Stack) -> None:
