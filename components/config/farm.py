@@ -34,17 +34,32 @@ def _some_cidrs(cidrs: tuple[str, ...]) -> tuple[str, ...]:
     return cidrs
 
 
+BACKEND_DOC = "where nodes run: aws, kubernetes or ssh"
+CIDRS_DOC = "CIDR blocks that may reach the build port (required for aws and kubernetes)"
+#: aws and kubernetes open a port to the network: they need at least one CIDR
+RequiredCidrs = Annotated[tuple[Cidr, ...], AfterValidator(_some_cidrs)]
+
+
+def _nodes_field() -> Any:
+    # validate_default: a missing `nodes` gets the same "no nodes configured" problem as []
+    return Field((), validate_default=True,
+                 description="the nodes, in builder order (the first gets builds without --platform)")
+
+
+def _cidrs_field() -> Any:
+    return Field((), validate_default=True, description=CIDRS_DOC)
+
+
 class FarmBase(ConfigModel):
     """Keys every backend shares. The backend models below add `nodes` and their own section."""
 
     #: the sections that belong to one backend only
     backend_sections: ClassVar[tuple[str, ...]] = BACKENDS
 
-    backend: Backend = Field(description="where nodes run: aws, kubernetes or ssh")
+    backend: Backend = Field(description=BACKEND_DOC)
     allow_open_ingress: Annotated[bool, boolean()] = Field(
         False, description="allow 0.0.0.0/0 or ::/0 in allowedCidrs (mTLS still applies)")
-    allowed_cidrs: tuple[Cidr, ...] = Field(
-        (), description="CIDR blocks that may reach the build port (required for aws and kubernetes)")
+    allowed_cidrs: tuple[Cidr, ...] = Field((), description=CIDRS_DOC)
     volume: VolumeSpec = Field(VolumeSpec(), description="the build-state volume of every node")
     buildkit: BuildkitSpec = Field(BuildkitSpec(), description="what every node runs")
     pki: PkiSpec = Field(PkiSpec(), description="the farm's CA and certificates")
@@ -93,12 +108,9 @@ class FarmBase(ConfigModel):
 class AwsFarmConfig(FarmBase):
     internal_keys: ClassVar[frozenset[str]] = frozenset({"aws:region"})
 
-    backend: Literal["aws"] = Field("aws", description="where nodes run: aws, kubernetes or ssh")
-    nodes: Annotated[tuple[AwsNodeSpec, ...], AfterValidator(_some_nodes)] = Field(
-        (), validate_default=True, description="the nodes, in builder order (the first gets builds without --platform)")
-    allowed_cidrs: Annotated[tuple[Cidr, ...], AfterValidator(_some_cidrs)] = Field(
-        (), validate_default=True,
-        description="CIDR blocks that may reach the build port (required for aws and kubernetes)")
+    backend: Literal["aws"] = Field("aws", description=BACKEND_DOC)
+    nodes: Annotated[tuple[AwsNodeSpec, ...], AfterValidator(_some_nodes)] = _nodes_field()
+    allowed_cidrs: RequiredCidrs = _cidrs_field()
     aws: AwsSpec = Field(AwsSpec(), description="EC2 placement and images")
     region: Region = Field(alias="aws:region", description="the AWS provider's region (`aws:region`)")
 
@@ -111,19 +123,15 @@ class AwsFarmConfig(FarmBase):
 
 
 class SshFarmConfig(FarmBase):
-    backend: Literal["ssh"] = Field("ssh", description="where nodes run: aws, kubernetes or ssh")
-    nodes: Annotated[tuple[SshNodeSpec, ...], AfterValidator(_some_nodes)] = Field(
-        (), validate_default=True, description="the nodes, in builder order (the first gets builds without --platform)")
+    backend: Literal["ssh"] = Field("ssh", description=BACKEND_DOC)
+    nodes: Annotated[tuple[SshNodeSpec, ...], AfterValidator(_some_nodes)] = _nodes_field()
     ssh: SshSpec = Field({}, validate_default=True, description="how Pulumi reaches the hosts")
 
 
 class KubernetesFarmConfig(FarmBase):
-    backend: Literal["kubernetes"] = Field("kubernetes", description="where nodes run: aws, kubernetes or ssh")
-    nodes: Annotated[tuple[KubernetesNodeSpec, ...], AfterValidator(_some_nodes)] = Field(
-        (), validate_default=True, description="the nodes, in builder order (the first gets builds without --platform)")
-    allowed_cidrs: Annotated[tuple[Cidr, ...], AfterValidator(_some_cidrs)] = Field(
-        (), validate_default=True,
-        description="CIDR blocks that may reach the build port (required for aws and kubernetes)")
+    backend: Literal["kubernetes"] = Field("kubernetes", description=BACKEND_DOC)
+    nodes: Annotated[tuple[KubernetesNodeSpec, ...], AfterValidator(_some_nodes)] = _nodes_field()
+    allowed_cidrs: RequiredCidrs = _cidrs_field()
     kubernetes: KubernetesSpec = Field(KubernetesSpec(), description="namespace, Services and resources")
 
     @classmethod
