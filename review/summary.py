@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from review.policy import checks
+from review.policy import resources
+from review.policy.payload import parse_env, payload_env, payload_files
 
 #: op -> (symbol, words), in the order the counts are printed
 OPS: dict[str, tuple[str, str]] = {
@@ -40,7 +41,7 @@ REPLACE_PARTS = {"create-replacement": "replace", "delete-replaced": "replace", 
                  "remove-pending-replace": "replace", "discard": "delete", "read-discard": "delete"}
 _RANK = {"replace": 5, "delete": 4, "create": 3, "update": 2, "import": 1, "read": 1, "refresh": 1, "same": 0}
 CERT_REQUEST = "tls:index/certRequest:CertRequest"
-PKI_LEAVES = (checks.TLS_LOCALLY_SIGNED, checks.TLS_PRIVATE_KEY, CERT_REQUEST)
+PKI_LEAVES = (resources.TLS_LOCALLY_SIGNED, resources.TLS_PRIVATE_KEY, CERT_REQUEST)
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def _count(changes: Iterable[Change]) -> dict[str, int]:
 
 
 def _files(payload: Any) -> dict[str, str]:
-    return checks.payload_files(payload) if isinstance(payload, str) else {}
+    return payload_files(payload) if isinstance(payload, str) else {}
 
 
 def payload_changes(old: Any, new: Any) -> list[str]:
@@ -202,7 +203,7 @@ def payload_changes(old: Any, new: Any) -> list[str]:
             continue
         base = path.rsplit("/", 1)[-1]
         if base == "node.env":
-            ea, eb = checks.parse_env(a.get(path, "")), checks.parse_env(b.get(path, ""))
+            ea, eb = parse_env(a.get(path, "")), parse_env(b.get(path, ""))
             keys = sorted(k for k in set(ea) | set(eb) if ea.get(k) != eb.get(k))
             out.append(f"node settings changed: {', '.join(keys)}" if keys else "node settings changed")
         else:
@@ -213,7 +214,7 @@ def payload_changes(old: Any, new: Any) -> list[str]:
 
 
 def _env(payload: Any) -> dict[str, str]:
-    return checks.payload_env(payload) if isinstance(payload, str) else {}
+    return payload_env(payload) if isinstance(payload, str) else {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,16 +243,16 @@ def _node_of(c: Change, nodes: Mapping[str, Change]) -> Change | None:
 def _platform(node: Change, ctx: _Ctx) -> str | None:
     for ch in ctx.children(node.urn):
         inputs = ch.inputs()
-        if ch.type == checks.REMOTE_COMMAND and _env(inputs.get("create")).get("BKF_PLATFORM"):
+        if ch.type == resources.REMOTE_COMMAND and _env(inputs.get("create")).get("BKF_PLATFORM"):
             return _env(inputs.get("create"))["BKF_PLATFORM"]
-        if ch.type == checks.EC2_INSTANCE and isinstance(inputs.get("tags"), Mapping):
+        if ch.type == resources.EC2_INSTANCE and isinstance(inputs.get("tags"), Mapping):
             tag = inputs["tags"].get("buildkit-farm/platform")
             if tag:
                 return str(tag)
-        if ch.type == checks.K8S_STATEFULSET:
+        if ch.type == resources.K8S_STATEFULSET:
             try:
-                arch = checks.get(inputs, "spec", "template", "spec", "nodeSelector", "kubernetes.io/arch")
-            except checks.UnknownValue:
+                arch = resources.get(inputs, "spec", "template", "spec", "nodeSelector", "kubernetes.io/arch")
+            except resources.UnknownValue:
                 arch = None
             if arch:
                 return f"linux/{arch}"
@@ -259,7 +260,7 @@ def _platform(node: Change, ctx: _Ctx) -> str | None:
 
 
 def _ca_lines(ctx: _Ctx) -> list[str]:
-    cas = [c for c in ctx.of_type(checks.TLS_SELF_SIGNED) if c.inputs().get("isCaCertificate") is True]
+    cas = [c for c in ctx.of_type(resources.TLS_SELF_SIGNED) if c.inputs().get("isCaCertificate") is True]
     lines = []
     for ca in cas:
         if ca.op == "replace":
@@ -276,7 +277,7 @@ def _ca_lines(ctx: _Ctx) -> list[str]:
             lines.append(f"CA updated in place ({', '.join(ca.diffs)}): the certificate itself stays the same")
         ctx.explained.add(ca.urn)
         # the CA's own key goes with it
-        ctx.explained.update(c.urn for c in ctx.of_type(checks.TLS_PRIVATE_KEY) if c.name == f"{ca.name}-key")
+        ctx.explained.update(c.urn for c in ctx.of_type(resources.TLS_PRIVATE_KEY) if c.name == f"{ca.name}-key")
     return lines
 
 
@@ -287,7 +288,7 @@ def _leaf(c: Change, kind: str) -> str | None:
 
 def _client_lines(ctx: _Ctx) -> list[str]:
     lines = []
-    for cert in ctx.of_type(checks.TLS_LOCALLY_SIGNED):
+    for cert in ctx.of_type(resources.TLS_LOCALLY_SIGNED):
         client = _leaf(cert, "client")
         uses = cert.inputs().get("allowedUses") or []
         if client is None and "client_auth" not in uses:
@@ -296,7 +297,7 @@ def _client_lines(ctx: _Ctx) -> list[str]:
         if cert.urn in ctx.explained:  # a CA replacement already said it
             continue
         key_replaced = any(_leaf(k, "client") == client and k.op == "replace"
-                           for k in ctx.of_type(checks.TLS_PRIVATE_KEY))
+                           for k in ctx.of_type(resources.TLS_PRIVATE_KEY))
         why = f" ({', '.join(cert.replace_keys or cert.diffs)})" if (cert.replace_keys or cert.diffs) else ""
         secrets = "clientCert, clientKey" if key_replaced else "clientCert"
         if cert.op == "replace":
@@ -314,11 +315,11 @@ def _client_lines(ctx: _Ctx) -> list[str]:
 
 
 def _node_lines(ctx: _Ctx) -> list[str]:
-    nodes = {c.urn: c for c in ctx.p.changes if c.type in checks.NODE_TYPES}
+    nodes = {c.urn: c for c in ctx.p.changes if c.type in resources.NODE_TYPES}
     for c in ctx.p.changes:  # the digest leaves unchanged components out: their children name them
-        if c.parent and c.parent not in nodes and _urn_type(c.parent) in checks.NODE_TYPES:
+        if c.parent and c.parent not in nodes and _urn_type(c.parent) in resources.NODE_TYPES:
             nodes[c.parent] = Change(op="same", urn=c.parent, type=_urn_type(c.parent))
-    server_cert_replaced = {_leaf(c, "server") for c in ctx.of_type(checks.TLS_LOCALLY_SIGNED)
+    server_cert_replaced = {_leaf(c, "server") for c in ctx.of_type(resources.TLS_LOCALLY_SIGNED)
                             if c.op == "replace" and _leaf(c, "server")}
     lines: list[str] = []
     for urn, node in nodes.items():
@@ -353,14 +354,14 @@ def _removed_node_line(node: Change, kids: Sequence[Change], platform: str | Non
     on = f" ({platform})" if platform else ""
     cache = ""
     for k in kids:
-        if k.type == checks.REMOTE_COMMAND and "uninstall" in str(k.old.get("delete") or ""):
+        if k.type == resources.REMOTE_COMMAND and "uninstall" in str(k.old.get("delete") or ""):
             cache = ("; its cache is deleted (ssh.removeStateOnDestroy)" if "--purge-state" in str(k.old["delete"])
                      else "; its cache stays on the host")
-        elif k.type == checks.EBS_VOLUME:
+        elif k.type == resources.EBS_VOLUME:
             cache = "; its cache volume is deleted with it"
-        elif k.type == checks.K8S_STATEFULSET:
+        elif k.type == resources.K8S_STATEFULSET:
             cache = "; its cache PVC is retained"
-    others = [c.name for c in ctx.p.changes if c.type in checks.NODE_TYPES and c.op != "delete"
+    others = [c.name for c in ctx.p.changes if c.type in resources.NODE_TYPES and c.op != "delete"
               and platform and _platform(c, ctx) == platform]
     if platform and others:
         left = f"builds for {platform} go to {', '.join(others)}"
@@ -375,11 +376,11 @@ def _existing_node_lines(n: str, kids: Sequence[Change], new_cert: bool, ctx: _C
     lines: list[str] = []
     restart: list[str] = []
     cut = "builds running on it are cut"
-    volume = next((k for k in kids if k.type == checks.EBS_VOLUME), None)
-    sts_updated = any(k.type == checks.K8S_STATEFULSET and k.op in ("update", "replace") for k in kids)
+    volume = next((k for k in kids if k.type == resources.EBS_VOLUME), None)
+    sts_updated = any(k.type == resources.K8S_STATEFULSET and k.op in ("update", "replace") for k in kids)
     for k in kids:
         said = True
-        if k.type == checks.REMOTE_COMMAND and k.name.endswith("-buildkitd"):
+        if k.type == resources.REMOTE_COMMAND and k.name.endswith("-buildkitd"):
             if k.op == "replace":
                 lines.append(f"node {n} is reinstalled ({', '.join(k.replace_keys or k.diffs)}): its daemon restarts "
                              f"and {cut}; the cache stays")
@@ -399,19 +400,19 @@ def _existing_node_lines(n: str, kids: Sequence[Change], new_cert: bool, ctx: _C
             if "connection" in k.diffs:
                 lines.append(f"node {n}: how Pulumi reaches it over SSH changes (no restart by itself)")
             said = bool(set(k.diffs) & {"create", "stdin", "delete", "connection"})
-        elif k.type == checks.EBS_VOLUME and k.op in ("replace", "delete"):
+        elif k.type == resources.EBS_VOLUME and k.op in ("replace", "delete"):
             lines.append(f"data volume of {n} {'replaced' if k.op == 'replace' else 'deleted'}: its cache is lost")
-        elif k.type == checks.EBS_VOLUME and k.op == "update":
+        elif k.type == resources.EBS_VOLUME and k.op == "update":
             size = (k.old.get("size"), k.new.get("size"))
             grow = f" grows from {size[0]:g} to {size[1]:g} GiB" if "size" in k.diffs and None not in size else ""
             lines.append(f"data volume of {n}{grow or ' changes'} in place ({', '.join(k.diffs)}): "
                          "no restart, the cache stays")
-        elif k.type == checks.EC2_INSTANCE and k.op == "replace":
+        elif k.type == resources.EC2_INSTANCE and k.op == "replace":
             kept = volume is None or volume.op not in ("replace", "delete")
             lines.append(f"instance of {n} replaced ({', '.join(k.replace_keys or k.diffs)})"
                          + (", cache volume kept: first build is cold-started" if kept else "")
                          + f"; the node is down until the new instance boots and {cut}")
-        elif k.type == checks.EC2_INSTANCE and k.op == "update" and \
+        elif k.type == resources.EC2_INSTANCE and k.op == "update" and \
                 set(k.diffs) & {"userDataBase64", "userData", "instanceType"}:
             if "userDataBase64" in k.diffs or "userData" in k.diffs:
                 restart.append("its bootstrap payload changed: the instance stops and starts")
@@ -419,14 +420,14 @@ def _existing_node_lines(n: str, kids: Sequence[Change], new_cert: bool, ctx: _C
                 restart.append(f"instance type {k.old.get('instanceType')} -> {k.new.get('instanceType')}: "
                                "the instance stops and starts")
             said = set(k.diffs) <= {"userDataBase64", "userData", "instanceType", "tags"}
-        elif k.type in (checks.SSM_PARAMETER, "aws:ssm/association:Association") and k.op == "update":
+        elif k.type in (resources.SSM_PARAMETER, "aws:ssm/association:Association") and k.op == "update":
             restart.append("new certificates: SSM runs `bkf-node.sh certs`")
-        elif k.type == checks.K8S_STATEFULSET and k.op == "replace":
+        elif k.type == resources.K8S_STATEFULSET and k.op == "replace":
             lines.append(f"StatefulSet of {n} replaced ({', '.join(k.replace_keys or k.diffs)}): the pod restarts "
                          f"and {cut}; its cache PVC is retained")
-        elif k.type == checks.K8S_STATEFULSET and k.op == "update":
+        elif k.type == resources.K8S_STATEFULSET and k.op == "update":
             restart.append(_statefulset_reasons(k))
-        elif k.type in (checks.K8S_CONFIG_MAP, "kubernetes:core/v1:Secret") and k.op == "update" and sts_updated:
+        elif k.type in (resources.K8S_CONFIG_MAP, "kubernetes:core/v1:Secret") and k.op == "update" and sts_updated:
             pass  # reaches the pod through the StatefulSet's checksum annotations: the restart line says it
         else:
             said = False
@@ -455,11 +456,11 @@ def _statefulset_reasons(k: Change) -> str:
 
 def _drain_seconds(kids: Sequence[Change]) -> int | None:
     for k in kids:
-        if k.type == checks.K8S_STATEFULSET:
+        if k.type == resources.K8S_STATEFULSET:
             try:
-                grace = checks.get(k.new, "spec", "template", "spec", "terminationGracePeriodSeconds")
+                grace = resources.get(k.new, "spec", "template", "spec", "terminationGracePeriodSeconds")
                 hooks = json.dumps(k.new).count("preStop")
-            except checks.UnknownValue:
+            except resources.UnknownValue:
                 return None
             if hooks and isinstance(grace, int | float):
                 return int(grace)
@@ -468,18 +469,18 @@ def _drain_seconds(kids: Sequence[Change]) -> int | None:
 
 def _ingress_lines(ctx: _Ctx) -> list[str]:
     lines = []
-    node_gone_or_new = {c.urn for c in ctx.p.changes if c.type in checks.NODE_TYPES and c.op in ("create", "delete")}
+    node_gone_or_new = {c.urn for c in ctx.p.changes if c.type in resources.NODE_TYPES and c.op in ("create", "delete")}
     for c in ctx.changed():
         if c.parent in node_gone_or_new or c.urn in ctx.explained:
             continue
         sources = None
-        if c.type == checks.SECURITY_GROUP:
+        if c.type == resources.SECURITY_GROUP:
             sources = (_sg_sources(c.old), _sg_sources(c.new))
-        elif c.type == checks.K8S_NETWORK_POLICY:
+        elif c.type == resources.K8S_NETWORK_POLICY:
             sources = (_np_sources(c.old), _np_sources(c.new))
-        elif c.type in (checks.SECURITY_GROUP_RULE, checks.SG_INGRESS_RULE):
+        elif c.type in (resources.SECURITY_GROUP_RULE, resources.SG_INGRESS_RULE):
             sources = ([], [])
-        elif c.type == checks.K8S_SERVICE and "spec" in c.diffs:
+        elif c.type == resources.K8S_SERVICE and "spec" in c.diffs:
             a = (c.old.get("spec") or {}).get("loadBalancerSourceRanges")
             b = (c.new.get("spec") or {}).get("loadBalancerSourceRanges")
             if a == b:
@@ -514,7 +515,7 @@ def _np_sources(inputs: Mapping[str, Any]) -> list[str]:
 
 def _builder_lines(ctx: _Ctx) -> list[str]:
     lines = []
-    for c in ctx.of_type(checks.LOCAL_COMMAND):
+    for c in ctx.of_type(resources.LOCAL_COMMAND):
         if "buildkit-farm:index:Builder" not in c.parent_types:
             continue
         m = re.search(r"buildx builder '([^']+)'", str(c.inputs().get("create") or ""))
