@@ -16,8 +16,8 @@ Where things are:
 * resources.py: the Resource model, values (secrets, unknowns, ``get``), type tokens, Settings;
 * payload.py: a node's bootstrap payload, EC2 user data, buildkitd.toml, node.env, buildkitd argv;
 * pods.py: a Kubernetes workload's pod spec, containers and mounts;
-* one module per policy concern: mtls.py, ec2.py, ingress.py, images.py, entitlements.py,
-  private_keys.py (mandatory) and advisory.py.
+* the checks by concern: buildkitd.py (mTLS only, no insecure entitlements), ec2.py, ingress.py,
+  images.py, private_keys.py (mandatory) and advisory.py.
 
 This module re-exports what the pack and the tests use (``__all__``), so ``checks`` stays the
 one name to import.
@@ -32,11 +32,10 @@ from review.policy.advisory import (
     cert_validity_at_most_a_year,
     more_than_one_node_per_platform,
 )
+from review.policy.buildkitd import no_insecure_entitlements, nodes_serve_mtls
 from review.policy.ec2 import ec2_imdsv2_and_encryption
-from review.policy.entitlements import no_insecure_entitlements
 from review.policy.images import image_pinned_by_digest
 from review.policy.ingress import ingress_build_port_only
-from review.policy.mtls import nodes_serve_mtls
 from review.policy.private_keys import (
     KEY_OUTPUTS,
     private_keys_only_in_secret_inputs,

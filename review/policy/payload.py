@@ -3,7 +3,7 @@
 A payload writes its files with heredocs (``payload_files``): buildkitd.toml (``payload_toml``,
 parsed by ``parse_toml``) and node.env (``payload_env``). A script may also start buildkitd
 directly (``buildkitd_lines``); ``flag_values`` reads its flags. The checks that judge these
-live in mtls.py and entitlements.py; review.summary reads payloads with the same functions.
+live in buildkitd.py; review.summary reads payloads with the same functions.
 """
 
 from __future__ import annotations

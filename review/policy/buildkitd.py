@@ -1,7 +1,11 @@
-"""Mandatory: every node serves mTLS only, and gets its TLS material.
+"""Mandatory: buildkitd's own configuration, wherever a node carries it.
 
-Read from the SSH command's payload, EC2 user data, the ConfigMap's buildkitd.toml and the
-buildkitd containers' args (whose TLS files must be mounted from a Secret).
+Two policies read the same places (the SSH command's payload, EC2 user data, the ConfigMap's
+buildkitd.toml, the buildkitd containers' args), so they live together:
+
+* nodes-serve-mtls-only: every TCP listener requires client certificates, there is no debug
+  listener, and the node gets its TLS material (mounted from a Secret on Kubernetes);
+* no-insecure-entitlements: neither buildkitd.toml nor --allow-insecure-entitlement allows one.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from review.policy.resources import (
     EC2_LAUNCH_TEMPLATE,
     K8S_CONFIG_MAP,
     K8S_WORKLOADS,
+    LOCAL_COMMAND,
     REMOTE_COMMAND,
     UNKNOWN,
     Resource,
@@ -32,6 +37,9 @@ from review.policy.resources import (
     get,
     reveal,
 )
+
+# ---------------------------------------------------------------------------------------------
+# nodes-serve-mtls-only
 
 
 def toml_tls_problems(text: str) -> list[str]:
@@ -131,3 +139,56 @@ def nodes_serve_mtls(r: Resource, s: Settings) -> list[str]:
                         problems.append(f"{label}: {flag} {path} is not mounted from a Secret")
         return problems
     return []
+
+
+# ---------------------------------------------------------------------------------------------
+# no-insecure-entitlements
+
+
+def toml_entitlements(text: str) -> list[str]:
+    doc, _ = parse_toml(text)
+    if doc is None:
+        return []
+    ents = doc.get("insecure-entitlements") or []
+    return [str(e) for e in ([ents] if isinstance(ents, str) else ents)]
+
+
+def no_insecure_entitlements(r: Resource, s: Settings) -> list[str]:
+    tomls: list[tuple[str, str]] = []
+    argvs: list[tuple[str, list[str]]] = []
+    if r.type == REMOTE_COMMAND:
+        payload = get(r.props, "create")
+        if payload is not None:
+            toml = payload_toml(str(payload))
+            if toml is not None:
+                tomls.append((f"command {r.name}", toml))
+            argvs += [(f"command {r.name}", a) for a in buildkitd_lines(str(payload))]
+    elif r.type in (EC2_INSTANCE, EC2_LAUNCH_TEMPLATE):
+        payload = user_data_payload(r)
+        if payload:
+            toml = payload_toml(payload)
+            if toml is not None:
+                tomls.append((f"instance {r.name} user data", toml))
+            argvs += [(f"instance {r.name} user data", a) for a in buildkitd_lines(payload)]
+    elif r.type == K8S_CONFIG_MAP:
+        toml = get(r.props, "data", "buildkitd.toml")
+        if toml is not None:
+            tomls.append((f"ConfigMap {r.name}", str(toml)))
+    elif r.type in K8S_WORKLOADS:
+        spec = pod_spec(r)
+        for c in containers(spec) if spec else []:
+            argvs.append((f"{r.name} container {get(c, 'name')}", container_argv(c)))
+    elif r.type == LOCAL_COMMAND:
+        script = str(get(r.props, "create") or "")
+        if "--allow-insecure-entitlement" in script:
+            return [f"command {r.name} passes --allow-insecure-entitlement"]
+    problems = []
+    for label, toml in tomls:
+        ents = toml_entitlements(toml)
+        if ents:
+            problems.append(f"{label}: buildkitd.toml allows insecure entitlements {ents}")
+    for label, argv in argvs:
+        ents = flag_values(argv, "--allow-insecure-entitlement")
+        if ents:
+            problems.append(f"{label}: buildkitd runs with --allow-insecure-entitlement {', '.join(ents)}")
+    return problems
