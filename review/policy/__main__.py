@@ -2,8 +2,8 @@
 
 Run by the CLI through the launcher beside this file (`pulumi preview --policy-pack
 review/policy/run`), or as a directory with an upstream Python language host
-(`--policy-pack review/policy`). The checks themselves are pure functions in
-checks.py (unit-tested without the engine).
+(`--policy-pack review/policy`). The checks themselves are pure functions in the
+package review.policy, catalogued by checks.py (unit-tested without the engine).
 
 Three small adapters to pulumi-policy 1.21.0 (pinned in requirements.txt; each is
 checked below, so a pulumi-policy that changes them stops the pack instead of
@@ -21,9 +21,15 @@ silently weakening it):
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
-import checks  # beside this file: `python -m pulumi.policy` runs the pack directory as a script
+# `python -m pulumi.policy` runs this directory as a script (it is first on sys.path, not a
+# package): the checks are imported as the package review.policy, from the repository root, the
+# same modules the unit tests import. Appended, so that nothing there shadows an installed package.
+sys.path.append(str(Path(__file__).resolve().parents[2]))
+
 from pulumi_policy import (
     EnforcementLevel,
     PolicyPack,
@@ -36,6 +42,8 @@ from pulumi_policy import (
 from pulumi_policy import policy as _sdk
 from pulumi_policy import proxy as _proxy
 from pulumi_policy.version import VERSION as _version
+
+from review.policy import checks
 
 _PINNED = "1.21.0"
 if _version != _PINNED:  # pragma: no cover - guards the adapters below

@@ -1,0 +1,101 @@
+"""Mandatory: ingress only on the build port, never from everywhere without the opt-in.
+
+Security groups and their rules (AWS), NetworkPolicy and Service (Kubernetes); the build port
+and the allowOpenIngress opt-in come from the stack config (``Settings``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from review.policy.resources import (
+    K8S_NETWORK_POLICY,
+    K8S_SERVICE,
+    SECURITY_GROUP,
+    SECURITY_GROUP_RULE,
+    SG_INGRESS_RULE,
+    Resource,
+    Settings,
+    get,
+)
+
+OPT_IN = "set buildkit-farm:allowOpenIngress true to allow it explicitly"
+
+
+def _open(cidr: str) -> bool:
+    try:
+        return ipaddress.ip_network(cidr, strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
+def _port_range_problems(label: str, protocol: Any, lo: Any, hi: Any, s: Settings) -> list[str]:
+    proto = str(protocol).lower()
+    if proto not in ("tcp", "6"):
+        return [f"{label}: protocol {protocol!r} is open; only TCP {s.port} (the build port) may be"]
+    try:
+        ports = (int(float(lo)), int(float(hi)))
+    except (TypeError, ValueError):
+        return [f"{label}: no port range; only TCP {s.port} may be open"]
+    if ports != (s.port, s.port):
+        return [f"{label}: opens TCP {ports[0]}-{ports[1]}; only {s.port} (the build port) may be open"]
+    return []
+
+
+def _source_problems(label: str, cidrs: Sequence[Any], s: Settings) -> list[str]:
+    wide = [str(c) for c in cidrs if _open(str(c))]
+    if wide and not s.allow_open_ingress:
+        return [f"{label}: admits {', '.join(wide)} (everyone); {OPT_IN}"]
+    return []
+
+
+def ingress_build_port_only(r: Resource, s: Settings) -> list[str]:
+    problems: list[str] = []
+    if r.type == SECURITY_GROUP:
+        for i, rule in enumerate(get(r.props, "ingress") or []):
+            label = f"security group {r.name} ingress[{i}]"
+            problems += _port_range_problems(label, get(rule, "protocol"), get(rule, "fromPort"),
+                                             get(rule, "toPort"), s)
+            problems += _source_problems(label, [*(get(rule, "cidrBlocks") or []),
+                                                 *(get(rule, "ipv6CidrBlocks") or [])], s)
+    elif r.type == SECURITY_GROUP_RULE and get(r.props, "type") == "ingress":
+        label = f"security group rule {r.name}"
+        problems += _port_range_problems(label, get(r.props, "protocol"), get(r.props, "fromPort"),
+                                         get(r.props, "toPort"), s)
+        problems += _source_problems(label, [*(get(r.props, "cidrBlocks") or []),
+                                             *(get(r.props, "ipv6CidrBlocks") or [])], s)
+    elif r.type == SG_INGRESS_RULE:
+        label = f"ingress rule {r.name}"
+        problems += _port_range_problems(label, get(r.props, "ipProtocol"), get(r.props, "fromPort"),
+                                         get(r.props, "toPort"), s)
+        problems += _source_problems(label, [c for c in (get(r.props, "cidrIpv4"), get(r.props, "cidrIpv6"))
+                                             if c], s)
+    elif r.type == K8S_NETWORK_POLICY:
+        for i, rule in enumerate(get(r.props, "spec", "ingress") or []):
+            label = f"NetworkPolicy {r.name} ingress[{i}]"
+            ports = get(rule, "ports") or []
+            if not ports:
+                problems.append(f"{label}: allows every port; only TCP {s.port} (the build port) may be open")
+            for p in ports:
+                proto = str(get(p, "protocol") or "TCP")
+                if proto != "TCP" or get(p, "port") not in (s.port, "buildkitd") or get(p, "endPort"):
+                    problems.append(f"{label}: allows {proto} {get(p, 'port')}; only TCP {s.port} may be open")
+            peers = get(rule, "from") or []
+            if not peers and not s.allow_open_ingress:
+                problems.append(f"{label}: no 'from', so every source may connect; {OPT_IN}")
+            problems += _source_problems(label, [get(p, "ipBlock", "cidr") for p in peers
+                                                 if get(p, "ipBlock", "cidr")], s)
+    elif r.type == K8S_SERVICE:
+        label = f"Service {r.name}"
+        for p in get(r.props, "spec", "ports") or []:
+            target = get(p, "targetPort") if get(p, "targetPort") is not None else get(p, "port")
+            if target not in (s.port, "buildkitd"):
+                problems.append(f"{label}: exposes port {target}; only {s.port} (the build port) may be exposed")
+        if get(r.props, "spec", "type") == "LoadBalancer":
+            ranges = get(r.props, "spec", "loadBalancerSourceRanges") or []
+            if not ranges and not s.allow_open_ingress:
+                problems.append(f"{label}: a LoadBalancer without loadBalancerSourceRanges admits everyone; {OPT_IN}")
+            problems += _source_problems(label, ranges, s)
+    return problems
