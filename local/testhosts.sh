@@ -74,9 +74,28 @@ ensure_data_device() {
 
 sshd_pid() { cat "$(hdir "$1")/sshd.pid" 2>/dev/null || true; }
 
+# A host name is one machine-wide namespace and /run/bkf-testhosts/<h>: one state dir owns it at a
+# time. Taking over another farm's host would repoint its data device under its running daemon.
+other_owner() {
+  # prints the state dir that owns host $1 when it is not ours and the host is up
+  local owner="$RUN/$1/owner"
+  if [ -s "$owner" ] && [ "$(cat "$owner")" != "$STATE" ] && ip netns list | grep -qw "$(ns "$1")"; then
+    cat "$owner"
+  fi
+}
+
+claim() {
+  local h=$1 other
+  other=$(other_owner "$h")
+  [ -z "$other" ] || die "$h is in use by the test hosts of $other; bring those down or use other names (BKF_TEST_HOSTS)"
+  mkdir -p "$RUN/$h"
+  echo "$STATE" >"$RUN/$h/owner"
+}
+
 host_up() {
   local h=$1 n d a
   n=$(ns "$h"); d=$(hdir "$h"); a=$(addr "$h")
+  claim "$h"
   mkdir -p "$d"
   if ! ip netns list | grep -qw "$n"; then
     ip netns add "$n"
@@ -138,8 +157,13 @@ ssh_host() {
 }
 
 host_down() {
-  local h=$1 n d pids img dev
+  local h=$1 n d pids img dev other
   n=$(ns "$h"); d=$(hdir "$h")
+  other=$(other_owner "$h")
+  if [ -n "$other" ]; then
+    log "$h belongs to the test hosts of $other: left alone"
+    return 0
+  fi
   if ip netns list | grep -qw "$n"; then
     # everything that runs in the host: sshd, bkf-node.sh's supervisor, buildkitd, build steps
     for sig in TERM KILL; do
