@@ -14,10 +14,12 @@ from components.config import ConfigError, parse_config
 from components.node.buildkitd_toml import RegistryHost, registry_files, render_buildkitd_toml
 from components.node.layout import ROOTFUL_LAYOUT, ROOTLESS_LAYOUT
 from components.node.payload import render_payload, render_uninstall
+from review.policy.checks import Settings, user_data_payload
 from tests.support.pki import make_ca
 from tests.unit import mockrt
 from tests.unit.test_kubernetes import K8S, K8S_VERSION, objects
 from tests.unit.test_node_bootstrap import SETTINGS, heredocs
+from tests.unit.test_policy import example_config, program_resources, run_all
 from tests.unit.test_ssh import local_config
 
 CA = make_ca()
@@ -209,3 +211,18 @@ def test_kubernetes_configmap_and_mount_carry_the_ca() -> None:
         volume = objs[f"{node}-statefulset"]["spec"]["template"]["spec"]["volumes"][0]["projected"]
         assert volume["defaultMode"] == 0o440
         assert {"key": key, "path": f"registry/{key}"} in volume["sources"][0]["configMap"]["items"]
+
+
+@pytest.mark.parametrize("name", ["dev", "k8s", "local"])
+def test_the_policy_pack_passes_stacks_with_registries(name: str, tmp_path: Any) -> None:
+    """CA files in payloads and ConfigMaps (and the ECR cache on aws) raise no mandatory finding."""
+    cfg = example_config(name, tmp_path)
+    cfg["buildkit-farm:registries"] = json.dumps(REGISTRIES)
+    if name == "dev":
+        cfg = mockrt.with_section(cfg, "aws", cacheRepository="buildkit-farm/cache")
+    resources = program_resources(cfg, name)
+    # the checks saw the CA (EC2 user data is gzipped: unpacked as the policy does)
+    assert any(CA.cert_pem.splitlines()[1] in json.dumps(r.props, default=str) + (user_data_payload(r) or "")
+               for r in resources)
+    found = run_all(resources, Settings.from_stack_config(cfg))
+    assert set(found) == {"more-than-one-node-per-platform"}, found
