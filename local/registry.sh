@@ -25,7 +25,8 @@ log() { printf 'registry: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 make_ca() {
-  # make_ca CADIR: an ECDSA P-256 CA valid for 30 days (renewed when it has less than a day)
+  # make_ca CADIR: an ECDSA P-256 CA valid for 30 days (renewed when it has less than a day; the
+  # local stack config then trusts the new one, and the next `make farm` restarts the nodes)
   local d=$1
   mkdir -p "$d"
   if [ -s "$d/ca.pem" ] && openssl x509 -in "$d/ca.pem" -noout -checkend 86400 >/dev/null; then
@@ -80,7 +81,15 @@ up() {
   make_ca "$cadir"
   local r=$DIR/$name
   mkdir -p "$r/data"
-  if running "$r"; then log "$name already running (pid $(cat "$r/pid"))"; return 0; fi
+  if running "$r"; then
+    if openssl x509 -in "$r/cert.pem" -noout -checkend 86400 >/dev/null 2>&1 &&
+       openssl verify -CAfile "$cadir/ca.pem" "$r/cert.pem" >/dev/null 2>&1; then
+      log "$name already running (pid $(cat "$r/pid"))"
+      return 0
+    fi
+    log "$name: certificate expires within a day or its CA was renewed; restarting"
+    down "$name"
+  fi
   server_cert "$r" "$host" "$cadir"
   {
     printf 'version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n'
