@@ -21,6 +21,7 @@ from tests.unit.test_kubernetes import K8S, K8S_VERSION, objects
 from tests.unit.test_node_bootstrap import SETTINGS, heredocs
 from tests.unit.test_policy import example_config, program_resources, run_all
 from tests.unit.test_ssh import local_config
+from tests.unit.test_summary import lines, preview, step
 
 CA = make_ca()
 OTHER_CA = make_ca("another CA")
@@ -226,3 +227,18 @@ def test_the_policy_pack_passes_stacks_with_registries(name: str, tmp_path: Any)
                for r in resources)
     found = run_all(resources, Settings.from_stack_config(cfg))
     assert set(found) == {"more-than-one-node-per-platform"}, found
+
+
+def test_review_summary_tells_the_ca_cleanup_apart_from_the_cache_setting() -> None:
+    """Adding registries changes the SSH delete command (it removes the CA files): not a cache change."""
+    ssh, cmd = ("buildkit-farm:index:SshNode", "amd64-1"), "command:remote:Command"
+    old = {"create": "x", "delete": render_uninstall(False)}
+    registry = {"create": "x", "delete": render_uninstall(False, ("/etc/buildkit/registry",))}
+    p = preview(step("update", cmd, "amd64-1-buildkitd", ssh, old, registry, ("delete",)))
+    assert lines(p) == ["node amd64-1: what `pulumi destroy` removes besides the daemon changes (registry CA files); "
+                        "its build cache is unaffected"]
+    purge = {"create": "x", "delete": render_uninstall(True, ("/etc/buildkit/registry",))}
+    p = preview(step("update", cmd, "amd64-1-buildkitd", ssh, registry, purge, ("delete",)))
+    assert lines(p) == ["node amd64-1: `pulumi destroy` now deletes its build cache"]
+    p = preview(step("update", cmd, "amd64-1-buildkitd", ssh, purge, old, ("delete",)))
+    assert lines(p) == ["node amd64-1: `pulumi destroy` now keeps its build cache"]
