@@ -4,10 +4,11 @@
 # TLS with a certificate from a local CA that the stack config trusts (`registries:`).
 #
 #   local/registry.sh ca                      make the local CA (once): $DIR/ca.pem
-#   local/registry.sh up NAME ADDR:PORT [--proxy URL] [--ca-dir DIR]
+#   local/registry.sh up NAME ADDR:PORT [--proxy URL] [--ca-dir DIR] [--plain]
 #                                             start registry NAME on ADDR:PORT (a pull-through
 #                                             mirror of URL with --proxy; its cert signed by the
-#                                             CA in DIR instead of $DIR's)
+#                                             CA in DIR instead of $DIR's; plain HTTP, no TLS,
+#                                             with --plain: for the `http: true` opt-in only)
 #   local/registry.sh down [NAME...]          stop them (all without a name); data stays
 #   local/registry.sh bundle                  print the path of a CA bundle (system CAs + the local
 #                                             CA) for clients: SSL_CERT_FILE=$(local/registry.sh bundle)
@@ -62,12 +63,13 @@ bundle() {
 running() { [ -s "$1/pid" ] && kill -0 "$(cat "$1/pid")" 2>/dev/null; }
 
 up() {
-  local name=$1 addr=$2 proxy="" cadir=$DIR
+  local name=$1 addr=$2 proxy="" cadir=$DIR plain=0
   shift 2
   while [ $# -gt 0 ]; do
     case $1 in
       --proxy) proxy=$2; shift 2 ;;
       --ca-dir) cadir=$2; shift 2 ;;
+      --plain) plain=1; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -94,7 +96,8 @@ up() {
   {
     printf 'version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n'
     printf 'storage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n' "$r/data"
-    printf 'http:\n  addr: %s\n  tls:\n    certificate: %s\n    key: %s\n' "$addr" "$r/cert.pem" "$r/key.pem"
+    printf 'http:\n  addr: %s\n' "$addr"
+    if ((!plain)); then printf '  tls:\n    certificate: %s\n    key: %s\n' "$r/cert.pem" "$r/key.pem"; fi
     if [ -n "$proxy" ]; then printf 'proxy:\n  remoteurl: %s\n' "$proxy"; fi
   } >"$r/config.yml"
   # a mirror dials its upstream over TLS signed by the local CA: Go reads SSL_CERT_FILE
@@ -102,16 +105,18 @@ up() {
     >>"$r/registry.log" 2>&1 </dev/null &
   echo $! >"$r/pid"
 
+  local url="https://$addr/"
+  ((!plain)) || url="http://$addr/"
   for _ in $(seq 50); do
-    if curl -fsS --cacert "$cadir/ca.pem" "https://$addr/v2/" >/dev/null 2>&1; then
-      log "$name up on https://$addr/ (pid $(cat "$r/pid")${proxy:+, mirror of $proxy}; log $r/registry.log)"
+    if curl -fsS --cacert "$cadir/ca.pem" "${url}v2/" >/dev/null 2>&1; then
+      log "$name up on $url (pid $(cat "$r/pid")${proxy:+, mirror of $proxy}; log $r/registry.log)"
       return 0
     fi
     running "$r" || break
     sleep 0.2
   done
   tail -n 20 "$r/registry.log" >&2 || true
-  die "$name did not answer on https://$addr/v2/"
+  die "$name did not answer on ${url}v2/"
 }
 
 down() {

@@ -1,10 +1,11 @@
 """Tier 3: images reach registries through the farm (real `pulumi up` of the ssh backend on h11/h12).
 
-Four real registries (distribution's `registry`, local/registry.sh) listen on the test bridge, each
+Five real registries (distribution's `registry`, local/registry.sh) listen on the test bridge, four
 over TLS: `main` (pushes and the registry cache), `upstream` (holds a base image made here: no
 Docker Hub), `mirror` (a pull-through proxy of upstream) and `untrusted` (its certificate is signed
-by another CA). The stack's `registries:` trusts the local CA for the first three and names the
-mirror for upstream; it also trusts only the local CA for `untrusted`. A Docker engine (Debian's
+by another CA), and `plain` (HTTP). The stack's `registries:` trusts the local CA for the first three
+and names the mirror for upstream; it also trusts only the local CA for `untrusted`; `plain` has
+the `http: true` opt-in (a private address). A Docker engine (Debian's
 docker.io) is started on its own unix socket and data root for `--load`.
 
 Timings (push wall time, cache cold vs from the registry, --load) are printed, never asserted.
@@ -45,7 +46,7 @@ STACK = "registry"
 HOSTS = {"h11": "amd64-1", "h12": "arm64-1"}
 BUILDER = "bkf-registry-e2e"
 BRIDGE = "10.77.0.1"
-MAIN, UPSTREAM, MIRROR, UNTRUSTED = (f"{BRIDGE}:{p}" for p in (5461, 5462, 5463, 5464))
+MAIN, UPSTREAM, MIRROR, UNTRUSTED, PLAIN = (f"{BRIDGE}:{p}" for p in (5461, 5462, 5463, 5464, 5465))
 REGISTRY_SH = ROOT / "local" / "registry.sh"
 
 
@@ -111,6 +112,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
             registry(reg_env, "up", "upstream", UPSTREAM)
             registry(reg_env, "up", "mirror", MIRROR, "--proxy", f"https://{UPSTREAM}")
             registry(reg_env, "up", "untrusted", UNTRUSTED, "--ca-dir", str(d / "other-ca"))
+            registry(reg_env, "up", "plain", PLAIN, "--plain")
             artifacts = d / "artifacts"
             make_artifact(artifacts)
             config = write_stack_config(d / f"Pulumi.{STACK}.yaml", HOSTS, BUILDER, d / "state", artifacts)
@@ -122,6 +124,8 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
                 MIRROR: {"ca": pem},
                 # the nodes trust the local CA here too, but this registry's cert has another issuer
                 UNTRUSTED: {"ca": pem},
+                # plain HTTP: the explicit opt-in, allowed for this private address
+                PLAIN: {"http": True},
             }
             config.write_text(yaml.safe_dump(doc, sort_keys=False))
             (d / "passphrase").write_text(secrets.token_hex(16))
@@ -224,6 +228,15 @@ def test_a_registry_not_signed_by_a_configured_ca_is_refused(farm: Farm) -> None
                    f"https://{UNTRUSTED}/v2/_catalog"]).stdout
     assert json.loads(catalog) == {"repositories": []}
     assert "/v2/bkf/refused" not in farm.log("untrusted")
+
+
+def test_plain_http_only_with_the_opt_in(farm: Farm) -> None:
+    ctx = context(farm.dir, "plain", BASE + "FROM base\nRUN echo plain > /x\n")
+    farm.build(ctx, "--platform", "linux/amd64", "--push", "-t", f"{PLAIN}/bkf/plain:1")
+    catalog = json.loads(run(["curl", "-fsS", f"http://{PLAIN}/v2/_catalog"]).stdout)
+    assert catalog == {"repositories": ["bkf/plain"]}
+    node = farm.hosts.hosts[0].addr
+    assert re.search(rf'^{re.escape(node)} .*"PUT /v2/bkf/plain/manifests/1 ', farm.log("plain"), re.M)
 
 
 CACHE_DOCKERFILE = BASE + """FROM base
