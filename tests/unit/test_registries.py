@@ -17,6 +17,7 @@ from components.node.payload import render_payload, render_uninstall
 from review.policy.checks import Settings, user_data_payload
 from tests.support.pki import make_ca
 from tests.unit import mockrt
+from tests.unit.test_aws import DEV, user_data
 from tests.unit.test_kubernetes import K8S, K8S_VERSION, objects
 from tests.unit.test_node_bootstrap import SETTINGS, heredocs
 from tests.unit.test_policy import example_config, program_resources, run_all
@@ -186,7 +187,6 @@ def test_ssh_payload_carries_the_sections_and_the_ca(ssh_run: mockrt.Run) -> Non
 
 
 def test_aws_user_data_carries_the_sections_and_the_ca() -> None:
-    from tests.unit.test_aws import DEV, user_data
     cfg = dict(DEV)
     cfg["buildkit-farm:registries"] = json.dumps(REGISTRIES)
     run = mockrt.run_main(cfg)
@@ -242,3 +242,17 @@ def test_review_summary_tells_the_ca_cleanup_apart_from_the_cache_setting() -> N
     assert lines(p) == ["node amd64-1: `pulumi destroy` now deletes its build cache"]
     p = preview(step("update", cmd, "amd64-1-buildkitd", ssh, purge, old, ("delete",)))
     assert lines(p) == ["node amd64-1: `pulumi destroy` now keeps its build cache"]
+
+
+def test_without_registries_nothing_of_them_is_rendered(tmp_path: Any) -> None:
+    """No section, file, mount item, cleanup or output: a stack without registries renders as before
+    (tests/e2e/test_upgrade.py proves it byte for byte against an earlier release on SSH hosts)."""
+    dev = mockrt.run_main(DEV)
+    for node in ("amd64-1", "arm64-1"):
+        assert "registry" not in user_data(dev, node)
+    k8s = json.dumps(objects(mockrt.run_main(K8S, stack="k8s")))
+    assert "registry" not in k8s
+    local = mockrt.run_main(local_config(tmp_path), stack="local")
+    for node in ("amd64-1", "arm64-1"):
+        cmd = local.named(f"{node}-buildkitd").inputs
+        assert "registry" not in cmd["create"] and "registry" not in cmd["delete"]
