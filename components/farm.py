@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import pulumi
 
 from components.backends import HostInputs, make_backend
+from components.backends.aws_cache import CacheRepository, CacheRepositoryArgs
 from components.builder.component import Builder, BuilderArgs
 from components.builder.scripts import BuilderNode, render_create_script, setup_buildx_action
-from components.config.farm import AnyFarmConfig
+from components.config.farm import AnyFarmConfig, AwsFarmConfig
 from components.pki import Pki, PkiArgs, ServerIdentity
 from components.resources import child_namer
 
@@ -64,6 +65,8 @@ class BuildkitFarm(pulumi.ComponentResource):
     """The earliest expiry among all leaf certificates (RFC 3339): alert on it."""
     setup_buildx_action: pulumi.Output[dict[str, object]]
     """Inputs for docker/setup-buildx-action with the remote driver."""
+    cache: CacheRepository | None
+    """aws with aws.cacheRepository: the ECR build-cache repository (cacheRef, cacheFlags); else None."""
 
     def __init__(self, name: str, args: FarmArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("buildkit-farm:index:BuildkitFarm", name, None, opts)
@@ -107,5 +110,10 @@ class BuildkitFarm(pulumi.ComponentResource):
             pulumi.Output.all(**{c: pki.clients[c].private_key_pem for c in cfg.pki.clients}))
         self.cert_expiry = pki.not_after
         self.setup_buildx_action = node_info.apply(setup_buildx_action)
+        self.cache = None
+        if isinstance(cfg, AwsFarmConfig) and cfg.aws.cache_repository:
+            cache_name, cache_opts = child("cache")
+            self.cache = CacheRepository(cache_name, CacheRepositoryArgs(
+                cfg.aws.cache_repository, cfg.aws.cache_expire_days, cfg.platforms()), cache_opts)
         self.register_outputs({"builder_name": self.builder_name, "ca_cert": self.ca_cert,
                                "cert_expiry": self.cert_expiry})

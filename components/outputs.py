@@ -24,3 +24,6 @@ def export_outputs(farm: BuildkitFarm) -> None:
     pulumi.export("clientKeys", farm.client_keys)
     pulumi.export("certExpiry", farm.cert_expiry)
     pulumi.export("setupBuildxAction", farm.setup_buildx_action)
+    if farm.cache is not None:  # aws.cacheRepository only: other stacks' outputs stay as they were
+        pulumi.export("cacheRef", farm.cache.repository_url)
+        pulumi.export("cacheFlags", farm.cache.flags)

@@ -79,6 +79,8 @@ source "$SCRIPT_DIR/steps/env.sh"
 source "$SCRIPT_DIR/steps/actionlint.sh"
 # shellcheck source=steps/policy_venv.sh
 source "$SCRIPT_DIR/steps/policy_venv.sh"
+# shellcheck source=steps/registry.sh
+source "$SCRIPT_DIR/steps/registry.sh"
 
 trap cleanup EXIT
 
@@ -94,6 +96,7 @@ main() {
   step_go
   step_binaries
   step_actionlint
+  step_registry
   step_link
   step_venv
   step_policy_venv

@@ -15,12 +15,13 @@ import base64
 import gzip
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import pulumi
 import pulumi_aws as aws
 
-from components.backends.base import HostInputs, node_toml
+from components.backends.base import HostInputs, node_files, node_toml
 from components.config.aws import AwsNodeSpec, AwsSpec
 from components.config.farm import AwsFarmConfig
 from components.config.sections import VolumeSpec
@@ -135,6 +136,7 @@ class AwsNodeArgs:
     buildkitd_toml: str
     server_cert: IssuedCert
     ca_cert_pem: pulumi.Input[str]
+    files: Mapping[str, str] = field(default_factory=dict)  # other files the TOML names (registry CAs)
 
 
 class AwsNode(pulumi.ComponentResource):
@@ -205,7 +207,7 @@ class AwsNode(pulumi.ComponentResource):
 
         def user_data(volume_id: str) -> str:
             settings = replace(args.settings, data_device=nvme_device_path(volume_id))
-            return gzip_user_data(render_payload(settings, args.buildkitd_toml, "install"))
+            return gzip_user_data(render_payload(settings, args.buildkitd_toml, "install", files=args.files))
 
         market = None
         if spec.spot:
@@ -294,5 +296,5 @@ class AwsBackend:
                 node=n, aws=self.cfg.aws, region=self.cfg.region, volume=self.cfg.volume, stack=self.inputs.stack,
                 port=self.cfg.buildkit.port, allowed_cidrs=self.cfg.allowed_cidrs,
                 address=addresses.by_node[n.name], settings=settings, buildkitd_toml=node_toml(self.cfg, n),
-                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem), opts))
+                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem, files=node_files(self.cfg)), opts))
         return out

@@ -17,7 +17,7 @@ import pulumi
 from components.config.farm import FarmBase
 from components.config.nodes import NodeSpec
 from components.node.address import NodeAddress
-from components.node.buildkitd_toml import render_buildkitd_toml
+from components.node.buildkitd_toml import RegistryHost, registry_files, render_buildkitd_toml
 from components.node.layout import ROOTFUL_LAYOUT, DaemonLayout
 from components.pki import Pki
 
@@ -61,4 +61,15 @@ def node_toml(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYO
     return render_buildkitd_toml(
         platform=node.platform, port=cfg.buildkit.port, volume_gb=cfg.volume.size_gb,
         layout=layout, history_max_entries=cfg.buildkit.history_max_entries,
-        history_max_age_days=cfg.buildkit.history_max_age_days)
+        history_max_age_days=cfg.buildkit.history_max_age_days, registries=node_registries(cfg))
+
+
+def node_registries(cfg: FarmBase) -> tuple[RegistryHost, ...]:
+    """`registries:` as the node renders it, in config order."""
+    return tuple(RegistryHost(host=h, mirrors=r.mirrors, http=r.http, ca_pem=r.ca)
+                 for h, r in cfg.registries.items())
+
+
+def node_files(cfg: FarmBase, layout: DaemonLayout = ROOTFUL_LAYOUT) -> dict[str, str]:
+    """Path -> content of the files the node's buildkitd.toml names besides TLS (registry CAs)."""
+    return registry_files(layout, node_registries(cfg))

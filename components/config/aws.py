@@ -61,6 +61,13 @@ class AwsSpec(ConfigModel):
     dns_domain: Annotated[str, matching(DNS_NAME, "a DNS domain")] | None = Field(
         None, description="domain of the node records; the name joins the cert SANs and becomes the server name")
     root_volume_gb: Annotated[int, integer(8, 1024, " GiB")] = Field(30, description="encrypted root volume size")
+    cache_repository: Annotated[str, matching(
+        r"^(?=.{2,256}$)(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$",
+        "an ECR repository name like buildkit-farm/cache")] | None = Field(
+        None, description="an ECR repository for registry build cache, with a lifecycle rule (exports cacheRef "
+        "and cacheFlags); unset: none")
+    cache_expire_days: Annotated[int, integer(1, 365, " days")] = Field(
+        14, description="cache in cacheRepository not pushed again for this long expires")
 
     @model_validator(mode="after")
     def _dns_pair(self) -> Self:

@@ -31,8 +31,11 @@ class ConfigError(Exception):
 def key_path(loc: Sequence[str | int]) -> str:
     """('nodes', 1, 'platform') -> 'nodes[1].platform'."""
     out = ""
+    prev: str | int | None = None
     for part in loc:
-        if isinstance(part, int):
+        if prev == "registries" and isinstance(part, str) and part != "[key]":
+            out += f'["{part}"]'  # a registry host holds dots and colons: quote it
+        elif isinstance(part, int):
             out += f"[{part}]"
         elif part == "[key]":  # pydantic's marker for a bad mapping key: the key itself is the path
             continue
@@ -40,6 +43,7 @@ def key_path(loc: Sequence[str | int]) -> str:
             # a default that fails validation is reported under the field's name, not its key
             key = to_camel(part) if "_" in part else part
             out += f".{key}" if out else key
+        prev = part
     return out
 
 

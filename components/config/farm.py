@@ -13,6 +13,7 @@ from components.config.base import ConfigModel, Problem, problems, raw_list, raw
 from components.config.fields import boolean, cidr, problem
 from components.config.kubernetes import KubernetesNodeSpec, KubernetesSpec, cross_node_problems
 from components.config.nodes import NodeSpec
+from components.config.registries import RegistryHost, RegistrySpec, registry_problems
 from components.config.sections import BuilderSpec, BuildkitSpec, PkiSpec, VolumeSpec
 from components.config.ssh import SshNodeSpec, SshSpec
 from components.platforms import Platform
@@ -64,6 +65,8 @@ class FarmBase(ConfigModel):
     buildkit: BuildkitSpec = Field(BuildkitSpec(), description="what every node runs")
     pki: PkiSpec = Field(PkiSpec(), description="the farm's CA and certificates")
     builder: BuilderSpec = Field(BuilderSpec(), description="the buildx builder")
+    registries: dict[RegistryHost, RegistrySpec] = Field(
+        default_factory=dict, description="registry host -> how every node reaches it (mirrors, CA, plain HTTP)")
 
     nodes: tuple[NodeSpec, ...]
 
@@ -95,6 +98,7 @@ class FarmBase(ConfigModel):
             if net is not None and net.prefixlen == 0 and not open_ok:
                 yield (("allowedCidrs", i), f"{c!r} opens the build port to the whole internet; set "
                        "allowOpenIngress: true to allow it explicitly (mTLS still applies)")
+        yield from registry_problems(data)
 
     def platforms(self) -> list[Platform]:
         """Platforms in config order, each once."""

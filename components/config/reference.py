@@ -27,6 +27,7 @@ from components.config.farm import AwsFarmConfig, FarmBase
 from components.config.fields import Allowed
 from components.config.kubernetes import KubernetesNodeSpec, KubernetesSpec
 from components.config.nodes import NodeSpec
+from components.config.registries import RegistrySpec
 from components.config.ssh import SshNodeSpec, SshSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +100,8 @@ def _rows(model: type[BaseModel], prefix: str, skip: tuple[str, ...] = (), note:
 def reference_rows() -> list[Row]:
     """Every key any backend accepts, in the order a stack file lists them."""
     # (the aws model: the backend's default is aws)
-    rows = list(_rows(AwsFarmConfig, "", skip=("nodes", "volume", "buildkit", "pki", "builder", "aws", "aws:region")))
+    rows = list(_rows(AwsFarmConfig, "", skip=("nodes", "volume", "buildkit", "pki", "builder", "registries", "aws",
+                                               "aws:region")))
     rows[0] = Row("backend", '`"aws"`', allowed_text(FarmBase.model_fields["backend"].annotation), rows[0].meaning)
     rows += _rows(NodeSpec, "nodes[].")
     for backend, node in (("aws", AwsNodeSpec), ("ssh", SshNodeSpec), ("kubernetes", KubernetesNodeSpec)):
@@ -111,6 +113,11 @@ def reference_rows() -> list[Row]:
         model = FarmBase.model_fields[section].annotation
         assert isinstance(model, type) and issubclass(model, BaseModel)
         rows += _rows(model, f"{section}.")
+    registries = FarmBase.model_fields["registries"]
+    host_type, _ = get_args(registries.annotation)
+    rows.append(Row("registries", "—", f"an object: {allowed_text(host_type)} -> its settings (below)",
+                    registries.description or ""))
+    rows += _rows(RegistrySpec, "registries.<host>.")
     region = AwsFarmConfig.model_fields["region"]
     rows.append(Row("aws:region", "required (aws)", allowed_text(region.annotation, region.metadata),
                     region.description or ""))
@@ -133,6 +140,7 @@ _TOP_DESCRIPTIONS = {
     "aws": "AWS backend: EC2 placement and images.",
     "kubernetes": "Kubernetes backend: namespace, Services, resources (docs/kubernetes.md).",
     "ssh": "SSH backend: how Pulumi reaches existing hosts.",
+    "registries": "Registry host -> {mirrors, ca, http}: how every node reaches that registry.",
 }
 
 
@@ -145,7 +153,9 @@ def pulumi_config() -> dict[str, Any]:
     for key in dict.fromkeys(keys):
         name = next((n for n, f in fields.items() if (f.alias or n) == key), None)
         decl: dict[str, Any] = {}
-        if key in ("volume", "buildkit", "pki", "builder", "aws", "kubernetes", "ssh"):
+        if key == "registries":
+            decl = {"type": "object", "default": {}, "description": _TOP_DESCRIPTIONS[key]}
+        elif key in ("volume", "buildkit", "pki", "builder", "aws", "kubernetes", "ssh"):
             decl = {"type": "object", "default": {}}
             model = extra.get(key) or fields[name].annotation if name else extra[key]
             doc = _TOP_DESCRIPTIONS.get(key) or (model.__doc__ or "").strip().splitlines()[0]

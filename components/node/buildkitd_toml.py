@@ -10,7 +10,9 @@ host network.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +48,55 @@ def gc_limits(volume_gb: int) -> GcLimits:
     )
 
 
+@dataclass(frozen=True)
+class RegistryHost:
+    """How the daemon reaches one registry host (``[registry."<host>"]``)."""
+
+    host: str
+    mirrors: tuple[str, ...] = ()
+    #: plain HTTP (the config allows it only for loopback or private addresses)
+    http: bool = False
+    #: PEM CA certificate(s) written beside the TOML (see registry_files)
+    ca_pem: str | None = None
+
+
+def _file_stem(host: str) -> str:
+    # '10.0.0.5:5000' -> '10.0.0.5_5000': a file name and a ConfigMap key
+    return re.sub(r"[^A-Za-z0-9.-]", "_", host)
+
+
+def registry_ca_key(host: str) -> str:
+    """The CA file's name (and ConfigMap key) for a registry host."""
+    return f"registry-{_file_stem(host)}-ca.pem"
+
+
+def registry_ca_path(layout: DaemonLayout, host: str) -> str:
+    return f"{layout.registry_dir}/{registry_ca_key(host)}"
+
+
+def registry_files(layout: DaemonLayout, registries: Sequence[RegistryHost]) -> dict[str, str]:
+    """Path -> content of every file the registry sections name (the CA files)."""
+    return {registry_ca_path(layout, r.host): r.ca_pem for r in registries if r.ca_pem}
+
+
+def _registry_lines(layout: DaemonLayout, registries: Sequence[RegistryHost]) -> list[str]:
+    lines: list[str] = []
+    for r in registries:
+        lines += ["", f"[registry.{_s(r.host)}]"]
+        if r.mirrors:
+            lines.append(f"  mirrors = {_list(r.mirrors)}")
+        if r.http:
+            lines.append("  # plain HTTP: an explicit opt-in, allowed for loopback/private addresses only")
+            lines.append("  http = true")
+        if r.ca_pem:
+            digest = hashlib.sha256(r.ca_pem.encode()).hexdigest()
+            lines.append("  # the CA's sha256 is here so that a new CA changes this file (and restarts buildkitd)")
+            lines.append(f"  ca = {_list([registry_ca_path(layout, r.host)])}  # sha256:{digest}")
+    if lines:
+        lines.append("")
+    return lines
+
+
 def _s(value: str) -> str:
     # TOML basic strings accept JSON's escapes for the ASCII we emit.
     return json.dumps(value)
@@ -65,6 +116,7 @@ def render_buildkitd_toml(
     history_max_age_days: int = 14,
     bridge_subnet: str = DEFAULT_BRIDGE_SUBNET,
     max_parallelism: int = 0,
+    registries: Sequence[RegistryHost] = (),
 ) -> str:
     """The buildkitd.toml for one node.
 
@@ -156,4 +208,7 @@ def render_buildkitd_toml(
         "  enabled = false",
         "",
     ]
+    if registries:
+        # no registry section at all without registries: such a node's file stays as it was
+        lines = lines[:-1] + _registry_lines(layout, registries)
     return "\n".join(lines)

@@ -55,6 +55,11 @@ class DaemonLayout:
         return f"{self.run_dir}/buildkitd.sock"
 
     @property
+    def registry_dir(self) -> str:
+        """The CA files of the registries the node trusts (``[registry."<host>"] ca``)."""
+        return f"{self.config_dir}/registry"
+
+    @property
     def config_path(self) -> str:
         return f"{self.config_dir}/buildkitd.toml"
 

@@ -9,6 +9,8 @@ subcommands. It never contains key material.
 from __future__ import annotations
 
 import hashlib
+import posixpath
+from collections.abc import Mapping
 from pathlib import Path
 
 from components.node.layout import ENV_FILE, INSTALL_DIR, METADATA_CIDR, PER_BOOT_HOOK_FILE, UNIT_FILE
@@ -78,9 +80,25 @@ def _heredoc(path: str, content: str, mode: str) -> str:
             f"chmod {mode} '{path}.new' && mv -f '{path}.new' '{path}'\n")
 
 
+def _config_files(files: Mapping[str, str]) -> list[str]:
+    """Files the TOML names (registry CAs): 0600 in 0700 directories, stale files in them removed."""
+    parts = []
+    for d in sorted({posixpath.dirname(p) for p in files}):
+        names = sorted(posixpath.basename(p) for p in files if posixpath.dirname(p) == d)
+        parts.append(f"install -d -m 0700 '{d}'\n")
+        parts += [_heredoc(f"{d}/{n}", files[f"{d}/{n}"], "0600") for n in names]
+        keep = " ".join(f"! -name '{n}'" for n in names)
+        parts.append(f"find '{d}' -mindepth 1 -maxdepth 1 {keep} -exec rm -rf {{}} +\n")
+    return parts
+
+
 def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "install",
-                   script: str | None = None) -> str:
-    """A self-contained bash program that sets up the node and runs ``bkf-node.sh <action>``."""
+                   script: str | None = None, files: Mapping[str, str] | None = None) -> str:
+    """A self-contained bash program that sets up the node and runs ``bkf-node.sh <action>``.
+
+    ``files`` (path -> content) are the other files the TOML names (registry CA certificates);
+    without any, the payload is what it always was.
+    """
     if action not in ("install", "uninstall", "uninstall --purge-state", "certs"):
         raise ValueError(f"unknown action {action!r}")
     script = node_script() if script is None else script
@@ -92,6 +110,7 @@ def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "i
         "set -euo pipefail\numask 022\n",
         f"mkdir -p '{INSTALL_DIR}' '{Path(ENV_FILE).parent}' '{layout.config_dir}'\n",
         _heredoc(ENV_FILE, render_env_file(settings), "0644"),
+        *_config_files(files or {}),
         _heredoc(layout.config_path, buildkitd_toml, "0644"),
         _heredoc(f"{INSTALL_DIR}/bkf-node.sh", script, "0755"),
         _heredoc(UNIT_FILE, render_systemd_unit(settings), "0644"),
@@ -104,10 +123,14 @@ def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "i
     return "".join(parts)
 
 
-def render_uninstall(purge_state: bool) -> str:
-    """The delete command: run the installed script's uninstall (no-op if absent)."""
+def render_uninstall(purge_state: bool, remove_dirs: tuple[str, ...] = ()) -> str:
+    """The delete command: run the installed script's uninstall (no-op if absent).
+
+    ``remove_dirs``: directories the payload made besides the script's own (registry CAs).
+    """
     flag = " --purge-state" if purge_state else ""
-    return (f"if [ -x '{INSTALL_DIR}/bkf-node.sh' ]; then "
+    rm = "".join(f"rm -rf '{d}'; " for d in remove_dirs)
+    return rm + (f"if [ -x '{INSTALL_DIR}/bkf-node.sh' ]; then "
             f"'{INSTALL_DIR}/bkf-node.sh' uninstall{flag}; else echo 'nothing installed'; fi")
 
 

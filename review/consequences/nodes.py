@@ -146,8 +146,14 @@ def _existing_node_lines(n: str, kids: Sequence[Change], new_cert: bool, ctx: Co
                 lines.append(f"node {n}: {', '.join(parts)}; the daemon keeps running (it restarts only when its "
                              "config or certificates change)")
             if "delete" in k.diffs:
-                keeps = "--purge-state" not in str(k.new.get("delete") or "")
-                lines.append(f"node {n}: `pulumi destroy` now {'keeps' if keeps else 'deletes'} its build cache")
+                old_purge = "--purge-state" in str(k.old.get("delete") or "")
+                new_purge = "--purge-state" in str(k.new.get("delete") or "")
+                if old_purge != new_purge:
+                    verb = "deletes" if new_purge else "keeps"
+                    lines.append(f"node {n}: `pulumi destroy` now {verb} its build cache")
+                else:  # e.g. registries: added or removed: destroy also removes the registry CA files
+                    lines.append(f"node {n}: what `pulumi destroy` removes besides the daemon changes (registry CA "
+                                 "files); its build cache is unaffected")
             if "connection" in k.diffs:
                 lines.append(f"node {n}: how Pulumi reaches it over SSH changes (no restart by itself)")
             said = bool(set(k.diffs) & {"create", "stdin", "delete", "connection"})

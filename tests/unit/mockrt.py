@@ -62,6 +62,9 @@ class FarmMocks(pulumi.runtime.Mocks):
             state.update(public_ip=_fake_ip(n), allocation_id=f"eipalloc-{n}")
         elif t == "aws:route53/record:Record":
             state.update(fqdn=args.inputs["name"])
+        elif t == "aws:ecr/repository:Repository":
+            state.update(repository_url=f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{args.inputs['name']}",
+                         arn=f"arn:aws:ecr:eu-west-1:123456789012:repository/{args.inputs['name']}")
         elif t == "aws:ebs/volume:Volume":
             return f"vol-0{hashlib.sha256(n.encode()).hexdigest()[:16]}", state
         elif t.startswith("aws:"):

@@ -1,10 +1,11 @@
 # shellcheck shell=bash
-# Step apt: the Debian packages the farm and the tests run (runc, sshd, CNI plugins, qemu, ...).
+# Step apt: the Debian packages the farm and the tests run (runc, sshd, CNI plugins, qemu, ...;
+# docker.io: the Docker engine the --load e2e test starts on its own socket).
 
 APT_PACKAGES=(
   runc openssh-server openssh-client iproute2 iptables containernetworking-plugins
   qemu-user-static binfmt-support busybox-static shellcheck uidmap jq curl ca-certificates
-  procps util-linux
+  procps util-linux docker.io
 )
 
 step_apt() {

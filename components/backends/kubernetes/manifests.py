@@ -189,12 +189,28 @@ def service_manifest(spec: KubernetesSpec, node: NodeSpec, index: int, buildkit_
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": svc_spec}
 
 
-def config_map_manifest(spec: KubernetesSpec, node: NodeSpec, buildkitd_toml: str) -> dict[str, Any]:
+def config_files(files: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Files under the config dir (registry CAs) as ConfigMap key -> (path in the mount, content)."""
+    prefix = ROOTLESS_LAYOUT.config_dir + "/"
+    out = {}
+    for path, content in files.items():
+        if not path.startswith(prefix):
+            raise ValueError(f"{path} is not under {prefix}")
+        rel = path.removeprefix(prefix)
+        out[rel.rsplit("/", 1)[-1]] = (rel, content)
+    return out
+
+
+def config_map_manifest(spec: KubernetesSpec, node: NodeSpec, buildkitd_toml: str,
+                        files: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """buildkitd.toml and the files it names (``config_files``: registry CAs, none by default)."""
+    data = {"buildkitd.toml": buildkitd_toml}
+    data.update({key: content for key, (_, content) in (files or {}).items()})
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": config_map_name(node), "namespace": spec.namespace, "labels": labels(node)},
-        "data": {"buildkitd.toml": buildkitd_toml},
+        "data": data,
     }
 
 

@@ -15,14 +15,14 @@ The manifests themselves are pure functions in manifests.py beside this module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.backends.base import HostInputs, node_toml
+from components.backends.base import HostInputs, node_files, node_toml
 from components.backends.kubernetes import manifests as m
 from components.backends.kubernetes import pod
 from components.config.farm import KubernetesFarmConfig
@@ -133,6 +133,8 @@ class KubernetesNodeArgs:
     server_cert: IssuedCert
     ca_cert_pem: pulumi.Input[str]
     address: KubernetesNodeAddress
+    #: path -> content: other files buildkitd.toml names (registry CAs), under the config dir
+    files: Mapping[str, str] = field(default_factory=dict)
 
 
 class KubernetesNode(pulumi.ComponentResource):
@@ -160,14 +162,15 @@ class KubernetesNode(pulumi.ComponentResource):
             f"{name}-tls", metadata=sec["metadata"], type=sec["type"], string_data=sec["stringData"],
             opts=pulumi.ResourceOptions(parent=self))
 
-        cm = m.config_map_manifest(spec, node, args.buildkitd_toml)
+        config_files = m.config_files(args.files)
+        cm = m.config_map_manifest(spec, node, args.buildkitd_toml, config_files)
         config = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=cm["metadata"], data=cm["data"],
             opts=pulumi.ResourceOptions(parent=self))
 
         sts = pod.statefulset_manifest(
             spec, node, image=args.image, buildkit_port=args.buildkit_port, volume_gb=args.volume_gb,
-            config_sha256=m.sha256(args.buildkitd_toml),
+            config_sha256=m.sha256(args.buildkitd_toml), config_files=config_files,
             tls_sha256=pulumi.Output.all(ca, args.server_cert.cert_pem).apply(lambda v: m.tls_checksum(v[0], v[1])))
         # A rollout includes the old pod's drain; the default await (10 min) may be shorter.
         rollout = f"{(pod.termination_grace_s(spec.drain_timeout_seconds) + 600) // 60 + 1}m"
@@ -220,5 +223,5 @@ class KubernetesBackend:
                 node=n, spec=self.spec, image=self.cfg.buildkit.image, buildkit_port=self.cfg.buildkit.port,
                 volume_gb=self.cfg.volume.size_gb, buildkitd_toml=node_toml(self.cfg, n, ROOTLESS_LAYOUT),
                 server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem,
-                address=addresses.by_node[n.name]), opts))
+                address=addresses.by_node[n.name], files=node_files(self.cfg, ROOTLESS_LAYOUT)), opts))
         return out

@@ -7,6 +7,7 @@ constants it shares.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from typing import Any
 
 from components.backends.kubernetes.manifests import (
@@ -96,7 +97,8 @@ def _exec(*argv: str) -> dict[str, Any]:
 
 
 def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, buildkit_port: int,
-                         volume_gb: int, config_sha256: str, tls_sha256: Any) -> dict[str, Any]:
+                         volume_gb: int, config_sha256: str, tls_sha256: Any,
+                         config_files: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
     """One node: a single-replica StatefulSet with its cache on a retained PVC.
 
     ``tls_sha256`` is a string, or a Pulumi Output of one (the cert is issued during
@@ -192,7 +194,9 @@ def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, bu
                             "defaultMode": 0o440,
                             "sources": [
                                 {"configMap": {"name": config_map_name(node),
-                                               "items": [{"key": "buildkitd.toml", "path": "buildkitd.toml"}]}},
+                                               "items": [{"key": "buildkitd.toml", "path": "buildkitd.toml"},
+                                                         *({"key": k, "path": rel}
+                                                           for k, (rel, _) in (config_files or {}).items())]}},
                                 {"secret": {"name": secret_name(node),
                                             "items": [{"key": f, "path": f"tls/{f}"} for f in TLS_FILES]}},
                             ],

@@ -1,0 +1,381 @@
+"""Tier 3: images reach registries through the farm (real `pulumi up` of the ssh backend on h11/h12).
+
+Five real registries (distribution's `registry`, local/registry.sh) listen on the test bridge, four
+over TLS: `main` (pushes and the registry cache), `upstream` (holds a base image made here: no
+Docker Hub), `mirror` (a pull-through proxy of upstream) and `untrusted` (its certificate is signed
+by another CA), and `plain` (HTTP). The stack's `registries:` trusts the local CA for the first three
+and names the mirror for upstream; it also trusts only the local CA for `untrusted`; `plain` has
+the `http: true` opt-in (a private address). A Docker engine (Debian's
+docker.io) is started on its own unix socket and data root for `--load`.
+
+Timings (push wall time, cache cold vs from the registry, --load) are printed, never asserted.
+Over 300 lines on purpose: one module fixture (hosts, four registries, a stack) serves every
+registry workflow; split over modules, the farm would come up once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.hosts import (
+    ROOT,
+    HostSet,
+    Pem,
+    buildctl,
+    make_artifact,
+    need,
+    run,
+    running_hosts,
+    write_stack_config,
+)
+
+pytestmark = pytest.mark.e2e
+
+STACK = "registry"
+HOSTS = {"h11": "amd64-1", "h12": "arm64-1"}
+BUILDER = "bkf-registry-e2e"
+BRIDGE = "10.77.0.1"
+MAIN, UPSTREAM, MIRROR, UNTRUSTED, PLAIN = (f"{BRIDGE}:{p}" for p in (5461, 5462, 5463, 5464, 5465))
+REGISTRY_SH = ROOT / "local" / "registry.sh"
+
+
+@dataclass
+class Farm:
+    hosts: HostSet
+    dir: Path
+    env: dict[str, str]
+    registry_dir: Path
+    ca: Path
+    outputs: dict
+
+    def buildx(self, *args: str, check: bool = True, timeout: float = 900,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run(["docker-buildx", *args], env={**self.env, **(env or {})}, check=check, timeout=timeout,
+                   cwd=self.dir)
+
+    def build(self, ctx: Path, *args: str, check: bool = True,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.buildx("build", "--builder", BUILDER, "--progress", "plain", *args, str(ctx), check=check, env=env)
+
+    def node(self, name: str) -> tuple[str, str, Pem]:
+        """(address, server name, client cert) of a node, from the stack outputs."""
+        n = next(n for n in self.outputs["nodes"] if n["name"] == name)
+        return n["endpoint"], n["serverName"], Pem(self.dir / "client.pem", self.dir / "client.key")
+
+    def buildctl(self, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        addr, server, pem = self.node(node)
+        return buildctl(addr, server, self.dir / "farm-ca.pem", pem, *args, check=check)
+
+    def histories(self, node: str) -> list[dict]:
+        out = self.buildctl(node, "debug", "histories", "--format", "json").stdout
+        return [json.loads(line)["record"] for line in out.splitlines() if line.strip()]
+
+    def registry_get(self, registry: str, path: str, accept: str = "") -> tuple[dict, str]:
+        """GET https://<registry>/v2/<path> with the local CA: (json body, Docker-Content-Digest)."""
+        argv = ["curl", "-fsS", "-D", "/dev/stderr", "--cacert", str(self.ca), f"https://{registry}/v2/{path}"]
+        if accept:
+            argv += ["-H", f"Accept: {accept}"]
+        r = run(argv)
+        digest = re.search(r"(?im)^docker-content-digest: (\S+)", r.stderr)
+        return json.loads(r.stdout), digest.group(1) if digest else ""
+
+    def log(self, name: str) -> str:
+        return (self.registry_dir / name / "registry.log").read_text()
+
+
+def registry(env: dict[str, str], *args: str) -> None:
+    run(["bash", str(REGISTRY_SH), *args], env=env)
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+    need("pulumi", "pulumi-language-python", "buildkitd", "buildctl", "docker-buildx", "registry", "ssh", "openssl",
+         "curl")
+    d = tmp_path_factory.mktemp("registry")
+    reg_dir = d / "registries"
+    reg_env = {**os.environ, "BKF_REGISTRY_DIR": str(reg_dir)}
+    ca = Path(run(["bash", str(REGISTRY_SH), "ca"], env=reg_env).stdout.strip())
+    with running_hosts(list(HOSTS), d / "state") as hs:
+        try:
+            registry(reg_env, "up", "main", MAIN)
+            registry(reg_env, "up", "upstream", UPSTREAM)
+            registry(reg_env, "up", "mirror", MIRROR, "--proxy", f"https://{UPSTREAM}")
+            registry(reg_env, "up", "untrusted", UNTRUSTED, "--ca-dir", str(d / "other-ca"))
+            registry(reg_env, "up", "plain", PLAIN, "--plain")
+            artifacts = d / "artifacts"
+            make_artifact(artifacts)
+            config = write_stack_config(d / f"Pulumi.{STACK}.yaml", HOSTS, BUILDER, d / "state", artifacts)
+            doc = yaml.safe_load(config.read_text())
+            pem = ca.read_text()
+            doc["config"]["buildkit-farm:registries"] = {
+                MAIN: {"ca": pem},
+                UPSTREAM: {"ca": pem, "mirrors": [MIRROR]},
+                MIRROR: {"ca": pem},
+                # the nodes trust the local CA here too, but this registry's cert has another issuer
+                UNTRUSTED: {"ca": pem},
+                # plain HTTP: the explicit opt-in, allowed for this private address
+                PLAIN: {"http": True},
+            }
+            config.write_text(yaml.safe_dump(doc, sort_keys=False))
+            (d / "passphrase").write_text(secrets.token_hex(16))
+            (d / "backend").mkdir()
+            bundle = run(["bash", str(REGISTRY_SH), "bundle"], env=reg_env).stdout.strip()
+            env = {**reg_env, "PULUMI_BACKEND_URL": f"file://{d / 'backend'}",
+                   "PULUMI_CONFIG_PASSPHRASE_FILE": str(d / "passphrase"), "BUILDX_CONFIG": str(d / "buildx"),
+                   # buildx writes the multi-platform index from this machine: it trusts the local CA too
+                   "SSL_CERT_FILE": bundle}
+
+            def pulumi(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+                return run(["pulumi", *args, "--stack", STACK, "--non-interactive", "--config-file", str(config)],
+                           cwd=ROOT, env=env, check=check, timeout=900)
+            # (stack init in a scratch copy of the project: it writes the salt into Pulumi.<stack>.yaml there)
+            scratch = d / "project"
+            scratch.mkdir()
+            (scratch / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+            run(["pulumi", "stack", "init", STACK, "--non-interactive"], cwd=scratch, env=env)
+            salt = (scratch / f"Pulumi.{STACK}.yaml").read_text()
+            config.write_text(salt + config.read_text())
+            try:
+                pulumi("up", "--yes", "--skip-preview")
+                outputs = json.loads(run(["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", STACK,
+                                          "--non-interactive"], cwd=ROOT, env=env).stdout)
+                (d / "farm-ca.pem").write_text(outputs["caCert"])
+                (d / "client.pem").write_text(outputs["clientCert"])
+                (d / "client.key").write_text(outputs["clientKey"])
+                (d / "client.key").chmod(0o600)
+                yield Farm(hs, d, env, reg_dir, ca, outputs)
+            finally:
+                pulumi("destroy", "--yes", "--skip-preview", check=False)
+        finally:
+            run(["bash", str(REGISTRY_SH), "down"], env=reg_env, check=False)
+    leftovers = [line for line in run(["pgrep", "-af", "registry serve"], check=False).stdout.splitlines()
+                 if str(reg_dir) in line]
+    assert not leftovers, leftovers
+
+
+def context(d: Path, name: str, dockerfile: str) -> Path:
+    ctx = d / name
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text(dockerfile)
+    run(["bash", str(ROOT / "local" / "rootfs.sh"), str(ctx)])
+    return ctx
+
+
+BASE = "FROM scratch AS base\nARG TARGETARCH\nADD rootfs-${TARGETARCH}.tar /\n"
+
+
+def platforms_of(index: dict) -> dict[str, str]:
+    """platform -> manifest digest of an image index (attestation manifests left out)."""
+    return {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"] for m in index["manifests"]
+            if m.get("platform", {}).get("os") != "unknown"}
+
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def test_multi_platform_push_gives_an_index_each_platform_built_on_its_node(farm: Farm) -> None:
+    ctx = context(farm.dir, "multi", BASE + "FROM base\nARG TARGETPLATFORM\nARG RUN_ID\n"
+                  "RUN echo \"$TARGETPLATFORM $(uname -m) $RUN_ID\" > /built-on\n")
+    ref = f"{MAIN}/bkf/multi:t1"
+    run_id = secrets.token_hex(4)
+    t0 = time.monotonic()
+    farm.build(ctx, "--platform", "linux/amd64,linux/arm64", "--build-arg", f"RUN_ID={run_id}", "--push", "-t", ref)
+    wall = time.monotonic() - t0
+    print(f"\n[registry] multi-platform build + --push of {ref}: {wall:.1f} s wall")
+    index, _ = farm.registry_get(MAIN, "bkf/multi/manifests/t1", INDEX)
+    final = platforms_of(index)
+    assert set(final) == {"linux/amd64", "linux/arm64"}, index
+    # From the nodes: each node's build record shows the push of its own platform only, and the index
+    # that node pushed (by digest) holds exactly the manifest the final index lists for that platform.
+    for node, platform in (("amd64-1", "linux/amd64"), ("arm64-1", "linux/arm64")):
+        records = [r for r in farm.histories(node) if r["FrontendAttrs"].get("build-arg:RUN_ID") == run_id]
+        assert len(records) == 1, (node, records)
+        rec = records[0]
+        assert rec["FrontendAttrs"]["platform"] == platform
+        (image,) = [e for e in rec["Exporters"] if e["Type"] == "image"]
+        assert image["Attrs"]["name"] == f"{MAIN}/bkf/multi" and image["Attrs"]["push"] == "true"
+        pushed = rec["Result"]["ResultDeprecated"]["digest"]
+        node_index, _ = farm.registry_get(MAIN, f"bkf/multi/manifests/{pushed}", INDEX)
+        assert platforms_of(node_index) == {platform: final[platform]}, (node, node_index)
+    # the registry saw each platform's blobs pushed by its own node's address
+    log = farm.log("main")
+    for host in farm.hosts.hosts:
+        assert re.search(rf'{re.escape(host.addr)} .*"PUT /v2/bkf/multi/manifests/sha256:', log), host
+
+
+def test_a_registry_not_signed_by_a_configured_ca_is_refused(farm: Farm) -> None:
+    ctx = context(farm.dir, "untrusted", BASE + "FROM base\nRUN echo untrusted > /x\n")
+    r = farm.build(ctx, "--platform", "linux/amd64", "--push", "-t", f"{UNTRUSTED}/bkf/refused:1", check=False)
+    assert r.returncode != 0
+    err = r.stdout + r.stderr
+    assert "certificate signed by unknown authority" in err or "failed to verify certificate" in err, err[-3000:]
+    assert UNTRUSTED in err, err[-3000:]
+    print("\n[registry] refusal: " + next(line for line in err.splitlines() if "unknown authority" in line
+                                         or "failed to verify" in line).strip()[:400])
+    # nothing reached it: no repository, no upload was ever accepted
+    catalog = run(["curl", "-fsS", "--cacert", str(farm.dir / "other-ca" / "ca.pem"),
+                   f"https://{UNTRUSTED}/v2/_catalog"]).stdout
+    assert json.loads(catalog) == {"repositories": []}
+    assert "/v2/bkf/refused" not in farm.log("untrusted")
+
+
+def test_plain_http_only_with_the_opt_in(farm: Farm) -> None:
+    ctx = context(farm.dir, "plain", BASE + "FROM base\nRUN echo plain > /x\n")
+    farm.build(ctx, "--platform", "linux/amd64", "--push", "-t", f"{PLAIN}/bkf/plain:1")
+    catalog = json.loads(run(["curl", "-fsS", f"http://{PLAIN}/v2/_catalog"]).stdout)
+    assert catalog == {"repositories": ["bkf/plain"]}
+    node = farm.hosts.hosts[0].addr
+    assert re.search(rf'^{re.escape(node)} .*"PUT /v2/bkf/plain/manifests/1 ', farm.log("plain"), re.M)
+
+
+CACHE_DOCKERFILE = BASE + """FROM base
+ARG SEED
+# three expensive steps (CPU and a pause), each a layer the registry cache must bring back; each
+# writes a fresh UUID, so a step that ran again would give another file
+RUN head -c 300000000 /dev/zero | sha256sum > /one && cat /proc/sys/kernel/random/uuid >> /one && sleep 2 \
+    && echo "$SEED" >> /one
+RUN head -c 300000000 /dev/zero | md5sum > /two && cat /proc/sys/kernel/random/uuid >> /two && sleep 2
+RUN head -c 300000000 /dev/zero | sha1sum > /three && cat /proc/sys/kernel/random/uuid >> /three && sleep 2
+"""
+OUTPUTS = ("one", "two", "three")
+
+
+def cached_steps(output: str) -> int:
+    """Steps that did not run: `CACHED`, or (the last, whose layers an output needs) pulled from the cache."""
+    steps = set(re.findall(r"(?m)^(#\d+) \[stage-1 \d/\d\] RUN", output))  # (progress repeats a step's header)
+    return sum(1 for s in steps if re.search(rf"(?m)^{s} CACHED$", output) or (
+        re.search(rf"(?m)^{s} sha256:[0-9a-f]{{64}} .* done$", output)
+        and not re.search(rf"(?m)^{s} \d+\.\d+ ", output)))
+
+
+def test_registry_cache_round_trip(farm: Farm) -> None:
+    ctx = context(farm.dir, "cache", CACHE_DOCKERFILE)
+    seed = secrets.token_hex(4)
+    cache = f"{MAIN}/bkf/cache:amd64"
+    # a local output needs every layer's content: a cache hit must bring the layers back, not only the keys
+    cold_out, warm_out = farm.dir / "cache-cold", farm.dir / "cache-warm"
+    common = ["--platform", "linux/amd64", "--build-arg", f"SEED={seed}"]
+    farm.buildctl("amd64-1", "prune", "--all")
+    t0 = time.monotonic()
+    cold = farm.build(ctx, *common, "--output", f"type=local,dest={cold_out}",
+                      "--cache-to", f"type=registry,ref={cache},mode=max")
+    t_cold = time.monotonic() - t0
+    assert cached_steps(cold.stderr) == 0, cold.stderr[-3000:]
+    # the node's local cache is emptied: only the registry can bring the steps back
+    farm.buildctl("amd64-1", "prune", "--all")
+    du = farm.buildctl("amd64-1", "du").stdout
+    assert re.search(r"(?m)^Total:\s+0B?\s*$", du), du
+    t0 = time.monotonic()
+    warm = farm.build(ctx, *common, "--output", f"type=local,dest={warm_out}",
+                      "--cache-from", f"type=registry,ref={cache}")
+    t_warm = time.monotonic() - t0
+    # no RUN step ran again: each is CACHED or its layer came from the registry ...
+    assert cached_steps(warm.stderr) == 3, warm.stderr[-4000:]
+    # ... and the files are the very ones the cold build made (a rerun would write new UUIDs)
+    for f in OUTPUTS:
+        assert (warm_out / f).read_text() == (cold_out / f).read_text(), f
+    assert (warm_out / "one").read_text().endswith(f"{seed}\n")
+    t0 = time.monotonic()
+    farm.build(ctx, *common, "--output", f"type=local,dest={farm.dir / 'cache-local'}")
+    t_local = time.monotonic() - t0
+    marked = len(re.findall(r"(?m)^#\d+ CACHED$", warm.stderr))
+    print(f"\n[registry] cache round trip (amd64, 3 expensive RUN steps, local output): cold {t_cold:.1f} s "
+          f"(with --cache-to), after `buildctl prune --all` from the registry cache {t_warm:.1f} s "
+          f"({cached_steps(warm.stderr)} of 3 RUN steps CACHED or pulled, {marked} "
+          f"CACHED lines), then from the node's own cache {t_local:.1f} s")
+    assert re.search(r'"(GET|HEAD) /v2/bkf/cache/manifests/amd64', farm.log("main"))
+
+
+def test_base_image_pulled_through_the_mirror(farm: Farm) -> None:
+    base_ref = f"{UPSTREAM}/base/busybox:1"
+    ctx = context(farm.dir, "base", BASE)
+    farm.build(ctx, "--platform", "linux/amd64,linux/arm64", "--push", "-t", base_ref)
+    mark_up, mark_mirror = len(farm.log("upstream")), len(farm.log("mirror"))
+    ctx2 = context(farm.dir, "from-base", f"FROM {base_ref}\nARG N\nRUN echo from-mirror-$N > /x\n")
+    farm.build(ctx2, "--platform", "linux/amd64,linux/arm64", "--build-arg", f"N={secrets.token_hex(4)}",
+               "--output", "type=cacheonly")
+    mirror_log = farm.log("mirror")[mark_mirror:]
+    upstream_log = farm.log("upstream")[mark_up:]
+    for host in farm.hosts.hosts:
+        # each node asked the mirror for the base image ...
+        assert re.search(rf'{re.escape(host.addr)} .*"(GET|HEAD) /v2/base/busybox/manifests/1\b', mirror_log), \
+            (host, mirror_log[-3000:])
+        # ... and never the upstream registry itself (the mirror did, from the bridge address)
+        assert not re.search(rf'^{re.escape(host.addr)} ', upstream_log, re.M), (host, upstream_log[-3000:])
+    assert re.search(rf'^{re.escape(BRIDGE)} .*"(GET|HEAD) /v2/base/busybox/manifests/', upstream_log, re.M), \
+        upstream_log[-3000:]
+    print("\n[registry] mirror log: " + next(line for line in mirror_log.splitlines()
+                                           if "/v2/base/busybox/manifests/1" in line and line[:1].isdigit()))
+
+
+@pytest.fixture
+def dockerd(farm: Farm) -> Iterator[str]:
+    """A Docker engine of its own: unix socket and data root in the test's dir, no network of its own."""
+    bins = need("dockerd", "docker")
+    d = farm.dir / "dockerd"
+    d.mkdir()
+    sock = d / "docker.sock"
+    log = open(d / "dockerd.log", "w")
+    proc = subprocess.Popen(
+        [bins["dockerd"], "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
+         "--host", f"unix://{sock}", "--pidfile", str(d / "dockerd.pid"), "--bridge", "none",
+         "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--userland-proxy=false",
+         "--containerd-namespace", "bkf-registry-e2e", "--containerd-plugins-namespace", "bkf-registry-e2e-p"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    host = f"unix://{sock}"
+    try:
+        for _ in range(100):
+            if run([bins["docker"], "--host", host, "version"], check=False).returncode == 0:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"dockerd exited {proc.returncode}:\n{(d / 'dockerd.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"dockerd did not answer:\n{(d / 'dockerd.log').read_text()[-3000:]}")
+        yield host
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        mounts = [line for line in Path("/proc/mounts").read_text().splitlines() if str(d) in line]
+        for m in mounts:
+            run(["umount", "-l", m.split()[1]], check=False)
+        assert not mounts, mounts
+        run(["rm", "-rf", str(d)], check=False)
+
+
+def test_load_into_a_real_docker_engine(farm: Farm, dockerd: str) -> None:
+    ctx = context(farm.dir, "load", BASE + "FROM base\nARG SEED\n"
+                  "RUN head -c 100000000 /dev/urandom > /blob && echo \"loaded $SEED $(wc -c < /blob)\" > /info\n"
+                  'CMD ["cat", "/info"]\n')
+    seed = secrets.token_hex(4)
+    args = ["--platform", "linux/amd64", "--build-arg", f"SEED={seed}"]
+    t0 = time.monotonic()
+    farm.build(ctx, *args, "--output", "type=cacheonly")  # the build itself, on the node
+    t_build = time.monotonic() - t0
+    t0 = time.monotonic()
+    farm.build(ctx, *args, "--load", "-t", "bkf-load:e2e", env={"DOCKER_HOST": dockerd})
+    wall = time.monotonic() - t0
+    docker = need("docker")["docker"]
+    size = int(run([docker, "--host", dockerd, "image", "inspect", "-f", "{{.Size}}", "bkf-load:e2e"]).stdout)
+    out = run([docker, "--host", dockerd, "run", "--rm", "--network", "none", "bkf-load:e2e"]).stdout
+    assert out.strip() == f"loaded {seed} 100000000"
+    assert size > 100_000_000
+    print(f"\n[registry] --load of a {size / 1e6:.0f} MB image into dockerd: {wall:.1f} s wall for the "
+          f"--load build with every step cached (export + transfer + docker load); the build alone took "
+          f"{t_build:.1f} s")
