@@ -79,6 +79,8 @@ source "$SCRIPT_DIR/steps/env.sh"
 source "$SCRIPT_DIR/steps/actionlint.sh"
 # shellcheck source=steps/policy_venv.sh
 source "$SCRIPT_DIR/steps/policy_venv.sh"
+# shellcheck source=steps/ec2_venv.sh
+source "$SCRIPT_DIR/steps/ec2_venv.sh"
 
 trap cleanup EXIT
 
@@ -97,6 +99,7 @@ main() {
   step_link
   step_venv
   step_policy_venv
+  step_ec2_venv
   step_providers
   step_plugins
   step_env
