@@ -15,7 +15,7 @@ CACHE=${BKF_CACHE:-$HOME/.cache/buildkit-farm}
 MIRROR=${BKF_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 # bump when the steps below change what the image holds
-RECIPE=1
+RECIPE=2
 # python3-cffi-backend: cloud-init needs it through a virtual package debootstrap does not resolve
 PACKAGES=systemd,systemd-sysv,dbus,cloud-init,python3-cffi-backend,iproute2,iptables,curl,e2fsprogs,util-linux,ca-certificates,runc,containernetworking-plugins,procps,gzip
 REQS=$ROOT/tests/ec2/requirements-node.txt
@@ -58,7 +58,9 @@ EOF
 chmod 0755 "$tmp/usr/local/bin/aws"
 
 # cloud-init: the NoCloud seed only (no network datasources to probe), no network or locale
-# configuration (the test sets the container's address before boot).
+# configuration (the test sets the container's address before boot), no SSH host keys (no sshd).
+# (`locale: false` disables the locale module; cloud-init's schema check warns that it is not a
+# string, and the boot log shows "Invalid cloud-config provided": harmless.)
 cat >"$tmp/etc/cloud/cloud.cfg.d/90-bkf-ec2-tier.cfg" <<'EOF'
 # buildkit-farm EC2 node tier: user data from /var/lib/cloud/seed/nocloud/ only
 datasource_list: [NoCloud, None]
@@ -66,6 +68,8 @@ network: {config: disabled}
 locale: false
 resize_rootfs: false
 growpart: {mode: "off"}
+ssh_genkeytypes: []
+ssh_deletekeys: false
 EOF
 echo bkf-ec2-node >"$tmp/etc/hostname"
 : >"$tmp/etc/machine-id"

@@ -349,8 +349,9 @@ class Ec2Node:
 
     def sh(self, script: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """A root shell inside the container (all its namespaces)."""
+        # (a session of its own: a `kill 0` inside must never reach this process's group)
         return run(["nsenter", "-t", str(self.leader()), "-a", "/bin/bash", "-c", script], check=check,
-                   timeout=timeout)
+                   timeout=timeout, start_new_session=True)
 
     def ssm_run_command(self, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """What the SSM agent does with an AWS-RunShellScript command: a root child of a system service."""
