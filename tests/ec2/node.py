@@ -44,13 +44,15 @@ nspawn settings an EC2 VM does not need, and why (runc inside the container):
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +69,7 @@ NSPAWN_ENV = {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
 NSPAWN_FLAGS = ["--register=no", "--keep-unit", "--console=read-only",
                 "--capability=CAP_NET_ADMIN,CAP_BPF,CAP_PERFMON",
                 "--system-call-filter=add_key keyctl request_key bpf"]
+LOCK = Path("/run/bkf-ec2/tier.lock")
 #: nspawn's exit status when the container rebooted
 REBOOT_EXIT = 133
 
@@ -117,8 +120,28 @@ def wait_port(netns: str, host: str, port: int, what: str, proc: subprocess.Pope
     raise AssertionError(f"{what} did not listen on {host}:{port} in {timeout}s")
 
 
+@contextmanager
+def exclusive(timeout: float = 1800) -> Iterator[None]:
+    """One run of this tier at a time on this machine (another worktree's waits): its addresses and
+    names are fixed, and ``sweep`` is only safe while no other run is alive. A killed run's lock goes
+    with its process."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"another run of tests/ec2 holds {LOCK} for over {timeout}s") from None
+                time.sleep(2)
+        yield
+
+
 def sweep() -> None:
-    """Remove what an interrupted run of this tier left: only its own names (bkf-ec2-30..39)."""
+    """Remove what an interrupted run of this tier left: only its own names (bkf-ec2-30..39).
+    Call it holding ``exclusive()``."""
     nss = run(["ip", "netns", "list"], check=False).stdout.split()
     for n in INDEXES:
         ns = f"bkf-ec2-{n}"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ec2.node import Ec2Node, sweep, tcp_open
+from tests.ec2.node import Ec2Node, exclusive, sweep, tcp_open
 from tests.support.hosts import ROOT, Pem, buildctl, make_artifact, need, openssl_pki, run
 from tests.unit import mockrt
 
@@ -118,7 +118,13 @@ def cert_values(tier: Tier, server: Pem) -> dict[str, str]:
 def tier(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Tier]:
     need("systemd-nspawn", "debootstrap", "nsenter", "losetup", "openssl", "buildctl", "buildkitd")
     timings: dict[str, float] = {}
-    sweep()
+    with exclusive():
+        sweep()
+        yield from _tier(tmp_path_factory, request, timings)
+
+
+def _tier(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
+          timings: dict[str, float]) -> Iterator[Tier]:
     t0 = time.monotonic()
     out = run(["bash", str(ROOT / "local" / "ec2-rootfs.sh")], timeout=1800)
     timings["rootfs (cold build)" if "building" in out.stderr else "rootfs (cached)"] = time.monotonic() - t0
