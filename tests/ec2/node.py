@@ -47,6 +47,7 @@ import base64
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -413,6 +414,12 @@ class Ec2Node:
         for cmd in reversed(self.cleanups):
             run(cmd, check=False)
         self.cleanups.clear()
+        # the big parts (the volume's image, the overlay's writes); the logs stay for a failed run
+        if not run(["findmnt", "-rn", str(self.merged)], check=False).stdout:
+            for d in ("upper", "ovl-work"):
+                shutil.rmtree(self.work / d, ignore_errors=True)
+        if not run(["losetup", "-j", str(self.work / "ebs.img")], check=False).stdout:
+            (self.work / "ebs.img").unlink(missing_ok=True)
 
 
 def _q(s: str) -> str:

@@ -7,6 +7,14 @@ types and the SSM association's command come from the same run. Certificates are
 tests/support/hosts.openssl_pki). Tests run in file order: they walk one instance through its life
 (boot, build, crash, reboot, cert rotation), then a second instance whose certificates cannot be read.
 
+Each survival and refusal check was seen to fail once against a broken copy of the payload
+(2026-11-24): no Restart=always (the kill -9 test: "buildkitd.service is not active again:
+failed"); the per-boot hook without its token header (the reboot test: the GET got 401); `certs`
+always restarting (the rotation test: "certificates changed" for an unchanged parameter); the fstab
+entry by device path (the volume test); fetch failures non-fatal and TLS stripped from the daemon
+(the refusal test: the daemon listened on 1234); and with the key parameter left out of SSM, the
+first boot failed (cloud-init "status: error").
+
 Over 300 lines on purpose: one instance's life in order, like the daemons tier.
 """
 
