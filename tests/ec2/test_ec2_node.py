@@ -1,5 +1,7 @@
 """Tier 4: the EC2 node path for real, as far as this machine allows (stand-ins: tests/ec2/node.py).
 
+Over 300 lines on purpose: one instance's life in order, like the daemons tier.
+
 The dev stack's x86 node (Pulumi.dev.yaml, amd64-1) boots as a systemd-nspawn container with
 systemd as PID 1. Its user data is EXACTLY the instance's ``userDataBase64`` from the program run
 under Pulumi mocks (tests/unit/mockrt.py), never re-rendered here; the SSM parameter names and
@@ -14,8 +16,6 @@ always restarting (the rotation test: "certificates changed" for an unchanged pa
 entry by device path (the volume test); fetch failures non-fatal and TLS stripped from the daemon
 (the refusal test: the daemon listened on 1234); and with the key parameter left out of SSM, the
 first boot failed (cloud-init "status: error").
-
-Over 300 lines on purpose: one instance's life in order, like the daemons tier.
 """
 
 from __future__ import annotations
