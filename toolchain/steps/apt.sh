@@ -1,11 +1,14 @@
 # shellcheck shell=bash
 # Step apt: the Debian packages the farm and the tests run (runc, sshd, CNI plugins, qemu, ...;
 # docker.io: the Docker engine the --load e2e test starts on its own socket).
+# systemd-container (systemd-nspawn) and debootstrap: the EC2 node tier (tests/ec2) boots a Debian
+# rootfs with systemd as PID 1. Installing systemd-container also upgrades the host's systemd
+# packages to the same version (PID 1 here is not systemd: nothing is re-executed).
 
 APT_PACKAGES=(
   runc openssh-server openssh-client iproute2 iptables containernetworking-plugins
   qemu-user-static binfmt-support busybox-static shellcheck uidmap jq curl ca-certificates
-  procps util-linux docker.io
+  procps util-linux docker.io systemd-container debootstrap
 )
 
 step_apt() {
