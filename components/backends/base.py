@@ -18,6 +18,7 @@ from components.config.farm import FarmBase
 from components.config.nodes import NodeSpec
 from components.node.address import NodeAddress
 from components.node.buildkitd_toml import render_buildkitd_toml
+from components.node.idle import DEFAULT_STOP_COMMAND, IdleStop
 from components.node.layout import ROOTFUL_LAYOUT, DaemonLayout
 from components.pki import Pki
 
@@ -62,3 +63,12 @@ def node_toml(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYO
         platform=node.platform, port=cfg.buildkit.port, volume_gb=cfg.volume.size_gb,
         layout=layout, history_max_entries=cfg.buildkit.history_max_entries,
         history_max_age_days=cfg.buildkit.history_max_age_days)
+
+
+def node_idle_stop(cfg: FarmBase) -> IdleStop | None:
+    """The node-side idle stop, or None when idleStop is off (the payload is then what it was)."""
+    spec = cfg.idle_stop
+    if not spec.enabled:
+        return None
+    return IdleStop(after_s=spec.after_minutes * 60, every_s=spec.check_seconds,
+                    command=spec.command or DEFAULT_STOP_COMMAND)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.backends.base import HostInputs, StaticAddresses, node_toml
+from components.backends.base import HostInputs, StaticAddresses, node_idle_stop, node_toml
 from components.config.farm import SshFarmConfig
 from components.node.address import NodeAddress, static_address
+from components.node.idle import IdleStop
 from components.node.layout import INSTALL_DIR
 from components.node.payload import artifact_name, render_cert_bundle, render_payload, render_uninstall
 from components.node.settings import NodeSettings
@@ -39,6 +40,8 @@ class SshNodeArgs:
     #: local path of the buildkit tarball to copy over (hosts without internet), or None
     artifact_path: str | None = None
     remove_state_on_destroy: bool = False
+    #: idleStop (None: off)
+    idle: IdleStop | None = None
 
 
 class SshNode(pulumi.ComponentResource):
@@ -75,8 +78,8 @@ class SshNode(pulumi.ComponentResource):
         install = command.remote.Command(
             f"{name}-buildkitd",
             connection=conn,
-            create=render_payload(args.settings, args.buildkitd_toml, "install"),
-            delete=render_uninstall(args.remove_state_on_destroy),
+            create=render_payload(args.settings, args.buildkitd_toml, "install", idle=args.idle),
+            delete=render_uninstall(args.remove_state_on_destroy, idle=args.idle is not None),
             # key material travels on stdin, never in the command line or the payload;
             # the bundle is secret because the key in it is (tests check it)
             stdin=bundle,
@@ -119,5 +122,5 @@ class SshBackend:
                 ssh_private_key=self.inputs.ssh_private_key, settings=settings,
                 buildkitd_toml=node_toml(self.cfg, n), server_cert=pki.servers[n.name],
                 ca_cert_pem=pki.ca_cert_pem, artifact_path=local[0] if local else None,
-                remove_state_on_destroy=self.cfg.ssh.remove_state_on_destroy), opts))
+                remove_state_on_destroy=self.cfg.ssh.remove_state_on_destroy, idle=node_idle_stop(self.cfg)), opts))
         return out

@@ -145,7 +145,7 @@ def pulumi_config() -> dict[str, Any]:
     for key in dict.fromkeys(keys):
         name = next((n for n, f in fields.items() if (f.alias or n) == key), None)
         decl: dict[str, Any] = {}
-        if key in ("volume", "buildkit", "pki", "builder", "aws", "kubernetes", "ssh"):
+        if key in ("volume", "buildkit", "pki", "builder", "idleStop", "aws", "kubernetes", "ssh"):
             decl = {"type": "object", "default": {}}
             model = extra.get(key) or fields[name].annotation if name else extra[key]
             doc = _TOP_DESCRIPTIONS.get(key) or (model.__doc__ or "").strip().splitlines()[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from components.node.idle import IDLE_MARKER, IDLE_SCRIPT, IdleStop, render_idle_script, render_idle_units
 from components.node.layout import ENV_FILE, INSTALL_DIR, METADATA_CIDR, PER_BOOT_HOOK_FILE, UNIT_FILE
 from components.node.settings import NodeSettings, render_env_file
 
@@ -79,8 +80,11 @@ def _heredoc(path: str, content: str, mode: str) -> str:
 
 
 def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "install",
-                   script: str | None = None) -> str:
-    """A self-contained bash program that sets up the node and runs ``bkf-node.sh <action>``."""
+                   script: str | None = None, idle: IdleStop | None = None) -> str:
+    """A self-contained bash program that sets up the node and runs ``bkf-node.sh <action>``.
+
+    With ``idle`` (config idleStop) it also installs the idle check and, after the install,
+    enables it; without, the payload is what it always was."""
     if action not in ("install", "uninstall", "uninstall --purge-state", "certs"):
         raise ValueError(f"unknown action {action!r}")
     script = node_script() if script is None else script
@@ -98,16 +102,30 @@ def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "i
     ]
     if settings.per_boot_hook:
         parts.append(_heredoc(PER_BOOT_HOOK_FILE, render_per_boot_hook(), "0755"))
+    if idle is not None and action == "install":
+        service, timer = render_idle_units(idle)
+        parts += [
+            _heredoc(IDLE_SCRIPT, render_idle_script(idle, settings), "0755"),
+            _heredoc(f"{INSTALL_DIR}/bkf-idle.service", service, "0644"),
+            _heredoc(f"{INSTALL_DIR}/bkf-idle.timer", timer, "0644"),
+            # last: newer than the env file (an install without idleStop makes the env file newer)
+            f"touch '{IDLE_MARKER}'\n",
+            f"'{INSTALL_DIR}/bkf-node.sh' {action}\n",
+            f"exec '{IDLE_SCRIPT}' enable\n",
+        ]
+        return "".join(parts)
     parts += [
         f"exec '{INSTALL_DIR}/bkf-node.sh' {action}\n",
     ]
     return "".join(parts)
 
 
-def render_uninstall(purge_state: bool) -> str:
-    """The delete command: run the installed script's uninstall (no-op if absent)."""
+def render_uninstall(purge_state: bool, idle: bool = False) -> str:
+    """The delete command: run the installed script's uninstall (no-op if absent); with idleStop on,
+    the idle check is disabled first."""
     flag = " --purge-state" if purge_state else ""
-    return (f"if [ -x '{INSTALL_DIR}/bkf-node.sh' ]; then "
+    first = f"if [ -x '{IDLE_SCRIPT}' ]; then '{IDLE_SCRIPT}' disable; fi; " if idle else ""
+    return (first + f"if [ -x '{INSTALL_DIR}/bkf-node.sh' ]; then "
             f"'{INSTALL_DIR}/bkf-node.sh' uninstall{flag}; else echo 'nothing installed'; fi")
 
 

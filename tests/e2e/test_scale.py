@@ -7,6 +7,7 @@ stood up by a real `pulumi up`; then the exported create script is run the way C
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -14,12 +15,14 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components.builder.affinity import rank
 from tests.support.hosts import (
@@ -197,7 +200,6 @@ def test_status_agrees_with_what_each_daemon_reports(farm: Farm) -> None:
 
 
 def _epoch(ts: str) -> int:
-    import datetime as dt
     return int(dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp())
 
 
@@ -224,3 +226,73 @@ def test_a_stopped_amd64_node_sends_its_keys_to_the_other(farm: Farm) -> None:
     assert farm.ran_on(bust) == ["amd64-1"]
     r = farm.create_builder("--key", keys["amd64-2"])
     assert "ready: amd64-2=linux/amd64" in r.stdout
+
+
+def answers(farm: Farm, node: str) -> bool:
+    return farm.buildctl(node, "debug", "workers", check=False).returncode == 0  # (a stopped node does not)
+
+
+def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) -> None:
+    """idleStop on for the running farm (1 minute, checked every 5 s; here the "stop" is the daemon's
+    stop): a long build keeps amd64-1 up while amd64-2 goes idle and stops; then it is woken."""
+    cfg_path = ROOT / f"Pulumi.{STACK}.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["config"]["buildkit-farm:idleStop"] = {"afterMinutes": 1, "checkSeconds": 5,
+                                               "command": "/opt/buildkit-farm/bkf-node.sh stop"}
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    farm.pulumi("up", "--yes", "--skip-preview")
+    enabled = time.monotonic()
+    for node in HOSTS.values():
+        assert any("bkf-idle.sh loop" in p for p in farm.hosts.processes(farm.host(node))), node
+
+    ctx = farm.dir / "slow"
+    ctx.mkdir(exist_ok=True)
+    shutil.copy(farm.dir / "sample" / "rootfs-amd64.tar", ctx)
+    (ctx / "Dockerfile").write_text("FROM scratch\nADD rootfs-amd64.tar /\nARG BUST\nRUN sleep 150 && echo $BUST\n")
+    n = farm.node("amd64-1")
+    busy = subprocess.Popen(
+        ["buildctl", "--addr", n["endpoint"], "--tlsservername", n["serverName"], "--tlscacert", str(farm.ca),
+         "--tlscert", str(farm.client.cert), "--tlskey", str(farm.client.key), "build", "--frontend",
+         "dockerfile.v0", "--local", f"context={ctx}", "--local", f"dockerfile={ctx}", "--opt",
+         f"build-arg:BUST=busy-{secrets.token_hex(4)}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 150
+        while answers(farm, "amd64-2") and time.monotonic() < deadline:
+            time.sleep(2)
+        stopped_after = time.monotonic() - enabled
+        print(f"\nidle stop: amd64-2 stopped {stopped_after:.0f} s after idleStop was on (limit 60 s, every 5 s)")
+        log = farm.hosts.ssh(farm.host("amd64-2"), "cat /var/log/buildkit-farm/idle.log").stdout
+        assert not answers(farm, "amd64-2"), f"the idle node was not stopped; its idle log:\n{log}"
+        assert re.search(r"bkf-idle\[amd64-2\]: no build for \d+s \(limit 60s\)", log), log
+        # the busy node: still up, its build still running
+        assert answers(farm, "amd64-1")
+        assert busy.poll() is None
+        assert any(not r.get("CompletedAt") for r in farm.history("amd64-1"))
+        assert "no build for" not in farm.hosts.ssh(farm.host("amd64-1"),
+                                                    "cat /var/log/buildkit-farm/idle.log").stdout
+    finally:
+        busy.kill()
+        busy.wait()
+
+    # wake the nodes the key needs (amd64-2, and arm64-1, idle-stopped too) and time it to the first
+    # build through the farm: the node side of wake-to-first-build (an instance's boot comes on top)
+    key = keys_for_each_amd64_node()["amd64-2"]
+    assert not answers(farm, "arm64-1")
+    t0 = time.monotonic()
+    for node in ("amd64-2", "arm64-1"):
+        farm.hosts.ssh(farm.host(node), "/opt/buildkit-farm/bkf-node.sh start")
+    t1 = time.monotonic()
+    r = farm.create_builder("--key", key)
+    t2 = time.monotonic()
+    assert "ready: amd64-2=linux/amd64" in r.stdout, r.stdout
+    bust = f"woken-{secrets.token_hex(4)}"
+    farm.build_amd64(bust)
+    t3 = time.monotonic()
+    print(f"wake (node side): two daemons started {t1 - t0:.2f} s, create script with --key {t2 - t1:.2f} s, "
+          f"first build {t3 - t2:.2f} s, total {t3 - t0:.2f} s")
+    # (arm64-1 is idle-stopped by now: ask the amd64 nodes)
+    assert [n for n in AMD if any(x["FrontendAttrs"].get("build-arg:BUST") == bust for x in farm.history(n))] \
+        == ["amd64-2"]
+    # a woken node gets a fresh idle clock: two checks later it is still up
+    time.sleep(12)
+    assert answers(farm, "amd64-2")
