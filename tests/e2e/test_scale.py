@@ -247,7 +247,7 @@ def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) 
 
     ctx = farm.dir / "slow"
     ctx.mkdir(exist_ok=True)
-    shutil.copy(farm.dir / "sample" / "rootfs-amd64.tar", ctx)
+    run(["bash", str(ROOT / "local" / "rootfs.sh"), str(ctx)])
     (ctx / "Dockerfile").write_text("FROM scratch\nADD rootfs-amd64.tar /\nARG BUST\nRUN sleep 150 && echo $BUST\n")
     n = farm.node("amd64-1")
     busy = subprocess.Popen(
