@@ -24,3 +24,6 @@ def export_outputs(farm: BuildkitFarm) -> None:
     pulumi.export("clientKeys", farm.client_keys)
     pulumi.export("certExpiry", farm.cert_expiry)
     pulumi.export("setupBuildxAction", farm.setup_buildx_action)
+    if farm.ci_wake_policy is not None:
+        # only with idleStop on AWS (other stacks keep the outputs they had)
+        pulumi.export("ciWakePolicy", farm.ci_wake_policy)

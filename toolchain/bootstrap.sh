@@ -79,6 +79,8 @@ source "$SCRIPT_DIR/steps/env.sh"
 source "$SCRIPT_DIR/steps/actionlint.sh"
 # shellcheck source=steps/policy_venv.sh
 source "$SCRIPT_DIR/steps/policy_venv.sh"
+# shellcheck source=steps/aws_emu_venv.sh
+source "$SCRIPT_DIR/steps/aws_emu_venv.sh"
 
 trap cleanup EXIT
 
@@ -97,6 +99,7 @@ main() {
   step_link
   step_venv
   step_policy_venv
+  step_aws_emu_venv
   step_providers
   step_plugins
   step_env

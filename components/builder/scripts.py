@@ -13,6 +13,8 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from components.builder.wake import Wake, render_wake
+
 #: environment variables the create script reads PEM contents from
 ENV_CA = "BKF_TLS_CA"
 ENV_CERT = "BKF_TLS_CERT"
@@ -64,7 +66,8 @@ def _q(argv: Sequence[str]) -> str:
     return " ".join(out)
 
 
-def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx") -> str:
+def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx",
+                         wake: Wake | None = None) -> str:
     """A bash script that checks every node, then (re)creates the builder.
 
     Reads PEMs from $BKF_TLS_CA/$BKF_TLS_CERT/$BKF_TLS_KEY; honours $BUILDX_CONFIG
@@ -131,10 +134,10 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         '  echo "preflight: node $name ($ep) is up and builds $platform"',
         "}",
     ]
-    if has_spares(nodes):
-        # Only a farm with several nodes on some platform renders the key and failover part:
-        # a farm with one node per platform keeps the script (the Builder's `create`) it had.
-        return "\n".join(lines + _affine_tail(builder, nodes)) + "\n"
+    if has_spares(nodes) or wake is not None:
+        # Only a farm with several nodes on some platform (or idle stop and wake) renders the key,
+        # failover and wake part: any other farm keeps the script (the Builder's `create`) it had.
+        return "\n".join(lines + _affine_tail(builder, nodes, wake)) + "\n"
     for n in nodes:
         lines.append("check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]))
     lines.append(f"bx rm {shlex.quote(builder)} >/dev/null 2>&1 || true")
@@ -154,7 +157,7 @@ def has_spares(nodes: Sequence[BuilderNode]) -> bool:
     return len(set(platforms)) < len(platforms)
 
 
-def _affine_tail(builder: str, nodes: Sequence[BuilderNode]) -> list[str]:
+def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None = None) -> list[str]:
     """The rest of the create script for a farm with spare nodes: `--key` (or $BKF_KEY) orders
     each platform's nodes by rendezvous hashing (components.builder.affinity, computed here with
     sha256sum) and the first node that passes the preflight joins; without a key every node is
@@ -189,14 +192,22 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode]) -> list[str]:
         r"""    printf '%s %s\n' "$(printf '%s\0%s' "$k" "$n" | sha256sum | cut -c1-16)" "$n" """.rstrip(),
         "  done | LC_ALL=C sort -k1,1r -k2,2 | cut -d' ' -f2",
         "}",
+        *(render_wake(wake) if wake else []),
         "joined=()",
         'if [ -z "$key" ]; then',
+        *(['  wake "${all[@]}"'] if wake else []),
         '  for n in "${all[@]}"; do check_node "$n" "${plat[$n]}" "${ep[$n]}" "${sn[$n]}"; joined+=("$n"); done',
         "else",
+        "  declare -A orders; firsts=()",
         '  for p in "${platforms[@]}"; do',
         '    cands=(); for n in "${all[@]}"; do [ "${plat[$n]}" != "$p" ] || cands+=("$n"); done',
         '    mapfile -t order < <(rank "$key" "${cands[@]}")',
         '    echo "affinity: key $key orders $p as ${order[*]}"',
+        '    orders[$p]="${order[*]}"; firsts+=("${order[0]}")',
+        '  done',
+        *(['  wake "${firsts[@]}"'] if wake else []),
+        '  for p in "${platforms[@]}"; do',
+        '    read -ra order <<<"${orders[$p]}"',
         '    pick=""',
         '    for n in "${order[@]}"; do',
         "      # a subshell: a node that fails the preflight is skipped for the next in the key's order",
