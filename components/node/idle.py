@@ -3,7 +3,8 @@
 `bkf-idle.sh` reads the daemon's own build history over its unix socket. A build without a
 completion time is in flight: the node stays up. Otherwise the idle clock runs from the newer
 of the last build's end and the first check after boot (or after enable, or after the last
-stop), so a node CI has just woken is not stopped before its build arrives. Past the limit
+stop, or after the daemon last failed to answer), so a node CI has just woken is not stopped
+before its build arrives. Past the limit
 it reads the history once more (a build that started meanwhile keeps the node up) and runs
 the stop command (aws: `systemctl poweroff`, the instance stops; ssh: the configured one).
 A daemon that does not answer is never a reason to stop. An install without idleStop (the
@@ -84,7 +85,9 @@ use_systemd() {{ {use_systemd}; }}
 # "busy" while a build is in flight, else the newest build end (epoch seconds, 0: none)
 activity() {{
   local out
-  out=$(buildctl --addr "unix://$SOCK" --timeout 10 debug histories --format '{fmt}') || return 1
+  # (on failure: the error's last line, for the log)
+  out=$(buildctl --addr "unix://$SOCK" --timeout 10 debug histories --format '{fmt}' 2>&1) ||
+    {{ tail -n 1 <<<"$out"; return 1; }}
   if grep -q '^running' <<<"$out"; then echo busy; return 0; fi
   awk '$1=="done" && $2+0>m {{m=$2+0}} END {{print m+0}}' <<<"$out"
 }}
@@ -97,10 +100,14 @@ check() {{
     exit 0
   fi
   mkdir -p {run_dir}
+  if ! a=$(activity); then
+    # down (stopped, restarting): never a reason to stop; the idle clock restarts when it answers
+    if [ -e "$SINCE" ]; then log "the daemon does not answer ($a): not stopping"; rm -f "$SINCE"; fi
+    return 0
+  fi
   now=$(date +%s)
   [ -s "$SINCE" ] || echo "$now" >"$SINCE"
   since=$(cat "$SINCE")
-  a=$(activity) || {{ log "the daemon does not answer: not stopping"; return 0; }}
   [ "$a" != busy ] || return 0
   last=$(( a > since ? a : since ))
   idle=$(( now - last ))

@@ -130,9 +130,25 @@ def test_a_node_that_is_not_idle_keeps_running(tmp_path: Path, case: str) -> Non
     r = n.check()
     assert r.returncode == 0 and not n.stopped, (case, r.stderr)
     if case == "daemon down":
-        assert "the daemon does not answer: not stopping" in r.stderr
+        assert "the daemon does not answer (connection refused): not stopping" in r.stderr
     if case == "turned off":
         assert "idleStop is off in this node's current settings" in r.stderr
+
+
+def test_a_daemon_back_from_a_long_stop_gets_a_fresh_clock(tmp_path: Path) -> None:
+    """Hosts whose stop command only stops the daemon keep checking while it is down: that time
+    must not count, or the node would be stopped again right after it is woken."""
+    n = Node(tmp_path)
+    n.since(3600)
+    n.history.write_text(f"done {int(time.time()) - 9000}\n")
+    (tmp_path / "down").touch()
+    n.check()
+    assert not (tmp_path / "run" / "bkf-idle.since").exists()
+    r = n.check()  # still down: quiet, nothing written
+    assert r.stderr == "" and not (tmp_path / "run" / "bkf-idle.since").exists()
+    (tmp_path / "down").unlink()
+    r = n.check()  # woken: the clock starts now
+    assert not n.stopped, r.stderr
 
 
 def test_first_check_starts_the_clock(tmp_path: Path) -> None:
