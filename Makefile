@@ -1,5 +1,5 @@
 # The two set-up commands (see README):
-#   make farm   bring up the local farm (two test hosts on this machine) and build the sample image
+#   make farm   bring up the local farm (three test hosts on this machine: h1, h2, h16) and build the sample image
 #   make test   all tests: lint, types, unit, real daemons, end to end
 .PHONY: toolchain farm farm-build farm-down test unit lint
 

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 import pulumi
 
 from components.backends import HostInputs, make_backend
+from components.backends.aws import AwsNode
 from components.backends.aws_cache import CacheRepository, CacheRepositoryArgs
+from components.backends.aws_iam import ci_wake_policy
 from components.builder.component import Builder, BuilderArgs
 from components.builder.scripts import BuilderNode, render_create_script, setup_buildx_action
+from components.builder.wake import Wake
 from components.config.farm import AnyFarmConfig, AwsFarmConfig
 from components.pki import Pki, PkiArgs, ServerIdentity
 from components.resources import child_namer
@@ -67,6 +70,8 @@ class BuildkitFarm(pulumi.ComponentResource):
     """Inputs for docker/setup-buildx-action with the remote driver."""
     cache: CacheRepository | None
     """aws with aws.cacheRepository: the ECR build-cache repository (cacheRef, cacheFlags); else None."""
+    ci_wake_policy: pulumi.Output[str] | None
+    """idleStop on AWS: the IAM policy CI needs to wake the farm (start and describe exactly its instances)."""
 
     def __init__(self, name: str, args: FarmArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("buildkit-farm:index:BuildkitFarm", name, None, opts)
@@ -80,6 +85,15 @@ class BuildkitFarm(pulumi.ComponentResource):
             spec=cfg.pki, organization=args.organization,
             servers=[ServerIdentity(a.name, a.dns_names, a.ip_addresses) for a in addresses.nodes]), pki_opts)
         nodes = backend.nodes(addresses, pki)
+        # idleStop on AWS: the create script wakes stopped instances; CI gets a policy for exactly those
+        wake: pulumi.Output[Wake] | None = None
+        self.ci_wake_policy: pulumi.Output[str] | None = None
+        if cfg.backend == "aws" and cfg.idle_stop.enabled:
+            region = cfg.region
+            names = [n.name for n in cfg.nodes]
+            ids = pulumi.Output.all(*[n.instance_id for n in nodes if isinstance(n, AwsNode)])
+            wake = ids.apply(lambda i: Wake(region, dict(zip(names, i, strict=True))))
+            self.ci_wake_policy = ids.apply(lambda i: ci_wake_policy(region, i))
 
         client = pki.clients[cfg.pki.clients[0]]
         builder_name = cfg.builder.name or args.default_builder_name
@@ -91,13 +105,14 @@ class BuildkitFarm(pulumi.ComponentResource):
             builder = Builder(builder_res, BuilderArgs(
                 builder_name=builder_name, nodes=node_info, ca_cert_pem=pki.ca_cert_pem,
                 client_cert_pem=client.cert_pem, client_key_pem=client.private_key_pem,
-                buildx_config_dir=cfg.builder.config_dir, buildx=cfg.builder.buildx), builder_opts)
+                buildx_config_dir=cfg.builder.config_dir, buildx=cfg.builder.buildx, wake=wake), builder_opts)
             self.builder_name = builder.builder_name
             self.create_script = builder.create_script
         else:
             # CI-only stacks: CI runs the create script itself.
             self.builder_name = pulumi.Output.from_input(builder_name)
-            self.create_script = node_info.apply(lambda ns: render_create_script(builder_name, ns, cfg.builder.buildx))
+            self.create_script = pulumi.Output.all(node_info, wake).apply(
+                lambda v: render_create_script(builder_name, v[0], cfg.builder.buildx, v[1]))
 
         self.backend = cfg.backend
         self.platforms = list(cfg.platforms())

@@ -27,3 +27,6 @@ def export_outputs(farm: BuildkitFarm) -> None:
     if farm.cache is not None:  # aws.cacheRepository only: other stacks' outputs stay as they were
         pulumi.export("cacheRef", farm.cache.repository_url)
         pulumi.export("cacheFlags", farm.cache.flags)
+    if farm.ci_wake_policy is not None:
+        # only with idleStop on AWS (other stacks keep the outputs they had)
+        pulumi.export("ciWakePolicy", farm.ci_wake_policy)

@@ -17,7 +17,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${BKF_LOCAL_STATE:-$ROOT/.state/local}
-HOSTS=${BKF_TEST_HOSTS:-"h1 h2"}
+HOSTS=${BKF_TEST_HOSTS:-"h1 h2 h16"}
 DATA_GB=${BKF_TEST_DATA_GB:-20}
 BRIDGE=bkf-br0
 SUBNET_PREFIX=10.77.0

@@ -81,8 +81,8 @@ source "$SCRIPT_DIR/steps/actionlint.sh"
 source "$SCRIPT_DIR/steps/policy_venv.sh"
 # shellcheck source=steps/registry.sh
 source "$SCRIPT_DIR/steps/registry.sh"
-# shellcheck source=steps/ec2_venv.sh
-source "$SCRIPT_DIR/steps/ec2_venv.sh"
+# shellcheck source=steps/aws_emu_venv.sh
+source "$SCRIPT_DIR/steps/aws_emu_venv.sh"
 
 trap cleanup EXIT
 
@@ -102,7 +102,7 @@ main() {
   step_link
   step_venv
   step_policy_venv
-  step_ec2_venv
+  step_aws_emu_venv
   step_providers
   step_plugins
   step_env

@@ -14,18 +14,19 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import pulumi
 import pulumi_aws as aws
 
-from components.backends.base import HostInputs, node_files, node_toml
+from components.backends.aws_iam import ASSUME_EC2, SSM_CORE_POLICY, cert_read_policy
+from components.backends.base import HostInputs, node_files, node_idle_stop, node_toml
 from components.config.aws import AwsNodeSpec, AwsSpec
 from components.config.farm import AwsFarmConfig
 from components.config.sections import VolumeSpec
 from components.node.address import NodeAddress
+from components.node.idle import IdleStop
 from components.node.payload import USER_DATA_LIMIT, render_payload
 from components.node.settings import NodeSettings
 from components.pki import IssuedCert, Pki
@@ -36,7 +37,6 @@ from components.versions import AL2023_AMI_OWNER
 #: The device name the attachment asks for; on Nitro instances the volume shows
 #: up as NVMe and is found by its stable id instead (see ``nvme_device_path``).
 ATTACH_DEVICE = "/dev/sdf"
-SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
 
 def nvme_device_path(volume_id: str) -> str:
@@ -54,26 +54,6 @@ def gzip_user_data(payload: str) -> str:
 
 def ssm_prefix(stack: str, node: str) -> str:
     return f"/buildkit-farm/{stack}/{node}"
-
-
-def cert_read_policy(region: str, prefix: str) -> str:
-    """IAM policy letting a node read only its own cert parameters."""
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "ReadOwnCerts", "Effect": "Allow", "Action": ["ssm:GetParameter"],
-             "Resource": f"arn:aws:ssm:{region}:*:parameter{prefix}/*"},
-            {"Sid": "DecryptViaSsm", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": "*",
-             "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}}},
-        ],
-    }, sort_keys=True)
-
-
-ASSUME_EC2 = json.dumps({
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                   "Principal": {"Service": "ec2.amazonaws.com"}}],
-}, sort_keys=True)
 
 
 def cert_rotation_command(cert_pem: str) -> str:
@@ -137,6 +117,8 @@ class AwsNodeArgs:
     server_cert: IssuedCert
     ca_cert_pem: pulumi.Input[str]
     files: Mapping[str, str] = field(default_factory=dict)  # other files the TOML names (registry CAs)
+    #: idleStop (None: off)
+    idle: IdleStop | None = None
 
 
 class AwsNode(pulumi.ComponentResource):
@@ -207,7 +189,8 @@ class AwsNode(pulumi.ComponentResource):
 
         def user_data(volume_id: str) -> str:
             settings = replace(args.settings, data_device=nvme_device_path(volume_id))
-            return gzip_user_data(render_payload(settings, args.buildkitd_toml, "install", files=args.files))
+            return gzip_user_data(render_payload(settings, args.buildkitd_toml, "install", files=args.files,
+                                                 idle=args.idle))
 
         market = None
         if spec.spot:
@@ -235,6 +218,8 @@ class AwsNode(pulumi.ComponentResource):
             # a changed payload is applied by stop/start + the per-boot hook, not replacement
             user_data_replace_on_change=False,
             instance_market_options=market,
+            # idleStop powers the OS off: stop, never terminate (unset when off: inputs as before)
+            instance_initiated_shutdown_behavior="stop" if args.idle else None,
             tags={"Name": name, "buildkit-farm/platform": node.platform},
             opts=pulumi.ResourceOptions(parent=self, depends_on=params))
 
@@ -296,5 +281,6 @@ class AwsBackend:
                 node=n, aws=self.cfg.aws, region=self.cfg.region, volume=self.cfg.volume, stack=self.inputs.stack,
                 port=self.cfg.buildkit.port, allowed_cidrs=self.cfg.allowed_cidrs,
                 address=addresses.by_node[n.name], settings=settings, buildkitd_toml=node_toml(self.cfg, n),
-                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem, files=node_files(self.cfg)), opts))
+                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem, files=node_files(self.cfg),
+                idle=node_idle_stop(self.cfg)), opts))
         return out

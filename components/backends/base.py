@@ -18,6 +18,7 @@ from components.config.farm import FarmBase
 from components.config.nodes import NodeSpec
 from components.node.address import NodeAddress
 from components.node.buildkitd_toml import RegistryHost, registry_files, render_buildkitd_toml
+from components.node.idle import DEFAULT_STOP_COMMAND, IdleStop
 from components.node.layout import ROOTFUL_LAYOUT, DaemonLayout
 from components.pki import Pki
 
@@ -73,3 +74,12 @@ def node_registries(cfg: FarmBase) -> tuple[RegistryHost, ...]:
 def node_files(cfg: FarmBase, layout: DaemonLayout = ROOTFUL_LAYOUT) -> dict[str, str]:
     """Path -> content of the files the node's buildkitd.toml names besides TLS (registry CAs)."""
     return registry_files(layout, node_registries(cfg))
+
+
+def node_idle_stop(cfg: FarmBase) -> IdleStop | None:
+    """The node-side idle stop, or None when idleStop is off (the payload is then what it was)."""
+    spec = cfg.idle_stop
+    if not spec.enabled:
+        return None
+    return IdleStop(after_s=spec.after_minutes * 60, every_s=spec.check_seconds,
+                    command=spec.command or DEFAULT_STOP_COMMAND)

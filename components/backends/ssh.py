@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 
-from components.backends.base import HostInputs, StaticAddresses, node_files, node_toml
+from components.backends.base import HostInputs, StaticAddresses, node_files, node_idle_stop, node_toml
 from components.config.farm import SshFarmConfig
 from components.node.address import NodeAddress, static_address
+from components.node.idle import IdleStop
 from components.node.layout import INSTALL_DIR, ROOTFUL_LAYOUT
 from components.node.payload import artifact_name, render_cert_bundle, render_payload, render_uninstall
 from components.node.settings import NodeSettings
@@ -44,6 +45,8 @@ class SshNodeArgs:
     agent_socket: str | None = None
     #: path -> content: other files buildkitd.toml names (registry CAs)
     files: Mapping[str, str] = field(default_factory=dict)
+    #: idleStop (None: off)
+    idle: IdleStop | None = None
 
 
 class SshNode(pulumi.ComponentResource):
@@ -80,9 +83,9 @@ class SshNode(pulumi.ComponentResource):
         install = command.remote.Command(
             f"{name}-buildkitd",
             connection=conn,
-            create=render_payload(args.settings, args.buildkitd_toml, "install", files=args.files),
+            create=render_payload(args.settings, args.buildkitd_toml, "install", files=args.files, idle=args.idle),
             delete=render_uninstall(args.remove_state_on_destroy,
-                                    (ROOTFUL_LAYOUT.registry_dir,) if args.files else ()),
+                                    (ROOTFUL_LAYOUT.registry_dir,) if args.files else (), idle=args.idle is not None),
             # key material travels on stdin, never in the command line or the payload;
             # the bundle is secret because the key in it is (tests check it)
             stdin=bundle,
@@ -126,5 +129,6 @@ class SshBackend:
                 buildkitd_toml=node_toml(self.cfg, n), server_cert=pki.servers[n.name],
                 ca_cert_pem=pki.ca_cert_pem, artifact_path=local[0] if local else None,
                 remove_state_on_destroy=self.cfg.ssh.remove_state_on_destroy,
-                agent_socket=self.cfg.ssh.agent_socket, files=node_files(self.cfg)), opts))
+                agent_socket=self.cfg.ssh.agent_socket, files=node_files(self.cfg),
+                idle=node_idle_stop(self.cfg)), opts))
         return out

@@ -15,6 +15,7 @@ from components.builder.scripts import (
     render_create_script,
     render_delete_script,
 )
+from components.builder.wake import Wake
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class BuilderArgs:
     #: BUILDX_CONFIG directory (absolute); its certs/<builder>/ holds the 0600 cert files
     buildx_config_dir: str
     buildx: str = "docker buildx"
+    #: idleStop on AWS: the script wakes stopped nodes (None: off)
+    wake: pulumi.Output[Wake] | None = None
 
 
 class Builder(pulumi.ComponentResource):
@@ -41,8 +44,9 @@ class Builder(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BuilderArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("buildkit-farm:index:Builder", name, None, opts)
-        self.create_script = args.nodes.apply(
-            lambda ns: render_create_script(args.builder_name, ns, args.buildx))
+        wake: pulumi.Output[Wake | None] = args.wake if args.wake is not None else pulumi.Output.from_input(None)
+        self.create_script = pulumi.Output.all(args.nodes, wake).apply(
+            lambda v: render_create_script(args.builder_name, v[0], args.buildx, v[1]))
         env: dict[str, pulumi.Input[str]] = {
             ENV_CA: args.ca_cert_pem,
             ENV_CERT: args.client_cert_pem,

@@ -13,6 +13,8 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from components.builder.wake import Wake, render_wake
+
 #: environment variables the create script reads PEM contents from
 ENV_CA = "BKF_TLS_CA"
 ENV_CERT = "BKF_TLS_CERT"
@@ -64,7 +66,8 @@ def _q(argv: Sequence[str]) -> str:
     return " ".join(out)
 
 
-def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx") -> str:
+def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx",
+                         wake: Wake | None = None) -> str:
     """A bash script that checks every node, then (re)creates the builder.
 
     Reads PEMs from $BKF_TLS_CA/$BKF_TLS_CERT/$BKF_TLS_KEY; honours $BUILDX_CONFIG
@@ -131,6 +134,10 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         '  echo "preflight: node $name ($ep) is up and builds $platform"',
         "}",
     ]
+    if has_spares(nodes) or wake is not None:
+        # Only a farm with several nodes on some platform (or idle stop and wake) renders the key,
+        # failover and wake part: any other farm keeps the script (the Builder's `create`) it had.
+        return "\n".join(lines + _affine_tail(builder, nodes, wake)) + "\n"
     for n in nodes:
         lines.append("check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]))
     lines.append(f"bx rm {shlex.quote(builder)} >/dev/null 2>&1 || true")
@@ -142,6 +149,89 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         f'echo "builder {builder} ready: {" ".join(f"{n.name}={n.platform}" for n in nodes)}"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def has_spares(nodes: Sequence[BuilderNode]) -> bool:
+    """True when some platform has more than one node (then a key picks among them)."""
+    platforms = [n.platform for n in nodes]
+    return len(set(platforms)) < len(platforms)
+
+
+def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None = None) -> list[str]:
+    """The rest of the create script for a farm with spare nodes: `--key` (or $BKF_KEY) orders
+    each platform's nodes by rendezvous hashing (components.builder.affinity, computed here with
+    sha256sum) and the first node that passes the preflight joins; without a key every node is
+    checked and joins, as with one node per platform."""
+    platforms: list[str] = []
+    for n in nodes:
+        if n.platform not in platforms:
+            platforms.append(n.platform)
+    b = shlex.quote(builder)
+    lines = [
+        'key=${BKF_KEY:-}',
+        'while [ $# -gt 0 ]; do',
+        '  case $1 in',
+        '    --key) [ $# -ge 2 ] || fail "--key needs a value"; key=$2; shift 2;;',
+        '    --key=*) key=${1#--key=}; shift;;',
+        "    *) echo \"usage: $0 [--key KEY] (or BKF_KEY=KEY); the key (e.g. the repository) orders each"
+        " platform's nodes\" >&2; exit 2;;",
+        '  esac',
+        'done',
+        "declare -A plat ep sn",
+    ]
+    for n in nodes:
+        lines.append(f"plat[{n.name}]={shlex.quote(n.platform)} ep[{n.name}]={shlex.quote(n.endpoint)} "
+                     f"sn[{n.name}]={shlex.quote(n.server_name)}")
+    lines += [
+        "all=(" + " ".join(n.name for n in nodes) + ")",
+        "platforms=(" + " ".join(shlex.quote(p) for p in platforms) + ")",
+        "# rendezvous order: weight = first 64 bits of sha256(key NUL node), highest first",
+        "rank() {",
+        '  local k=$1 n; shift',
+        '  for n in "$@"; do',
+        r"""    printf '%s %s\n' "$(printf '%s\0%s' "$k" "$n" | sha256sum | cut -c1-16)" "$n" """.rstrip(),
+        "  done | LC_ALL=C sort -k1,1r -k2,2 | cut -d' ' -f2",
+        "}",
+        *(render_wake(wake) if wake else []),
+        "joined=()",
+        'if [ -z "$key" ]; then',
+        *(['  wake "${all[@]}"'] if wake else []),
+        '  for n in "${all[@]}"; do check_node "$n" "${plat[$n]}" "${ep[$n]}" "${sn[$n]}"; joined+=("$n"); done',
+        "else",
+        "  declare -A orders; firsts=()",
+        '  for p in "${platforms[@]}"; do',
+        '    cands=(); for n in "${all[@]}"; do [ "${plat[$n]}" != "$p" ] || cands+=("$n"); done',
+        '    mapfile -t order < <(rank "$key" "${cands[@]}")',
+        '    echo "affinity: key $key orders $p as ${order[*]}"',
+        '    orders[$p]="${order[*]}"; firsts+=("${order[0]}")',
+        '  done',
+        *(['  wake "${firsts[@]}"'] if wake else []),
+        '  for p in "${platforms[@]}"; do',
+        '    read -ra order <<<"${orders[$p]}"',
+        '    pick=""',
+        '    for n in "${order[@]}"; do',
+        "      # a subshell: a node that fails the preflight is skipped for the next in the key's order",
+        '      if ( check_node "$n" "$p" "${ep[$n]}" "${sn[$n]}" ); then pick=$n; break; fi',
+        '      echo "affinity: skipping $n" >&2',
+        '    done',
+        '    [ -n "$pick" ] || fail "no node of $p passed the preflight (tried ${order[*]})"',
+        '    joined+=("$pick")',
+        '  done',
+        "fi",
+        f"bx rm {b} >/dev/null 2>&1 || true",
+        "first=1",
+        'for n in "${joined[@]}"; do',
+        '  app=(); [ "$first" = 1 ] || app=(--append); first=0',
+        f'  bx create "${{app[@]}}" --name {b} --driver remote --node "$n" --platform "${{plat[$n]}}" \\',
+        '    --driver-opt "servername=${sn[$n]},cacert=$certs/ca.pem,cert=$certs/cert.pem,key=$certs/key.pem" \\',
+        '    "${ep[$n]}" >/dev/null',
+        "done",
+        f"out=$(bx inspect --bootstrap {b} 2>&1) || "
+        f"{{ echo \"$out\" >&2; fail 'builder {builder} failed to bootstrap'; }}",
+        'ready=(); for n in "${joined[@]}"; do ready+=("$n=${plat[$n]}"); done',
+        f'echo "builder {builder} ready: ${{ready[*]}}"',
+    ]
+    return lines
 
 
 def render_delete_script(builder: str, buildx: str = "docker buildx") -> str:

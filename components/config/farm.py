@@ -14,7 +14,7 @@ from components.config.fields import boolean, cidr, problem
 from components.config.kubernetes import KubernetesNodeSpec, KubernetesSpec, cross_node_problems
 from components.config.nodes import NodeSpec
 from components.config.registries import RegistryHost, RegistrySpec, registry_problems
-from components.config.sections import BuilderSpec, BuildkitSpec, PkiSpec, VolumeSpec
+from components.config.sections import BuilderSpec, BuildkitSpec, IdleStopSpec, PkiSpec, VolumeSpec
 from components.config.ssh import SshNodeSpec, SshSpec
 from components.platforms import Platform
 
@@ -67,6 +67,7 @@ class FarmBase(ConfigModel):
     builder: BuilderSpec = Field(BuilderSpec(), description="the buildx builder")
     registries: dict[RegistryHost, RegistrySpec] = Field(
         default_factory=dict, description="registry host -> how every node reaches it (mirrors, CA, plain HTTP)")
+    idle_stop: IdleStopSpec = Field(IdleStopSpec(), description="stop idle nodes; CI wakes them")
 
     nodes: tuple[NodeSpec, ...]
 
@@ -99,6 +100,7 @@ class FarmBase(ConfigModel):
                 yield (("allowedCidrs", i), f"{c!r} opens the build port to the whole internet; set "
                        "allowOpenIngress: true to allow it explicitly (mTLS still applies)")
         yield from registry_problems(data)
+        yield from _idle_stop_problems(data)
 
     def platforms(self) -> list[Platform]:
         """Platforms in config order, each once."""
@@ -142,6 +144,24 @@ class KubernetesFarmConfig(FarmBase):
     def raw_problems(cls, data: Mapping[str, Any]) -> Iterable[Problem]:
         yield from super().raw_problems(data)
         yield from cross_node_problems(data)
+
+
+def _idle_stop_problems(data: Mapping[str, Any]) -> Iterable[Problem]:
+    """idleStop against the backend (over raw config, so it is reported beside any bad field)."""
+    idle = data.get("idleStop")
+    if not isinstance(idle, Mapping):
+        return
+    after = idle.get("afterMinutes")
+    if isinstance(after, bool) or not isinstance(after, int | str) or not str(after).isdigit() or int(after) == 0:
+        return
+    backend = data.get("backend", "aws")
+    if backend == "kubernetes":
+        yield (("idleStop", "afterMinutes"), f"{after!r}: a Kubernetes node is a StatefulSet the cluster "
+               "restarts, not a machine that stops (allowed with backend kubernetes: 0; scale the node pool "
+               "instead)")
+    elif backend == "ssh" and not idle.get("command"):
+        yield (("idleStop", "command"), f"{idle.get('command', '')!r}: backend ssh needs the command that stops "
+               f"these hosts when idleStop.afterMinutes is {after} (allowed: a command like 'systemctl poweroff')")
 
 
 def _backend_of(data: Any) -> str:

@@ -155,7 +155,7 @@ def pulumi_config() -> dict[str, Any]:
         decl: dict[str, Any] = {}
         if key == "registries":
             decl = {"type": "object", "default": {}, "description": _TOP_DESCRIPTIONS[key]}
-        elif key in ("volume", "buildkit", "pki", "builder", "aws", "kubernetes", "ssh"):
+        elif key in ("volume", "buildkit", "pki", "builder", "idleStop", "aws", "kubernetes", "ssh"):
             decl = {"type": "object", "default": {}}
             model = extra.get(key) or fields[name].annotation if name else extra[key]
             doc = _TOP_DESCRIPTIONS.get(key) or (model.__doc__ or "").strip().splitlines()[0]

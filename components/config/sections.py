@@ -122,3 +122,20 @@ class BuilderSpec(ConfigModel):
     config_dir: Annotated[str, matching(r"^(/[^\0]*)?$", "an absolute path")] = Field(
         "", description="absolute BUILDX_CONFIG for the builder and its cert files; empty: the caller's "
         "$BUILDX_CONFIG or ~/.docker/buildx")
+
+
+class IdleStopSpec(ConfigModel):
+    """Stop an idle node and let CI wake it (aws; ssh with an explicit command). Off by default."""
+
+    after_minutes: Annotated[int, integer(0, 1440, " minutes (0: off)")] = Field(
+        0, description="stop a node after this many minutes with no build running or finished "
+        "(read from the daemon's own history); 0: never")
+    check_seconds: Annotated[int, integer(5, 3600, " seconds")] = Field(
+        60, description="how often the node's timer reads the daemon's history")
+    command: Annotated[str, matching(r"^[A-Za-z0-9_./ =:-]*$", "a command like 'systemctl poweroff'")] = Field(
+        "", description="what stops the node; empty: `systemctl poweroff` (aws: the instance stops, its "
+        "cache volume and address stay); required with backend ssh")
+
+    @property
+    def enabled(self) -> bool:
+        return self.after_minutes > 0

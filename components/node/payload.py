@@ -13,6 +13,7 @@ import posixpath
 from collections.abc import Mapping
 from pathlib import Path
 
+from components.node.idle import IDLE_MARKER, IDLE_SCRIPT, IdleStop, render_idle_script, render_idle_units
 from components.node.layout import ENV_FILE, INSTALL_DIR, METADATA_CIDR, PER_BOOT_HOOK_FILE, UNIT_FILE
 from components.node.settings import NodeSettings, render_env_file
 
@@ -93,11 +94,13 @@ def _config_files(files: Mapping[str, str]) -> list[str]:
 
 
 def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "install",
-                   script: str | None = None, files: Mapping[str, str] | None = None) -> str:
+                   script: str | None = None, files: Mapping[str, str] | None = None,
+                   idle: IdleStop | None = None) -> str:
     """A self-contained bash program that sets up the node and runs ``bkf-node.sh <action>``.
 
-    ``files`` (path -> content) are the other files the TOML names (registry CA certificates);
-    without any, the payload is what it always was.
+    ``files`` (path -> content) are the other files the TOML names (registry CA certificates).
+    With ``idle`` (config idleStop) it also installs the idle check and, after the install,
+    enables it. Without either, the payload is what it always was.
     """
     if action not in ("install", "uninstall", "uninstall --purge-state", "certs"):
         raise ValueError(f"unknown action {action!r}")
@@ -117,20 +120,34 @@ def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "i
     ]
     if settings.per_boot_hook:
         parts.append(_heredoc(PER_BOOT_HOOK_FILE, render_per_boot_hook(), "0755"))
+    if idle is not None and action == "install":
+        service, timer = render_idle_units(idle)
+        parts += [
+            _heredoc(IDLE_SCRIPT, render_idle_script(idle, settings), "0755"),
+            _heredoc(f"{INSTALL_DIR}/bkf-idle.service", service, "0644"),
+            _heredoc(f"{INSTALL_DIR}/bkf-idle.timer", timer, "0644"),
+            # last: newer than the env file (an install without idleStop makes the env file newer)
+            f"touch '{IDLE_MARKER}'\n",
+            f"'{INSTALL_DIR}/bkf-node.sh' {action}\n",
+            f"exec '{IDLE_SCRIPT}' enable\n",
+        ]
+        return "".join(parts)
     parts += [
         f"exec '{INSTALL_DIR}/bkf-node.sh' {action}\n",
     ]
     return "".join(parts)
 
 
-def render_uninstall(purge_state: bool, remove_dirs: tuple[str, ...] = ()) -> str:
+def render_uninstall(purge_state: bool, remove_dirs: tuple[str, ...] = (), idle: bool = False) -> str:
     """The delete command: run the installed script's uninstall (no-op if absent).
 
-    ``remove_dirs``: directories the payload made besides the script's own (registry CAs).
+    ``remove_dirs``: directories the payload made besides the script's own (registry CAs); with
+    idleStop on, the idle check is disabled first.
     """
     flag = " --purge-state" if purge_state else ""
+    first = f"if [ -x '{IDLE_SCRIPT}' ]; then '{IDLE_SCRIPT}' disable; fi; " if idle else ""
     rm = "".join(f"rm -rf '{d}'; " for d in remove_dirs)
-    return rm + (f"if [ -x '{INSTALL_DIR}/bkf-node.sh' ]; then "
+    return first + rm + (f"if [ -x '{INSTALL_DIR}/bkf-node.sh' ]; then "
             f"'{INSTALL_DIR}/bkf-node.sh' uninstall{flag}; else echo 'nothing installed'; fi")
 
 

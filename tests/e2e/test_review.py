@@ -64,6 +64,8 @@ class Farm:
 
 def stack_config(state: Path, artifacts: Path) -> dict[str, Any]:
     cfg: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())["config"]
+    # the nodes this test names (the local farm's spare amd64-2 is left out)
+    cfg["buildkit-farm:nodes"] = [n for n in cfg["buildkit-farm:nodes"] if n["name"] in HOSTS.values()]
     for node, (host, name) in zip(cfg["buildkit-farm:nodes"], HOSTS.items(), strict=True):
         assert node["name"] == name
         node["host"] = f"10.77.0.{10 + int(host[1:])}"

@@ -15,7 +15,7 @@ payload and bkf-node.sh as the program renders them, buildkitd, runc, CNI):
                     (bkf-test-ebs.service) does udev's job: the /dev/disk/by-id/nvme-Amazon_Elastic_
                     Block_Store_<vol> and by-uuid links, and mounting fstab's ext4 entries before
                     local-fs.target (systemd in a container does not mount fstab's device entries)
-  AWS APIs          moto's server (tests/ec2/requirements-host.txt) on 127.0.0.1:5000 of the node's
+  AWS APIs          moto's server (toolchain/aws-emu/requirements.txt) on 127.0.0.1:5000 of the node's
                     network namespace: SSM Parameter Store and EC2 (the instance and its user data).
                     The node reaches it through AWS_ENDPOINT_URL (systemd's DefaultEnvironment: every
                     service, cloud-init and the SSM stand-in below, sees it)
@@ -65,7 +65,8 @@ SUBNET = "10.77.0"
 INDEXES = range(30, 40)
 MOTO_PORT = 5000
 IMDS_ADDR = "169.254.169.254"
-EC2_VENV = ROOT / ".ec2-venv"
+#: moto's server and the AWS CLI, shared with the wake tests (toolchain/steps/aws_emu_venv.sh)
+EC2_VENV = ROOT / ".aws-emu-venv"
 NSPAWN_ENV = {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
 NSPAWN_FLAGS = ["--register=no", "--keep-unit", "--console=read-only",
                 "--capability=CAP_NET_ADMIN,CAP_BPF,CAP_PERFMON",
@@ -103,7 +104,7 @@ WantedBy=local-fs.target
 def ec2_tool(name: str) -> str:
     p = EC2_VENV / "bin" / name
     if not p.exists():
-        raise AssertionError(f"{p} missing: run toolchain/bootstrap.sh (step ec2-venv)")
+        raise AssertionError(f"{p} missing: run toolchain/bootstrap.sh (step aws-emu-venv)")
     return str(p)
 
 

@@ -88,9 +88,12 @@ def write_stack_config(path: Path, hosts: dict[str, str], builder: str, host_sta
     """The local stack's config (Pulumi.local.yaml) pointed at a test's own hosts and files, with
     each host's SSH key pinned (as production stacks should). ``hosts``: host -> node name."""
     cfg = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())["config"]
-    nodes = cfg["buildkit-farm:nodes"]
-    for node, (host, name) in zip(nodes, hosts.items(), strict=True):
-        assert node["name"] == name
+    # the nodes the test names, in the config's order (a test may leave out the local farm's spares)
+    host_of = {name: host for host, name in hosts.items()}
+    nodes = cfg["buildkit-farm:nodes"] = [n for n in cfg["buildkit-farm:nodes"] if n["name"] in host_of]
+    assert sorted(n["name"] for n in nodes) == sorted(host_of), (nodes, hosts)
+    for node in nodes:
+        host = host_of[node["name"]]
         node["host"] = f"10.77.0.{10 + int(host[1:])}"
         node["dataDevice"] = f"/run/bkf-testhosts/{host}/data-device"
         node["sshHostKey"] = (host_state / "hosts" / host / "ssh_host_ed25519_key.pub").read_text().strip()

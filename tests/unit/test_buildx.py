@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from components.builder.scripts import BuilderNode, create_args, driver_opts, render_create_script, setup_buildx_action
+from components.builder.affinity import rank
+from components.builder.scripts import (
+    BuilderNode,
+    create_args,
+    driver_opts,
+    has_spares,
+    render_create_script,
+    setup_buildx_action,
+)
 
 NODES = [BuilderNode("amd64-1", "linux/amd64", "tcp://10.0.0.1:1234", "10.0.0.1"),
          BuilderNode("arm64-1", "linux/arm64", "tcp://b.example:1234", "b.example")]
@@ -89,3 +97,108 @@ def test_create_script_stops_on_a_wrong_platform_before_touching_the_builder(tmp
     assert "node arm64-1 (tcp://b.example:1234) should build linux/arm64 natively, but its daemon reports " \
            "linux/amd64 first" in r.stderr
     assert "rm bkf" not in (tmp_path / "log").read_text()
+
+
+# --- several nodes per platform: --key orders them (rendezvous hashing), the first that passes joins
+SPARE = [BuilderNode("amd64-1", "linux/amd64", "tcp://10.0.0.1:1234", "10.0.0.1"),
+         BuilderNode("arm64-1", "linux/arm64", "tcp://10.0.0.2:1234", "10.0.0.2"),
+         BuilderNode("amd64-2", "linux/amd64", "tcp://10.0.0.3:1234", "10.0.0.3"),
+         BuilderNode("amd64-3", "linux/amd64", "tcp://10.0.0.4:1234", "10.0.0.4")]
+
+
+def run_spare_script(tmp_path: Path, *args: str, down: str = "", env_key: str | None = None,
+                     nodes: list[BuilderNode] = SPARE) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The create script against a fake buildx: nodes named in `down` fail their preflight."""
+    fake = tmp_path / "fakebx"
+    fake.write_text('#!/bin/bash\necho "$@" >> "$BX_LOG"\n'
+                    'if [ "$1 $2" = "inspect --bootstrap" ]; then\n'
+                    '  n=${3#probe-}\n'
+                    '  case " $BX_DOWN " in *" $n "*) echo "context deadline exceeded"; exit 1;; esac\n'
+                    '  case $n in amd64-*) echo "Platforms: linux/amd64, linux/386";;\n'
+                    '    arm64-*) echo "Platforms: linux/arm64";; esac\n'
+                    'fi\nexit 0\n')
+    fake.chmod(0o755)
+    log = tmp_path / "log"
+    log.unlink(missing_ok=True)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BX_LOG": str(log), "BX_DOWN": down,
+           "BKF_TLS_CA": "CA", "BKF_TLS_CERT": "CERT", "BKF_TLS_KEY": "KEY", "BUILDX_CONFIG": str(tmp_path / "bx")}
+    if env_key is not None:
+        env["BKF_KEY"] = env_key
+    script = tmp_path / "create.sh"
+    script.write_text(render_create_script("bkf", nodes, buildx=str(fake)))
+    r = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True)
+    return r, log.read_text().splitlines() if log.exists() else []
+
+
+def joined(log: list[str]) -> list[str]:
+    """The --node names of the real builder's create calls, in order."""
+    return [line.split("--node ")[1].split()[0] for line in log if line.startswith("create") and "--name bkf " in line]
+
+
+def test_one_node_per_platform_keeps_todays_script_and_ignores_a_key(tmp_path: Path) -> None:
+    script = render_create_script("bkf", NODES)
+    assert "rank()" not in script and "BKF_KEY" not in script
+    assert not has_spares(NODES) and has_spares(SPARE)
+
+
+def test_a_key_picks_each_platforms_node_in_rendezvous_order_as_python_does(tmp_path: Path) -> None:
+    amd = [n.name for n in SPARE if n.platform == "linux/amd64"]
+    seen = set()
+    for key in ("acme/api", "acme/web", "octo/cat", "a b'c\"d", "x" * 200):
+        r, log = run_spare_script(tmp_path, "--key", key)
+        assert r.returncode == 0, r.stderr
+        want = rank(key, amd)[0]
+        seen.add(want)
+        assert joined(log) == [want, "arm64-1"], (key, log)
+        assert f"builder bkf ready: {want}=linux/amd64 arm64-1=linux/arm64" in r.stdout
+        # only the chosen node was probed (it was up)
+        assert [x for x in log if x.startswith("inspect --bootstrap probe-amd64")] == [
+            f"inspect --bootstrap probe-{want}"]
+    assert len(seen) > 1  # the keys do spread
+    # the env var is the same as --key; --key=K too
+    r, log = run_spare_script(tmp_path, env_key="acme/api")
+    assert joined(log)[0] == rank("acme/api", amd)[0]
+    r, log = run_spare_script(tmp_path, "--key=acme/web")
+    assert joined(log)[0] == rank("acme/web", amd)[0]
+
+
+def test_an_unreachable_node_is_skipped_for_the_next_in_the_keys_order(tmp_path: Path) -> None:
+    order = rank("acme/api", ["amd64-1", "amd64-2", "amd64-3"])
+    r, log = run_spare_script(tmp_path, "--key", "acme/api", down=order[0])
+    assert r.returncode == 0, r.stderr
+    assert joined(log) == [order[1], "arm64-1"]
+    assert f"preflight: node {order[0]} (tcp://" in r.stderr and f"affinity: skipping {order[0]}" in r.stderr
+    r, log = run_spare_script(tmp_path, "--key", "acme/api", down=f"{order[0]} {order[1]}")
+    assert joined(log) == [order[2], "arm64-1"]
+
+
+def test_no_reachable_node_of_a_platform_fails_before_touching_the_builder(tmp_path: Path) -> None:
+    r, log = run_spare_script(tmp_path, "--key", "acme/api", down="amd64-1 amd64-2 amd64-3")
+    assert r.returncode != 0
+    order = " ".join(rank("acme/api", ["amd64-1", "amd64-2", "amd64-3"]))
+    assert f"no node of linux/amd64 passed the preflight (tried {order})" in r.stderr
+    assert "rm bkf" not in log and not joined(log)
+
+
+def test_without_a_key_every_node_is_checked_and_joins_as_today(tmp_path: Path) -> None:
+    r, log = run_spare_script(tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert joined(log) == ["amd64-1", "arm64-1", "amd64-2", "amd64-3"]
+    assert "--append" not in next(x for x in log if "--node amd64-1" in x)
+    assert all("--append" in x for x in log if x.startswith("create --append"))
+    r, log = run_spare_script(tmp_path, down="amd64-3")
+    assert r.returncode != 0 and "node amd64-3 (tcp://10.0.0.4:1234) is unreachable" in r.stderr
+    assert "rm bkf" not in log
+
+
+def test_a_bad_argument_is_refused(tmp_path: Path) -> None:
+    r, _ = run_spare_script(tmp_path, "--kee", "x")
+    assert r.returncode == 2 and "usage:" in r.stderr
+    r, _ = run_spare_script(tmp_path, "--key")
+    assert r.returncode != 0 and "--key needs a value" in r.stderr
+
+
+def test_spare_script_passes_shellcheck(tmp_path: Path) -> None:
+    p = tmp_path / "create.sh"
+    p.write_text(render_create_script("bkf", SPARE))
+    subprocess.run(["shellcheck", str(p)], check=True)

@@ -1,0 +1,298 @@
+"""Tier 3: several nodes per platform on real hosts: cache affinity by key, failover, farm status.
+
+A three-node farm (amd64-1 on h13, arm64-1 on h14, amd64-2 on h15; the local farm's shape) is
+stood up by a real `pulumi up`; then the exported create script is run the way CI runs it, with
+`--key`, and each build is found in the history of the daemon it ran on (and only there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.builder.affinity import rank
+from tests.support.hosts import (
+    ROOT,
+    HostSet,
+    Pem,
+    buildctl,
+    make_artifact,
+    need,
+    run,
+    running_hosts,
+    write_stack_config,
+)
+
+pytestmark = pytest.mark.e2e
+
+STACK = "scale"
+HOSTS = {"h13": "amd64-1", "h14": "arm64-1", "h15": "amd64-2"}
+BUILDER = "bkf-scale"
+AMD = ["amd64-1", "amd64-2"]
+
+
+@dataclass
+class Farm:
+    hosts: HostSet
+    dir: Path
+    env: dict[str, str]
+    outputs: dict[str, Any]
+    ca: Path
+    client: Pem
+
+    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(["pulumi", *args, "--stack", STACK, "--non-interactive"], cwd=ROOT, env=self.env, check=check,
+                   timeout=900)
+
+    def host(self, node: str):  # -> Host
+        name = next(h for h, n in HOSTS.items() if n == node)
+        return next(h for h in self.hosts.hosts if h.name == name)
+
+    def node(self, name: str) -> dict[str, str]:
+        return next(n for n in self.outputs["nodes"] if n["name"] == name)
+
+    def buildctl(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        n = self.node(name)
+        return buildctl(n["endpoint"], n["serverName"], self.ca, self.client, *args, check=check)
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        out = self.buildctl(name, "debug", "histories", "--format", "{{json .}}").stdout
+        return [json.loads(x)["record"] for x in out.splitlines() if x.strip()]
+
+    def create_builder(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The exported create script, run as CI runs it (PEMs in the environment)."""
+        script = self.dir / "create.sh"
+        script.write_text(self.outputs["buildxCreateScript"])
+        env = {**self.env, "BKF_TLS_CA": self.outputs["caCert"], "BKF_TLS_CERT": self.outputs["clientCert"],
+               "BKF_TLS_KEY": self.outputs["clientKey"]}
+        return run(["bash", str(script), *args], env=env)
+
+    def build_amd64(self, bust: str) -> None:
+        ctx = self.dir / "sample"
+        if not ctx.exists():
+            ctx.mkdir()
+            shutil.copy(ROOT / "local" / "sample" / "Dockerfile", ctx)
+            run(["bash", str(ROOT / "local" / "rootfs.sh"), str(ctx)])
+        out = self.dir / "out"
+        shutil.rmtree(out, ignore_errors=True)
+        run(["docker-buildx", "build", "--builder", BUILDER, "--platform", "linux/amd64", "--build-arg",
+             f"BUST={bust}", "--output", f"type=local,dest={out}", str(ctx)], env=self.env)
+        assert f"bust={bust}" in (out / "built-on").read_text()
+
+    def ran_on(self, bust: str) -> list[str]:
+        """The nodes whose daemon history holds the build with this BUST."""
+        return [n for n in HOSTS.values()
+                if any(r["FrontendAttrs"].get("build-arg:BUST") == bust for r in self.history(n))]
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+    need("pulumi", "pulumi-language-python", "buildkitd", "buildctl", "docker-buildx", "ssh", "openssl")
+    d = tmp_path_factory.mktemp("scale")
+    with running_hosts(list(HOSTS), d / "state") as hs:
+        artifacts = d / "artifacts"
+        make_artifact(artifacts)
+        config = ROOT / f"Pulumi.{STACK}.yaml"
+        write_stack_config(config, HOSTS, BUILDER, d / "state", artifacts)
+        (d / "passphrase").write_text(secrets.token_hex(16))
+        (d / "backend").mkdir()
+        env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{d / 'backend'}",
+               "PULUMI_CONFIG_PASSPHRASE_FILE": str(d / "passphrase"), "BUILDX_CONFIG": str(d / "buildx")}
+        run(["pulumi", "stack", "init", STACK, "--non-interactive"], cwd=ROOT, env=env)
+        f = Farm(hs, d, env, {}, d / "ca.pem", Pem(d / "client.pem", d / "client.key"))
+        try:
+            f.pulumi("up", "--yes", "--skip-preview")
+            f.outputs = json.loads(f.pulumi("stack", "output", "--json", "--show-secrets").stdout)
+            f.ca.write_text(f.outputs["caCert"])
+            f.client.cert.write_text(f.outputs["clientCert"])
+            f.client.key.write_text(f.outputs["clientKey"])
+            f.client.key.chmod(0o600)
+            yield f
+        finally:
+            f.pulumi("destroy", "--yes", "--skip-preview", check=False)
+            f.pulumi("stack", "rm", "--yes", "--force", check=False)
+            config.unlink(missing_ok=True)
+
+
+def keys_for_each_amd64_node() -> dict[str, str]:
+    """node -> the first key (repo-0, repo-1, ...) whose rendezvous order puts that node first."""
+    found: dict[str, str] = {}
+    for i in range(100):
+        found.setdefault(rank(f"acme/repo-{i}", AMD)[0], f"acme/repo-{i}")
+    assert set(found) == set(AMD), found
+    return found
+
+
+def test_the_program_made_a_three_node_farm_whose_builder_has_every_node(farm: Farm) -> None:
+    assert [n["name"] for n in farm.outputs["nodes"]] == ["amd64-1", "arm64-1", "amd64-2"]
+    assert "rank()" in farm.outputs["buildxCreateScript"]
+    # without a key the program's builder (pulumi up ran the script) holds all three, as before
+    ls = run(["docker-buildx", "inspect", BUILDER], env=farm.env).stdout
+    assert [m for m in re.findall(r"^Name:\s+(\S+)", ls, re.M) if m != BUILDER] == ["amd64-1", "arm64-1", "amd64-2"]
+
+
+def test_two_keys_build_on_the_two_amd64_nodes_their_hash_picks(farm: Farm) -> None:
+    for node, key in keys_for_each_amd64_node().items():
+        r = farm.create_builder("--key", key)
+        assert f"builder {BUILDER} ready: {node}=linux/amd64 arm64-1=linux/arm64" in r.stdout, r.stdout
+        bust = f"affinity-{node}-{secrets.token_hex(4)}"
+        farm.build_amd64(bust)
+        assert farm.ran_on(bust) == [node]
+        # the same key again: the same node (its cache stays warm)
+        farm.create_builder("--key", key)
+        bust2 = f"again-{secrets.token_hex(4)}"
+        farm.build_amd64(bust2)
+        assert farm.ran_on(bust2) == [node]
+
+
+def status(farm: Farm) -> tuple[int, list[dict[str, Any]], str]:
+    out = farm.dir / "outputs.json"
+    out.write_text(json.dumps(farm.outputs))
+    env = {**farm.env, "PYTHONPATH": str(ROOT)}
+    js = run([sys.executable, "-m", "components.status", "--outputs", str(out), "--json"], env=env, check=False)
+    table = run([sys.executable, "-m", "components.status", "--outputs", str(out)], env=env, check=False)
+    print("\n" + table.stdout + table.stderr)
+    assert js.returncode == table.returncode
+    return js.returncode, json.loads(js.stdout), table.stdout
+
+
+def test_status_agrees_with_what_each_daemon_reports(farm: Farm) -> None:
+    rc, nodes, table = status(farm)
+    assert rc == 0, nodes
+    assert [n["name"] for n in nodes] == ["amd64-1", "arm64-1", "amd64-2"]
+    for n in nodes:
+        name = n["name"]
+        info = json.loads(farm.buildctl(name, "debug", "info", "--format", "{{json .}}").stdout)
+        workers = json.loads(farm.buildctl(name, "debug", "workers", "--format", "{{json .}}").stdout)
+        du = json.loads(farm.buildctl(name, "du", "--format", "{{json .}}").stdout) or []
+        hist = farm.history(name)
+        assert n["reachable"] and n["error"] == ""
+        assert n["version"] == info["buildkitVersion"]["version"] == "v0.32.2"
+        assert n["platforms"][0] == n["platform"]
+        assert len(n["platforms"]) == len(workers[0]["platforms"])
+        assert n["cache_bytes"] == sum(r["size"] for r in du)
+        assert n["gc_limit_bytes"] == next(r for r in workers[0]["gcPolicy"] if r["all"])["maxUsedSpace"]
+        assert n["running"] == 0
+        done = [r["CompletedAt"]["seconds"] for r in hist if r.get("CompletedAt")]
+        if name == "arm64-1":
+            assert done == [] and n["last_build"] is None  # only amd64 builds ran
+        else:
+            assert n["last_build"] is not None
+            assert abs(_epoch(n["last_build"]) - max(done)) <= 1
+        served = run(["bash", "-c", f"openssl s_client -connect {n['endpoint'][6:]} </dev/null 2>/dev/null |"
+                                    " openssl x509 -noout -enddate -dateopt iso_8601"]).stdout
+        assert served.strip().split("=")[1].replace(" ", "T") == n["cert_expiry"], (served, n["cert_expiry"])
+        assert re.search(rf"^{name}\s+{n['platform']}\s+up\s+v0\.32\.2", table, re.M), table
+
+
+def _epoch(ts: str) -> int:
+    return int(dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp())
+
+
+def test_a_stopped_amd64_node_sends_its_keys_to_the_other(farm: Farm) -> None:
+    keys = keys_for_each_amd64_node()
+    farm.hosts.ssh(farm.host("amd64-2"), "/opt/buildkit-farm/bkf-node.sh stop")
+    try:
+        r = farm.create_builder("--key", keys["amd64-2"])
+        assert "affinity: skipping amd64-2" in r.stderr, r.stderr
+        assert f"builder {BUILDER} ready: amd64-1=linux/amd64 arm64-1=linux/arm64" in r.stdout, r.stdout
+        bust = f"failover-{secrets.token_hex(4)}"
+        farm.build_amd64(bust)
+        # (amd64-2 cannot be asked while it is down: its history is checked after it is back)
+        assert any(x["FrontendAttrs"].get("build-arg:BUST") == bust for x in farm.history("amd64-1"))
+        # status names the down node and its real error
+        rc, nodes, table = status(farm)
+        assert rc == 1
+        down = next(n for n in nodes if n["name"] == "amd64-2")
+        assert not down["reachable"] and re.search(r"connection refused", down["error"]), down
+        assert re.search(r"^amd64-2\s+linux/amd64\s+DOWN", table, re.M) and "connection refused" in table
+    finally:
+        farm.hosts.ssh(farm.host("amd64-2"), "/opt/buildkit-farm/bkf-node.sh start")
+    # back up: the key returns to its own node
+    assert farm.ran_on(bust) == ["amd64-1"]
+    r = farm.create_builder("--key", keys["amd64-2"])
+    assert "ready: amd64-2=linux/amd64" in r.stdout
+
+
+def answers(farm: Farm, node: str) -> bool:
+    return farm.buildctl(node, "debug", "workers", check=False).returncode == 0  # (a stopped node does not)
+
+
+def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) -> None:
+    """idleStop on for the running farm (1 minute, checked every 5 s; here the "stop" is the daemon's
+    stop): a long build keeps amd64-1 up while amd64-2 goes idle and stops; then it is woken."""
+    cfg_path = ROOT / f"Pulumi.{STACK}.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["config"]["buildkit-farm:idleStop"] = {"afterMinutes": 1, "checkSeconds": 5,
+                                               "command": "/opt/buildkit-farm/bkf-node.sh stop"}
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    farm.pulumi("up", "--yes", "--skip-preview")
+    enabled = time.monotonic()
+    for node in HOSTS.values():
+        assert any("bkf-idle.sh loop" in p for p in farm.hosts.processes(farm.host(node))), node
+
+    ctx = farm.dir / "slow"
+    ctx.mkdir(exist_ok=True)
+    run(["bash", str(ROOT / "local" / "rootfs.sh"), str(ctx)])
+    (ctx / "Dockerfile").write_text("FROM scratch\nADD rootfs-amd64.tar /\nARG BUST\nRUN sleep 150 && echo $BUST\n")
+    n = farm.node("amd64-1")
+    busy = subprocess.Popen(
+        ["buildctl", "--addr", n["endpoint"], "--tlsservername", n["serverName"], "--tlscacert", str(farm.ca),
+         "--tlscert", str(farm.client.cert), "--tlskey", str(farm.client.key), "build", "--frontend",
+         "dockerfile.v0", "--local", f"context={ctx}", "--local", f"dockerfile={ctx}", "--opt",
+         f"build-arg:BUST=busy-{secrets.token_hex(4)}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 150
+        while answers(farm, "amd64-2") and time.monotonic() < deadline:
+            time.sleep(2)
+        stopped_after = time.monotonic() - enabled
+        print(f"\nidle stop: amd64-2 stopped {stopped_after:.0f} s after idleStop was on (limit 60 s, every 5 s)")
+        log = farm.hosts.ssh(farm.host("amd64-2"), "cat /var/log/buildkit-farm/idle.log").stdout
+        assert not answers(farm, "amd64-2"), f"the idle node was not stopped; its idle log:\n{log}"
+        assert re.search(r"bkf-idle\[amd64-2\]: no build for \d+s \(limit 60s\)", log), log
+        # the busy node: still up, its build still running
+        assert answers(farm, "amd64-1")
+        assert busy.poll() is None
+        assert any(not r.get("CompletedAt") for r in farm.history("amd64-1"))
+        assert "no build for" not in farm.hosts.ssh(farm.host("amd64-1"),
+                                                    "cat /var/log/buildkit-farm/idle.log").stdout
+    finally:
+        busy.kill()
+        busy.wait()
+
+    # wake the nodes the key needs (amd64-2, and arm64-1, idle-stopped too) and time it to the first
+    # build through the farm: the node side of wake-to-first-build (an instance's boot comes on top)
+    key = keys_for_each_amd64_node()["amd64-2"]
+    assert not answers(farm, "arm64-1")
+    t0 = time.monotonic()
+    for node in ("amd64-2", "arm64-1"):
+        farm.hosts.ssh(farm.host(node), "/opt/buildkit-farm/bkf-node.sh start")
+    t1 = time.monotonic()
+    r = farm.create_builder("--key", key)
+    t2 = time.monotonic()
+    assert "ready: amd64-2=linux/amd64" in r.stdout, r.stdout
+    bust = f"woken-{secrets.token_hex(4)}"
+    farm.build_amd64(bust)
+    t3 = time.monotonic()
+    print(f"wake (node side): two daemons started {t1 - t0:.2f} s, create script with --key {t2 - t1:.2f} s, "
+          f"first build {t3 - t2:.2f} s, total {t3 - t0:.2f} s")
+    # (arm64-1 is idle-stopped by now: ask the amd64 nodes)
+    assert [n for n in AMD if any(x["FrontendAttrs"].get("build-arg:BUST") == bust for x in farm.history(n))] \
+        == ["amd64-2"]
+    # a woken node gets a fresh idle clock: two checks later it is still up
+    time.sleep(12)
+    assert answers(farm, "amd64-2")
