@@ -209,10 +209,20 @@ cmd_status() {
   done
 }
 
+# Host sets of several farms or tests share the bridge and /run/bkf-testhosts: one up or down at a
+# time, so one run's "last one out removes the bridge" never pulls it from under another's set-up
+# (seen: RTNETLINK "File exists" and a vanished bridge with two runs at once).
+serialized() {
+  mkdir -p "$RUN"
+  exec 9>"$RUN.lock"
+  flock 9
+  "$@"
+}
+
 case "${1:-}" in
-  up) cmd_up ;;
-  down) cmd_down ;;
-  purge) cmd_down; rm -rf "$STATE/hosts" "$STATE/ssh" ;;
+  up) serialized cmd_up ;;
+  down) serialized cmd_down ;;
+  purge) serialized cmd_down; rm -rf "$STATE/hosts" "$STATE/ssh" ;;
   status) cmd_status ;;
   ssh) shift; ssh_host "$@" ;;
   *) die "usage: $0 up|down|purge|status|ssh HOST CMD..." ;;
