@@ -97,3 +97,34 @@ summary() {
   fi
   printf '\nok: source %s\n' "$TOOLCHAIN_DIR/env.sh"
 }
+
+pinned_venv() {
+  # pinned_venv DIR REQUIREMENTS CHECK: make the venv DIR from REQUIREMENTS (every package pinned),
+  # anew whenever the file's sha256 differs from the one stamped in DIR. CHECK, a command run with
+  # DIR/bin first on PATH, proves the venv works; its last lines become the step's result.
+  local dir=$1 req=$2 check=$3 stamp want log rc=0
+  stamp=$dir/.bootstrap-requirements.sha256
+  if [[ ! -f "$req" ]]; then
+    fail "no $req"
+    return
+  fi
+  want=$(sha256sum <"$req" | cut -d' ' -f1)
+  if [[ -x "$dir/bin/python" && "$(cat "$stamp" 2>/dev/null)" == "$want" ]]; then
+    step_result present
+    return
+  fi
+  mk_tmp "venv-${dir##*/}"
+  log=$MK_TMP/pip.log
+  rm -rf -- "$dir"
+  {
+    "$PYTHON" -m venv "$dir" &&
+      PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "$dir/bin/python" -m pip install -q -r "$req" &&
+      PATH="$dir/bin:$PATH" bash -c "$check"
+  } >"$log" 2>&1 || rc=$?
+  if ((rc != 0)); then
+    fail "${dir##*/}: pip install -r ${req#"$REPO_ROOT"/} failed (exit $rc): $(tail -n 5 "$log")"
+    return
+  fi
+  printf '%s\n' "$want" >"$stamp"
+  step_result "installed ($(tail -n 2 "$log" | tr '\n' ' '))"
+}

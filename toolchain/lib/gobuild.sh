@@ -133,6 +133,16 @@ build_step() {
   step_end
 }
 
+linked_build_step() {
+  # linked_build_step NAME VERSION MODULE FUNC: a tool built like the other binaries (build_step:
+  # cached under $CACHE_ROOT/NAME-VERSION/ by FUNC), then linked into .toolchain/bin; a failed
+  # build leaves no stale link.
+  local name=$1 version=$2 bin=$CACHE_ROOT/$1-$2/$1
+  build_step "$name" "$version" "$3@$version" "$4" "$name"
+  mkdir -p "$BIN_DIR"
+  if [[ -x "$bin" ]]; then ln -sfn "$bin" "$BIN_DIR/$name"; else rm -f "$BIN_DIR/$name"; fi
+}
+
 build_reentry() {
   # build_reentry ARGS...: if the script was invoked as `__build FUNC` (by cached_build), run
   # that recipe with errexit in force and exit; otherwise return and let the driver go on.

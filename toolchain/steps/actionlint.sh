@@ -2,7 +2,7 @@
 # Step actionlint: the GitHub Actions workflow linter the tests run on examples/ci/github, built from
 # github.com/rhysd/actionlint (cmd/actionlint) at ACTIONLINT_VERSION (versions.env) like the other
 # binaries: cached under $CACHE_ROOT/actionlint-<version>/, linked into .toolchain/bin.
-# Uses lib/common.sh and lib/gobuild.sh: step_begin/step_end/fail, cached_build/wrapper_build, go_ok; BIN_DIR.
+# Uses lib/common.sh and lib/gobuild.sh: wrapper_build, linked_build_step.
 
 ACTIONLINT_MOD=github.com/rhysd/actionlint
 
@@ -14,19 +14,5 @@ build_actionlint() {
 }
 
 step_actionlint() {
-  step_begin actionlint
-  local bin=$CACHE_ROOT/actionlint-$ACTIONLINT_VERSION/actionlint
-  if go_ok; then
-    cached_build actionlint "$ACTIONLINT_VERSION" "$ACTIONLINT_MOD@$ACTIONLINT_VERSION" build_actionlint \
-      actionlint || true
-  else
-    fail "skipped: no usable go"
-  fi
-  mkdir -p "$BIN_DIR"
-  if [[ -x "$bin" ]]; then
-    ln -sfn "$bin" "$BIN_DIR/actionlint"
-  else
-    rm -f "$BIN_DIR/actionlint"
-  fi
-  step_end
+  linked_build_step actionlint "$ACTIONLINT_VERSION" "$ACTIONLINT_MOD" build_actionlint
 }

@@ -3,7 +3,7 @@
 # untrusted registries), built from github.com/distribution/distribution/v3 (cmd/registry) at
 # REGISTRY_VERSION (versions.env) like the other binaries: cached under
 # $CACHE_ROOT/registry-<version>/, linked into .toolchain/bin.
-# Uses lib/common.sh and lib/gobuild.sh: step_begin/step_end/fail, cached_build/wrapper_build, go_ok; BIN_DIR.
+# Uses lib/common.sh and lib/gobuild.sh: wrapper_build, linked_build_step.
 
 REGISTRY_MOD=github.com/distribution/distribution/v3
 
@@ -15,19 +15,5 @@ build_registry() {
 }
 
 step_registry() {
-  step_begin registry
-  local bin=$CACHE_ROOT/registry-$REGISTRY_VERSION/registry
-  if go_ok; then
-    cached_build registry "$REGISTRY_VERSION" "$REGISTRY_MOD@$REGISTRY_VERSION" build_registry \
-      registry || true
-  else
-    fail "skipped: no usable go"
-  fi
-  mkdir -p "$BIN_DIR"
-  if [[ -x "$bin" ]]; then
-    ln -sfn "$bin" "$BIN_DIR/registry"
-  else
-    rm -f "$BIN_DIR/registry"
-  fi
-  step_end
+  linked_build_step registry "$REGISTRY_VERSION" "$REGISTRY_MOD" build_registry
 }
