@@ -10,9 +10,7 @@ program created builds a multi-platform image through both nodes.
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 import shutil
 import stat
 import subprocess
@@ -28,6 +26,7 @@ from tests.support.hosts import (
     HostSet,
     Pem,
     buildctl,
+    file_backend,
     make_artifact,
     need,
     run,
@@ -70,10 +69,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         make_artifact(artifacts)
         config = ROOT / f"Pulumi.{STACK}.yaml"
         write_stack_config(config, HOSTS, BUILDER, d / "state", artifacts)
-        (d / "passphrase").write_text(secrets.token_hex(16))
-        env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{d / 'backend'}",
-               "PULUMI_CONFIG_PASSPHRASE_FILE": str(d / "passphrase"), "BUILDX_CONFIG": str(d / "buildx")}
-        (d / "backend").mkdir()
+        env = file_backend(d)
         s = Stack(hs, d, env)
         s.pulumi("stack", "init")
         try:

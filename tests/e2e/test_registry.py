@@ -33,6 +33,7 @@ from tests.support.hosts import (
     HostSet,
     Pem,
     buildctl,
+    file_backend,
     make_artifact,
     need,
     run,
@@ -128,13 +129,9 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
                 PLAIN: {"http": True},
             }
             config.write_text(yaml.safe_dump(doc, sort_keys=False))
-            (d / "passphrase").write_text(secrets.token_hex(16))
-            (d / "backend").mkdir()
             bundle = run(["bash", str(REGISTRY_SH), "bundle"], env=reg_env).stdout.strip()
-            env = {**reg_env, "PULUMI_BACKEND_URL": f"file://{d / 'backend'}",
-                   "PULUMI_CONFIG_PASSPHRASE_FILE": str(d / "passphrase"), "BUILDX_CONFIG": str(d / "buildx"),
-                   # buildx writes the multi-platform index from this machine: it trusts the local CA too
-                   "SSL_CERT_FILE": bundle}
+            # buildx writes the multi-platform index from this machine: it trusts the local CA too
+            env = {**file_backend(d, reg_env), "SSL_CERT_FILE": bundle}
 
             def pulumi(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
                 return run(["pulumi", *args, "--stack", STACK, "--non-interactive", "--config-file", str(config)],

@@ -10,7 +10,6 @@ must stop. Destroy, stack removal and hosts down run in teardown, also after a f
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
@@ -25,7 +24,7 @@ import pytest
 import yaml
 
 from review import summary
-from tests.support.hosts import ROOT, HostSet, make_artifact, need, run, running_hosts
+from tests.support.hosts import ROOT, HostSet, file_backend, make_artifact, need, run, running_hosts
 from tests.support.previews import trim
 
 pytestmark = pytest.mark.e2e
@@ -95,10 +94,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         pytest.fail(f"no policy venv at {POLICY_VENV}: run toolchain/bootstrap.sh")
     t0 = time.monotonic()
     d = tmp_path_factory.mktemp("review")
-    (d / "backend").mkdir()
-    (d / "passphrase").write_text(secrets.token_hex(16))
-    env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{d / 'backend'}",
-           "PULUMI_CONFIG_PASSPHRASE_FILE": str(d / "passphrase"), "BUILDX_CONFIG": str(d / "buildx")}
+    env = file_backend(d)
     with running_hosts(list(HOSTS), d / "state") as hs:
         make_artifact(d / "artifacts")
         cfg = stack_config(d / "state", d / "artifacts")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import secrets
 import shutil
@@ -30,6 +29,7 @@ from tests.support.hosts import (
     HostSet,
     Pem,
     buildctl,
+    file_backend,
     make_artifact,
     need,
     run,
@@ -108,10 +108,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
         make_artifact(artifacts)
         config = ROOT / f"Pulumi.{STACK}.yaml"
         write_stack_config(config, HOSTS, BUILDER, d / "state", artifacts)
-        (d / "passphrase").write_text(secrets.token_hex(16))
-        (d / "backend").mkdir()
-        env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{d / 'backend'}",
-               "PULUMI_CONFIG_PASSPHRASE_FILE": str(d / "passphrase"), "BUILDX_CONFIG": str(d / "buildx")}
+        env = file_backend(d)
         run(["pulumi", "stack", "init", STACK, "--non-interactive"], cwd=ROOT, env=env)
         f = Farm(hs, d, env, {}, d / "ca.pem", Pem(d / "client.pem", d / "client.key"))
         try:

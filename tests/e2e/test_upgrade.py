@@ -13,14 +13,12 @@ payload); such a change says so in its commit, and this test then guards the nex
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.hosts import ROOT, make_artifact, need, run, running_hosts, write_stack_config
+from tests.support.hosts import ROOT, file_backend, make_artifact, need, run, running_hosts, write_stack_config
 
 pytestmark = pytest.mark.e2e
 
@@ -37,10 +35,7 @@ def test_an_earlier_release_stack_has_no_diff_but_the_new_component(tmp_path: Pa
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASELINE], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     (old / ".venv").symlink_to(ROOT / ".venv")  # same pinned SDKs; the baseline needs nothing more
-    (tmp_path / "passphrase").write_text(secrets.token_hex(16))
-    (tmp_path / "backend").mkdir()
-    env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{tmp_path / 'backend'}",
-           "PULUMI_CONFIG_PASSPHRASE_FILE": str(tmp_path / "passphrase"), "BUILDX_CONFIG": str(tmp_path / "buildx")}
+    env = file_backend(tmp_path)
 
     def pulumi(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run(["pulumi", *args, "--stack", STACK, "--non-interactive", "--config-file", str(config)],
