@@ -275,7 +275,8 @@ class AwsBackend:
                 node_name=n.name, platform=n.platform, buildkit_version=self.cfg.buildkit.version,
                 buildkit_sha256=self.cfg.buildkit.sha256_of(n.arch), port=self.cfg.buildkit.port,
                 cert_source="ssm", ssm_prefix=ssm_prefix(self.inputs.stack, n.name),
-                aws_region=self.cfg.region, data_fstab=True, init="systemd", per_boot_hook=True)
+                aws_region=self.cfg.region, data_fstab=True, init="systemd", per_boot_hook=True,
+                drain_timeout_s=self.cfg.buildkit.drain_timeout_seconds)
             name, opts = self.child(n.name)
             out.append(AwsNode(name, AwsNodeArgs(
                 node=n, aws=self.cfg.aws, region=self.cfg.region, volume=self.cfg.volume, stack=self.inputs.stack,

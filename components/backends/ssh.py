@@ -120,7 +120,8 @@ class SshBackend:
                 artifact=f"{INSTALL_DIR}/artifacts/{artifact_name(self.cfg.buildkit.version, arch)}"
                 if local else "",
                 allow_emulation=n.host_platform is not None, host_arch=arch,
-                data_device=n.data_device or "")
+                data_device=n.data_device or "",
+                drain_timeout_s=self.cfg.buildkit.drain_timeout_seconds)
             name, opts = self.child(n.name)
             out.append(SshNode(name, SshNodeArgs(
                 address=address, ssh_host=n.host, ssh_port=n.ssh_port, ssh_user=n.ssh_user,

@@ -43,6 +43,9 @@ class BuildkitSpec(ConfigModel):
     port: Annotated[int, integer(1, 65535)] = Field(1234, description="the gRPC port clients dial (mTLS)")
     history_max_entries: Annotated[int, integer(1, 100000)] = Field(200, description="build records kept")
     history_max_age_days: Annotated[int, integer(1, 3650)] = Field(14, description="build records' maximum age")
+    drain_timeout_seconds: Annotated[int, integer(0, 3600)] = Field(
+        600, description="ssh and aws hosts: how long a restart (cert rotation, config change) or stop waits for "
+        "builds in flight before buildkitd stops (kubernetes: kubernetes.drainTimeoutSeconds)")
 
     @model_validator(mode="after")
     def _checksums_for_the_version(self) -> Self:

@@ -11,6 +11,8 @@
 #                            (re)start buildkitd and check it over the unix socket
 #   bkf-node.sh certs        (re)install certs; restart buildkitd only if they changed
 #   bkf-node.sh restart|stop|start|status
+#                            restart and stop first let builds in flight finish (BKF_DRAIN_TIMEOUT);
+#                            lifecycle commands run one at a time (a lock in the run dir)
 #   bkf-node.sh uninstall [--purge-state]
 #                            stop and remove what install added; the build cache on
 #                            the data volume stays unless --purge-state is given
@@ -33,7 +35,8 @@ fi
 SETTINGS=(BKF_NODE_NAME BKF_PLATFORM BKF_BUILDKIT_VERSION BKF_BUILDKIT_SHA256 BKF_ARTIFACT BKF_RELEASE_URL
   BKF_INSTALL_DIR BKF_CONFIG_DIR BKF_STATE_DIR BKF_RUN_DIR BKF_CNI_DIR BKF_LOG_FILE BKF_PORT BKF_INIT
   BKF_CERT_SOURCE BKF_SSM_PREFIX BKF_AWS_REGION BKF_DATA_DEVICE BKF_DATA_DEVICE_WAIT BKF_DATA_FSTAB
-  BKF_BRIDGE_SUBNET BKF_METADATA_CIDR BKF_ALLOW_EMULATION BKF_PER_BOOT_HOOK BKF_STOP_TIMEOUT)
+  BKF_BRIDGE_SUBNET BKF_METADATA_CIDR BKF_ALLOW_EMULATION BKF_PER_BOOT_HOOK BKF_STOP_TIMEOUT
+  BKF_DRAIN_TIMEOUT)
 missing=()
 for v in "${SETTINGS[@]}"; do [ -n "${!v+set}" ] || missing+=("$v"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -50,6 +53,7 @@ BIN="$BKF_INSTALL_DIR/bin"
 CNI_DIR="$BKF_CNI_DIR"
 SUPERVISOR_PID="$BKF_RUN_DIR/supervisor.pid"
 DAEMON_PID="$BKF_RUN_DIR/buildkitd.pid"
+LIFECYCLE_LOCK="$BKF_RUN_DIR/lifecycle.lock"
 UNIT=/etc/systemd/system/buildkitd.service
 RENDERED_UNIT="$BKF_INSTALL_DIR/buildkitd.service"
 RENDERED_PER_BOOT_HOOK="$BKF_INSTALL_DIR/per-boot-hook.sh"
@@ -340,18 +344,44 @@ start_daemon() {
     systemctl enable --now buildkitd.service >/dev/null
   elif ! supervisor_running; then
     mkdir -p "$(dirname "$BKF_LOG_FILE")"
-    setsid "$BKF_INSTALL_DIR/bkf-node.sh" supervise </dev/null >>"$BKF_LOG_FILE" 2>&1 &
+    # 9>&-: the supervisor must not hold the lifecycle lock (see lifecycle_lock)
+    setsid "$BKF_INSTALL_DIR/bkf-node.sh" supervise </dev/null >>"$BKF_LOG_FILE" 2>&1 9>&- &
     local i
     for i in $(seq 50); do supervisor_running && break; sleep 0.1; [ "$i" != 50 ] || die "supervisor did not start"; done
   fi
 }
 
+# A buildkitd stopped with builds still running (past the drain, then killed when its graceful
+# stop kept waiting for them) leaves their runc containers behind, orphaned: they keep running,
+# keep the data volume busy (no unmount) and hold their cache mounts. runc's state dir is shared
+# by the host, so only the containers whose bundles are in this daemon's state dir are touched.
+reap_build_containers() {
+  local runc b id
+  runc=$(command -v buildkit-runc || command -v runc) || return 0
+  for b in "$BKF_STATE_DIR"/runc-*/executor/*/; do
+    [ -f "$b/config.json" ] || continue
+    id=$(basename "$b")
+    "$runc" state "$id" >/dev/null 2>&1 || continue
+    log "removing build container $id left running by the stopped daemon"
+    "$runc" delete --force "$id" >/dev/null 2>&1 || log "could not remove build container $id"
+  done
+  # and the root filesystems the daemon mounted for them: with the daemon down none is in use,
+  # and each would keep the data volume busy
+  local m
+  awk -v p="$BKF_STATE_DIR/runc-" 'index($5, p) == 1 && $5 ~ /\/executor\// {print $5}' /proc/self/mountinfo |
+    sort -r | while read -r m; do
+      log "unmounting $m left by the stopped daemon"
+      umount "$m" 2>/dev/null || umount -l "$m" || log "could not unmount $m"
+    done
+}
+
 stop_daemon() {
   if use_systemd; then
     systemctl stop buildkitd.service 2>/dev/null || true
+    reap_build_containers
     return 0
   fi
-  supervisor_running || return 0
+  supervisor_running || { reap_build_containers; return 0; }
   local pid i
   pid=$(cat "$SUPERVISOR_PID")
   kill -TERM "$pid" 2>/dev/null || true
@@ -365,10 +395,40 @@ stop_daemon() {
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$SUPERVISOR_PID" "$DAEMON_PID"
+  reap_build_containers
   : "$i"
 }
 
+# Builds in flight on the daemon: 0 when it does not answer (nothing to wait for then).
+builds_in_flight() {
+  { buildctl --addr "unix://$SOCK" --timeout 10 debug histories \
+      --format '{{if .Record.CompletedAt}}done{{else}}running{{end}}' 2>/dev/null || true; } |
+    grep -c '^running' || true
+}
+
+# A restart or stop lets the builds in flight finish first, up to BKF_DRAIN_TIMEOUT seconds,
+# instead of cutting them off (a cert rotation or config change is not a reason to fail CI jobs).
+# The daemon keeps accepting builds meanwhile: the bound is on the whole wait, not per build.
+drain() {
+  local n start waited
+  n=$(builds_in_flight)
+  [ "$n" -gt 0 ] || return 0
+  log "draining: $n build(s) in flight; waiting up to ${BKF_DRAIN_TIMEOUT}s before stopping buildkitd"
+  start=$SECONDS
+  while [ "$n" -gt 0 ] && [ $((SECONDS - start)) -lt "$BKF_DRAIN_TIMEOUT" ]; do
+    sleep 1
+    n=$(builds_in_flight)
+  done
+  waited=$((SECONDS - start))
+  if [ "$n" -gt 0 ]; then
+    log "drain: $n build(s) still running after ${waited}s (the limit); stopping buildkitd anyway"
+  else
+    log "drained in ${waited}s"
+  fi
+}
+
 restart_daemon() {
+  drain
   if use_systemd; then
     require_tls; write_unit; systemctl restart buildkitd.service
   else
@@ -468,16 +528,26 @@ cmd_uninstall() {
   log "uninstalled (build state $( [ "$purge" = 1 ] && echo purged || echo kept))"
 }
 
+# One lifecycle command at a time on a host: an idle stop still waiting for the old daemon must
+# not interleave with a start (it removed the new supervisor's pid file: "supervisor did not
+# start"), nor a restart with an uninstall. The long-running supervisor and daemon never hold it.
+lifecycle_lock() {
+  local wait_s=$((BKF_DRAIN_TIMEOUT + BKF_STOP_TIMEOUT + 120))
+  mkdir -p "$BKF_RUN_DIR"
+  exec 9>>"$LIFECYCLE_LOCK"
+  flock -w "$wait_s" 9 || die "another bkf-node.sh command held $LIFECYCLE_LOCK for over ${wait_s}s"
+}
+
 case "${1:-install}" in
-  install) cmd_install ;;
-  certs) cmd_certs ;;
-  start) start_daemon; check_daemon ;;
-  stop) stop_daemon ;;
-  restart) restart_daemon; check_daemon ;;
+  install) lifecycle_lock; cmd_install ;;
+  certs) lifecycle_lock; cmd_certs ;;
+  start) lifecycle_lock; start_daemon; check_daemon ;;
+  stop) lifecycle_lock; drain; stop_daemon ;;
+  restart) lifecycle_lock; restart_daemon; check_daemon ;;
   status) check_daemon ;;
   preflight) require_tls ;;
   run) run_daemon ;;
   supervise) supervise ;;
-  uninstall) shift; cmd_uninstall "$@" ;;
+  uninstall) shift; lifecycle_lock; cmd_uninstall "$@" ;;
   *) die "usage: $0 install|certs|start|stop|restart|status|uninstall [--purge-state]" ;;
 esac

@@ -54,6 +54,8 @@ class NodeSettings:
     data_device_wait_s: int = 600
     #: how long a stopping daemon gets before it is killed
     stop_timeout_s: int = 30
+    #: how long a restart or stop waits for builds in flight before stopping the daemon
+    drain_timeout_s: int = 600
 
     @property
     def release_url(self) -> str:
@@ -88,6 +90,7 @@ class NodeSettings:
             "BKF_ALLOW_EMULATION": "1" if self.allow_emulation else "0",
             "BKF_PER_BOOT_HOOK": "1" if self.per_boot_hook else "0",
             "BKF_STOP_TIMEOUT": str(self.stop_timeout_s),
+            "BKF_DRAIN_TIMEOUT": str(self.drain_timeout_s),
         }
 
 

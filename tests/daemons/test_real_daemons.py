@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,6 +336,96 @@ def test_restart_keeps_layer_cache_and_cache_mounts(farm: Farm) -> None:
         assert re.search(rf"RUN --mount=type=cache[^\n]*platform={platform}[^\n]*\n#\d+ CACHED", log), log[-3000:]
     log = build(farm, "--platform", "linux/amd64,linux/arm64", "--build-arg", "BUST=b")
     assert (runs_of(farm, "linux/amd64"), runs_of(farm, "linux/arm64")) == (n_amd + 1, n_arm + 1)
+
+
+def slow_build(farm: Farm, host: str, seconds: int, log: Path) -> subprocess.Popen[bytes]:
+    """A build on `host` whose RUN step sleeps `seconds`, over mTLS, started in the background."""
+    ctx = farm.dir / "slow"
+    ctx.mkdir(exist_ok=True)
+    run(["bash", str(Path(__file__).resolve().parents[2] / "local" / "rootfs.sh"), str(ctx)])
+    (ctx / "Dockerfile").write_text("FROM scratch\nADD rootfs-amd64.tar /\nARG BUST\n"
+                                    f"RUN sleep {seconds} && echo $BUST\n")
+    argv = [need("buildctl")["buildctl"], *tls_args(farm, host), "build", "--frontend", "dockerfile.v0",
+            "--local", f"context={ctx}", "--local", f"dockerfile={ctx}",
+            "--opt", f"build-arg:BUST={secrets.token_hex(8)}"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    # in flight once the daemon's history has a record without a completion time
+    for _ in range(120):
+        hist = buildctl(f"tcp://{farm.addr(host)}:1234", farm.addr(host), farm.ca, farm.client, "debug", "histories",
+                        "--format",
+                        "{{if .Record.CompletedAt}}done{{else}}running{{end}}", check=False).stdout
+        if "running" in hist.split():
+            return proc
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"the build never showed up as running: {log.read_text()}")
+
+
+def tls_args(farm: Farm, host: str) -> list[str]:
+    return ["--addr", f"tcp://{farm.addr(host)}:1234", "--tlsservername", farm.addr(host),
+            "--tlscacert", str(farm.ca), "--tlscert", str(farm.client.cert), "--tlskey", str(farm.client.key)]
+
+
+def test_restart_lets_a_build_in_flight_finish(farm: Farm, tmp_path: Path) -> None:
+    """A restart (what a cert rotation or config change does) waits for the build, which succeeds."""
+    before = farm.daemon_pid("h3")
+    busy = slow_build(farm, "h3", 12, tmp_path / "build.log")
+    r = farm.hosts.ssh(farm.host("h3"), "/opt/buildkit-farm/bkf-node.sh restart")
+    assert busy.wait(timeout=120) == 0, (tmp_path / "build.log").read_text()[-2000:]
+    assert "draining: 1 build(s) in flight; waiting up to 600s" in r.stderr, r.stderr
+    waited = re.search(r"drained in (\d+)s", r.stderr)
+    assert waited, r.stderr
+    print(f"\ndrain: the restart waited {waited.group(1)} s for a build in flight (12 s RUN step)")
+    assert farm.daemon_pid("h3") != before
+
+
+def test_drain_is_bounded_and_the_cut_off_client_gets_an_error(farm: Farm, tmp_path: Path) -> None:
+    h3 = farm.host("h3")
+    farm.hosts.ssh(h3, "sed 's/^BKF_DRAIN_TIMEOUT=.*/BKF_DRAIN_TIMEOUT=3/' /etc/buildkit-farm/node.env "
+                       "> /etc/buildkit-farm/drain3.env")
+    busy = slow_build(farm, "h3", 613, tmp_path / "build.log")
+    try:
+        r = farm.hosts.ssh(h3, "BKF_ENV_FILE=/etc/buildkit-farm/drain3.env /opt/buildkit-farm/bkf-node.sh restart")
+        assert "still running after 3s (the limit); stopping buildkitd anyway" in r.stderr, r.stderr
+        # (a hang guard, not a timing goal: the cut-off client must return with an error)
+        assert busy.wait(timeout=120) != 0
+        # the killed daemon's build container is gone too (it held the data volume and its cache mounts)
+        assert "removing build container" in r.stderr, r.stderr
+        left = run(["pgrep", "-af", "sleep 613"], check=False).stdout
+        assert not left, left
+        mounts = farm.hosts.ssh(h3, "grep /var/lib/buildkit/runc-overlayfs/executor/ /proc/self/mountinfo || true")
+        assert not mounts.stdout.strip(), mounts.stdout
+    finally:
+        busy.kill()
+        farm.hosts.ssh(h3, "rm -f /etc/buildkit-farm/drain3.env && /opt/buildkit-farm/bkf-node.sh restart")
+
+
+def test_stop_and_start_take_turns(farm: Farm, tmp_path: Path) -> None:
+    """A start that arrives while a stop is still draining waits for it and then starts: the node
+    ends up running (unlocked, the start saw the old supervisor, returned, and the stop won)."""
+    h3 = farm.host("h3")
+    busy = slow_build(farm, "h3", 8, tmp_path / "build.log")
+    stop_log = tmp_path / "stop.log"
+    stop = subprocess.Popen(["bash", str(TESTHOSTS), "ssh", "h3", "/opt/buildkit-farm/bkf-node.sh stop"],
+                            env=farm.hosts.env, stdout=subprocess.DEVNULL, stderr=stop_log.open("wb"))
+    try:
+        for _ in range(60):
+            if "draining:" in stop_log.read_text():
+                break
+            time.sleep(0.5)
+        assert "draining:" in stop_log.read_text(), stop_log.read_text()
+        start = farm.hosts.ssh(h3, "/opt/buildkit-farm/bkf-node.sh start", check=False)
+        assert stop.wait(timeout=120) == 0, stop_log.read_text()
+        assert start.returncode == 0, start.stderr
+        assert busy.wait(timeout=120) == 0  # drained, not cut off
+        status = farm.hosts.ssh(h3, "/opt/buildkit-farm/bkf-node.sh status", check=False)
+        assert status.returncode == 0, status.stderr
+        sup = farm.hosts.ssh(h3, "kill -0 $(cat /run/buildkit/supervisor.pid) && echo alive", check=False)
+        assert sup.stdout.strip() == "alive", sup.stderr
+    finally:
+        busy.kill()
+        stop.kill()
 
 
 def test_uninstall_stops_everything_and_keeps_the_cache_for_a_new_node(farm: Farm) -> None:

@@ -1,13 +1,14 @@
-"""Tier 3: a stack made by an earlier release previews clean with this code, and this code tears it down.
+"""Tier 3: a stack made by the previous release upgrades in place with this code.
 
-The earlier release is a fixed commit of this repository (BASELINE), taken out with
-`git archive` and run by the real engine against its own two test hosts. This code
-then previews the same stack: nothing may change but the farm's own new component
-(`BuildkitFarm` wraps what used to sit at the stack root; aliases keep every real
-resource where it was). Finally this code destroys the stack.
+The previous release is a fixed commit of this repository (BASELINE), taken out with
+`git archive` and run by the real engine against its own two test hosts. This code then
+previews the same stack: the only changes allowed are the ones this release makes on purpose
+(EXPECTED: each node's payload, updated in place; nothing replaced, no PKI change). Then this
+code applies them (the nodes reinstall and restart on the new payload), a second preview is
+empty (no perpetual diff), and this code tears the stack down.
 
-BASELINE moves forward only with a release that deliberately changes what nodes run (their
-payload); such a change says so in its commit, and this test then guards the next refactor.
+BASELINE moves forward with each release that changes what nodes run (their payload), and
+EXPECTED says what that release changes; the commit that moves them says so.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ from tests.support.hosts import ROOT, file_backend, make_artifact, need, run, ru
 
 pytestmark = pytest.mark.e2e
 
-#: the last commit before the program became one BuildkitFarm component and the layered packages
-BASELINE = "b0fa13b"
+#: the previous release: the last commit before the lifecycle lock and the drain on restart
+#: (b0fa13b, the commit before the BuildkitFarm component, was the one before it)
+BASELINE = "921235b"
+#: what upgrading from BASELINE changes, (operation, resource name), each node in place: the payload
+#: (bkf-node.sh and the env file)
+EXPECTED = sorted(("update", f"{node}-{step}") for node in ("amd64-1", "arm64-1") for step in ("buildkitd",))
 STACK = "upgrade"
 HOSTS = {"h9": "amd64-1", "h10": "arm64-1"}
 
 
-def test_an_earlier_release_stack_has_no_diff_but_the_new_component(tmp_path: Path) -> None:
+def test_the_previous_release_stack_upgrades_in_place(tmp_path: Path) -> None:
     need("pulumi", "pulumi-language-python", "git")
     old = tmp_path / "baseline"
     old.mkdir()
@@ -41,6 +46,11 @@ def test_an_earlier_release_stack_has_no_diff_but_the_new_component(tmp_path: Pa
         return run(["pulumi", *args, "--stack", STACK, "--non-interactive", "--config-file", str(config)],
                    cwd=cwd, env=env, check=check, timeout=900)
 
+    def changes(cwd: Path) -> tuple[list[tuple[str, str]], dict[str, int]]:
+        plan = json.loads(pulumi(cwd, "preview", "--json").stdout)
+        steps = [(s["op"], s["urn"].rsplit("::", 1)[-1]) for s in plan["steps"] if s["op"] != "same"]
+        return sorted(steps), plan["changeSummary"]
+
     with running_hosts(list(HOSTS), tmp_path / "state") as hs:
         artifacts = tmp_path / "artifacts"
         make_artifact(artifacts)
@@ -49,16 +59,21 @@ def test_an_earlier_release_stack_has_no_diff_but_the_new_component(tmp_path: Pa
         try:
             pulumi(old, "up", "--yes", "--skip-preview")
             state = run(["pulumi", "stack", "export", "--stack", STACK], cwd=old, env=env).stdout
-            # (provider instances are not steps of a preview)
-            made = len([r for r in json.loads(state)["deployment"]["resources"]
-                        if not r["type"].startswith("pulumi:providers:")])
-            preview = pulumi(ROOT, "preview", "--json")
-            plan = json.loads(preview.stdout)
-            changed = [(s["op"], s["urn"].rsplit("::", 2)[-2:]) for s in plan["steps"] if s["op"] != "same"]
-            print(f"\nupgrade from {BASELINE}: {plan['changeSummary']}")
-            assert changed == [("create", ["buildkit-farm:index:BuildkitFarm", "bkf"])], changed
-            # every resource the baseline made (the stack included) is adopted through its alias
-            assert plan["changeSummary"] == {"create": 1, "same": made}, (plan["changeSummary"], made)
+            certs = {r["urn"]: r["outputs"].get("certPem") for r in json.loads(state)["deployment"]["resources"]
+                     if r["type"] == "tls:index/locallySignedCert:LocallySignedCert"}
+            changed, summary = changes(ROOT)
+            print(f"\nupgrade from {BASELINE}: {summary}")
+            assert changed == EXPECTED, changed
+            pulumi(ROOT, "up", "--yes", "--skip-preview")
+            assert changes(ROOT)[0] == []  # settled: no perpetual diff
+            state = run(["pulumi", "stack", "export", "--stack", STACK], cwd=ROOT, env=env).stdout
+            after = {r["urn"]: r["outputs"].get("certPem") for r in json.loads(state)["deployment"]["resources"]
+                     if r["type"] == "tls:index/locallySignedCert:LocallySignedCert"}
+            assert after == certs and certs  # the same certificates: nothing under the PKI moved
+            for h in hs.hosts:
+                env_file = hs.ssh(h, "cat /etc/buildkit-farm/node.env").stdout
+                assert "BKF_DRAIN_TIMEOUT=600" in env_file, env_file  # the new payload is what runs
+                assert any("buildkitd" in p for p in hs.processes(h)), h.name
         finally:
             down = pulumi(ROOT, "destroy", "--yes", "--skip-preview", check=False)
             pulumi(ROOT, "stack", "rm", "--yes", "--force", check=False)

@@ -176,3 +176,10 @@ def test_spot_keeps_the_volume_across_interruptions() -> None:
     assert market == {"marketType": "spot", "spotOptions": {"instanceInterruptionBehavior": "stop",
                                                             "spotInstanceType": "persistent"}}
     assert "instanceMarketOptions" not in mockrt.run_main(DEV).named("amd64-1-instance").inputs
+
+
+def test_the_drain_timeout_reaches_every_node() -> None:
+    """buildkit.drainTimeoutSeconds is what bkf-node.sh waits for builds in flight on restart."""
+    assert all("BKF_DRAIN_TIMEOUT=600\n" in user_data(mockrt.run_main(DEV), n) for n in NODES)  # the default
+    run = mockrt.run_main(mockrt.with_section(DEV, "buildkit", drainTimeoutSeconds=45))
+    assert all("BKF_DRAIN_TIMEOUT=45\n" in user_data(run, n) for n in NODES)

@@ -114,3 +114,11 @@ def test_payload_render_is_deterministic() -> None:
                      buildkit_sha256="0" * 64, port=1234, cert_source="stdin")
     toml = render_buildkitd_toml(platform="linux/amd64", port=1234, volume_gb=20)
     assert render_payload(s, toml) == render_payload(s, toml)
+
+
+def test_the_drain_timeout_reaches_every_host(tmp_path: Path) -> None:
+    cfg = mockrt.with_section(local_config(tmp_path), "buildkit", drainTimeoutSeconds=0)
+    run = mockrt.run_main(cfg, stack="local")
+    for node in ("amd64-1", "arm64-1"):
+        assert "BKF_DRAIN_TIMEOUT=0\n" in heredocs(run.named(f"{node}-buildkitd").inputs["create"])[
+            "/etc/buildkit-farm/node.env"]
