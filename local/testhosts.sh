@@ -11,6 +11,8 @@
 #   local/testhosts.sh purge   down + delete the data images and keys
 #   local/testhosts.sh status
 #
+# BKF_TESTHOSTS_NO_SFTP: hosts (of this set) whose sshd has no sftp subsystem, as some hardened
+# servers are configured (the SFTP check before an artifact copy is tested on one).
 # Addresses: bridge bkf-br0 10.77.0.1/24 in the root namespace; host hN is
 # 10.77.0.(10+N). Only these addresses are ever dialled.
 set -euo pipefail
@@ -120,8 +122,11 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
-Subsystem sftp internal-sftp
 EOF
+  case " ${BKF_TESTHOSTS_NO_SFTP:-} " in
+    *" $h "*) ;;
+    *) echo "Subsystem sftp internal-sftp" >>"$d/sshd_config" ;;
+  esac
   local pid
   pid=$(sshd_pid "$h")
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then

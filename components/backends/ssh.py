@@ -14,6 +14,7 @@ import pulumi
 import pulumi_command as command
 
 from components.backends.base import HostInputs, StaticAddresses, node_files, node_idle_stop, node_toml
+from components.backends.ssh_sftp import render_artifact_dir_script
 from components.config.farm import SshFarmConfig
 from components.node.address import NodeAddress, static_address
 from components.node.idle import IdleStop
@@ -67,7 +68,8 @@ class SshNode(pulumi.ComponentResource):
         if args.artifact_path is not None:
             prepare = command.remote.Command(
                 f"{name}-artifact-dir", connection=conn,
-                create=f"mkdir -p '{INSTALL_DIR}/artifacts'",
+                # makes the directory and checks the copy's SFTP subsystem (ssh_sftp)
+                create=render_artifact_dir_script(f"{INSTALL_DIR}/artifacts", args.ssh_host),
                 opts=pulumi.ResourceOptions(parent=self))
             copy = command.remote.CopyToRemote(
                 f"{name}-artifact", connection=conn,

@@ -23,12 +23,14 @@ from tests.support.hosts import ROOT, file_backend, make_artifact, need, run, ru
 
 pytestmark = pytest.mark.e2e
 
-#: the previous release: the last commit before the lifecycle lock and the drain on restart
-#: (b0fa13b, the commit before the BuildkitFarm component, was the one before it)
+#: the previous release: the last commit before the lifecycle lock, the drain on restart and the
+#: SFTP check (b0fa13b, the commit before the BuildkitFarm component, was the one before it)
 BASELINE = "921235b"
 #: what upgrading from BASELINE changes, (operation, resource name), each node in place: the payload
-#: (bkf-node.sh and the env file)
-EXPECTED = sorted(("update", f"{node}-{step}") for node in ("amd64-1", "arm64-1") for step in ("buildkitd",))
+#: (bkf-node.sh and the env file), and the artifact directory step, which now also checks for SFTP
+#: (a Command without `update` runs its new `create` again)
+EXPECTED = sorted(("update", f"{node}-{step}") for node in ("amd64-1", "arm64-1")
+                  for step in ("buildkitd", "artifact-dir"))
 STACK = "upgrade"
 HOSTS = {"h9": "amd64-1", "h10": "arm64-1"}
 

@@ -76,9 +76,10 @@ class HostSet:
 
 
 @contextmanager
-def running_hosts(names: Sequence[str], state: Path) -> Iterator[HostSet]:
+def running_hosts(names: Sequence[str], state: Path, no_sftp: Sequence[str] = ()) -> Iterator[HostSet]:
+    """Test hosts up for the block, down after it (``no_sftp``: hosts whose sshd has no sftp subsystem)."""
     hs = HostSet(tuple(Host(n, f"10.77.0.{10 + int(n[1:])}") for n in names), state)
-    run(["bash", str(TESTHOSTS), "up"], env=hs.env)
+    run(["bash", str(TESTHOSTS), "up"], env={**hs.env, "BKF_TESTHOSTS_NO_SFTP": " ".join(no_sftp)})
     try:
         yield hs
     finally:

@@ -496,10 +496,13 @@ def local_ssh(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Run the "remote" command through sh on this machine instead of ssh; records the commands."""
     seen: list[str] = []
 
-    def fake(conn: Any, remote_command: str, key_file: Any = None, known_hosts: Any = None, ssh: str = "ssh"
-             ) -> list[str]:
-        seen.append(remote_command)
+    def fake(conn: Any, remote_command: str, key_file: Any = None, known_hosts: Any = None, ssh: str = "ssh",
+             subsystem: bool = False) -> list[str]:
         assert key_file and Path(key_file).read_text() == "KEY\n"
+        if subsystem:  # the sftp subsystem is there (an sftp server reading EOF exits 0)
+            assert remote_command == "sftp"
+            return ["cat"]
+        seen.append(remote_command)
         return ["sh", "-c", remote_command]
 
     monkeypatch.setattr(command, "ssh_argv", fake)
@@ -551,9 +554,11 @@ def test_copy_to_remote_file_text_and_directory(c: Driver, local_ssh: list[str],
     assert (dest / "artifacts" / "buildkit.tar.gz").read_bytes() == b"tarball v1"
     assert isinstance(outs["connection"], Secret)
     assert inputs["source"]["hash"] == hashlib.sha256(b"tarball v1").hexdigest()
-    # to a file path whose parents do not exist yet
-    c.up(COPY, {"connection": conn, "source": asset, "remotePath": str(dest / "a" / "b" / "f")})
-    assert (dest / "a" / "b" / "f").read_bytes() == b"tarball v1"
+    # to a file path whose parent does not exist: upstream's sftp Create fails, so does this one
+    deep = str(dest / "a" / "b" / "f")
+    with pytest.raises(Aborted, match=r"failed to create remote file .*/a/b/f: file does not exist"):
+        c.create(COPY, c.checked(COPY, {"connection": conn, "source": asset, "remotePath": deep}))
+    assert not (dest / "a").exists()
     # a new file content updates in place (copies again); new triggers replace
     src.write_bytes(b"tarball v2")
     news = c.checked(COPY, {"connection": conn, "source": asset, "remotePath": str(dest / "artifacts"),
@@ -576,6 +581,29 @@ def test_copy_to_remote_file_text_and_directory(c: Driver, local_ssh: list[str],
                 "remotePath": str(dest / "dirs")})
     assert (dest / "dirs" / "tree" / "sub" / "x").read_text() == "x"
     assert len(local_ssh) == 5
+
+
+def test_copy_to_remote_needs_the_sftp_subsystem_like_upstream(c: Driver, monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """Upstream copies over SFTP: a host whose sshd has no sftp subsystem fails with x/crypto's
+    error and nothing is written (the real OpenSSH message is what ssh prints then)."""
+    ran: list[str] = []
+
+    def no_sftp(conn: Any, remote_command: str, key_file: Any = None, known_hosts: Any = None, ssh: str = "ssh",
+                subsystem: bool = False) -> list[str]:
+        ran.append(f"{'subsystem ' if subsystem else ''}{remote_command}")
+        if subsystem:
+            return ["sh", "-c", "echo 'subsystem request failed on channel 0' >&2; exit 255"]
+        return ["sh", "-c", remote_command]
+
+    monkeypatch.setattr(command, "ssh_argv", no_sftp)
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    inputs = c.checked(COPY, {"connection": Secret(CONN), "source": {SIG_KEY: ASSET_SIG, "path": str(src)},
+                              "remotePath": str(tmp_path / "out")})
+    with pytest.raises(Aborted, match=r": ssh: subsystem request failed$"):
+        c.create(COPY, inputs)
+    assert ran == ["subsystem sftp"] and not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import pulumi
 import pytest
 
+from components.backends.ssh_sftp import render_artifact_dir_script
 from components.node.payload import SCRIPT_PATH, render_payload
 from tests.unit import mockrt
 from tests.unit.test_node_bootstrap import heredocs
@@ -114,6 +116,14 @@ def test_payload_render_is_deterministic() -> None:
                      buildkit_sha256="0" * 64, port=1234, cert_source="stdin")
     toml = render_buildkitd_toml(platform="linux/amd64", port=1234, volume_gb=20)
     assert render_payload(s, toml) == render_payload(s, toml)
+
+
+def test_the_artifact_dir_step_does_not_guess_outside_an_ssh_session(tmp_path: Path) -> None:
+    r = subprocess.run(["sh", "-c", render_artifact_dir_script(str(tmp_path / "a"), "h")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "cannot find the sshd serving this session" in r.stderr
+    assert (tmp_path / "a").is_dir()
+    # a real sshd session, with and without the subsystem: tests/e2e/test_sftp.py
 
 
 def test_the_drain_timeout_reaches_every_host(tmp_path: Path) -> None:

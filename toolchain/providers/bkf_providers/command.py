@@ -272,8 +272,9 @@ def _opt(name: str, value: str) -> list[str]:
 
 
 def ssh_argv(conn: Mapping[str, Any], remote_command: str, key_file: str | None = None,
-             known_hosts: str | None = None, ssh: str = "ssh") -> list[str]:
-    """The OpenSSH client command line for one remote command (no ~/.ssh/config, no prompts).
+             known_hosts: str | None = None, ssh: str = "ssh", subsystem: bool = False) -> list[str]:
+    """The OpenSSH client command line for one remote command (no ~/.ssh/config, no prompts);
+    with `subsystem`, remote_command names an SSH subsystem (sftp) instead.
 
     Host keys are not checked unless connection.hostKey is set (like upstream); then the
     key is pinned through `known_hosts` (written by ``ssh_files``) and checked strictly.
@@ -299,7 +300,7 @@ def ssh_argv(conn: Mapping[str, Any], remote_command: str, key_file: str | None 
     else:
         argv += [*_opt("StrictHostKeyChecking", "no"), *_opt("UserKnownHostsFile", "/dev/null"),
                  *_opt("CheckHostIP", "no")]
-    return [*argv, "--", str(conn["host"]), remote_command]
+    return [*argv, *(["-s"] if subsystem else []), "--", str(conn["host"]), remote_command]
 
 
 @dataclass
@@ -355,15 +356,17 @@ def dial_agent(path: str) -> None:
 
 def ssh_run(ctx: Context, conn: Mapping[str, Any], command: str, *, stdin: bytes | None = None,
             stdin_writer: Callable[[IO[bytes]], None] | None = None, log_stdout: bool = True,
-            log_stderr: bool = True) -> Completed:
-    """Run a command on the connection's host, retrying failed dials like upstream."""
+            log_stderr: bool = True, subsystem: bool = False) -> Completed:
+    """Run a command (or with `subsystem`, open that SSH subsystem) on the connection's host,
+    retrying failed dials like upstream."""
     agent = agent_socket(conn, os.environ)
     if agent:
         dial_agent(agent)
     attempts = dial_attempts(conn)
     n = 0
     with ssh_files(conn) as files:
-        argv = ssh_argv(conn, command, files.key, files.known_hosts)
+        argv = (ssh_argv(conn, command, files.key, files.known_hosts, subsystem=True) if subsystem
+                else ssh_argv(conn, command, files.key, files.known_hosts))
         while True:
             n += 1
             done = run_process(ctx, argv, stdin=stdin, stdin_writer=stdin_writer,
@@ -463,13 +466,19 @@ class RemoteCommandResource(_CommandBase):
 # remote.CopyToRemote
 
 
+#: what golang.org/x/crypto/ssh returns when the server has no such subsystem (upstream's whole error)
+NO_SFTP = "ssh: subsystem request failed"
+
+
 def copy_file_script(remote_path: str, name: str | None) -> str:
-    """Remote sh: write stdin to remote_path, or into it (as `name`) if it is a directory; make parents."""
+    """Remote sh: write stdin to remote_path, or into it (as `name`) if it is a directory. Like
+    upstream's sftp Create, parents are not made: a missing parent directory is an error."""
     into_dir = (f'if [ -d "$d" ]; then d="$d"/{shlex.quote(name)}; fi' if name is not None else
                 'if [ -d "$d" ]; then echo "remote path $d is a directory; when using a text asset, '
                 'remotePath must be a file path" >&2; exit 1; fi')
     return (f"d={shlex.quote(remote_path)}; {into_dir}; "
-            'mkdir -p -- "$(dirname -- "$d")" && cat > "$d"')
+            '[ -d "$(dirname -- "$d")" ] || { echo "failed to create remote file $d: file does not exist" >&2; '
+            'exit 1; }; cat > "$d"')
 
 
 def copy_dir_script(remote_path: str, name: str | None) -> str:
@@ -540,6 +549,14 @@ class CopyToRemoteResource(ResourceType):
     def copy(self, ctx: Context, inputs: dict[str, Any]) -> None:
         plain = reveal(inputs)
         conn, src, dest = connection_of(plain), plain["source"], str(plain["remotePath"])
+        # Upstream copies over SFTP (github.com/pkg/sftp): a host without the sftp subsystem fails
+        # here with x/crypto's bare error, before anything is written. The copy below streams
+        # through exec, so open the subsystem first to fail the same way.
+        probe = ssh_run(ctx, conn, "sftp", stdin=b"", log_stdout=False, log_stderr=False, subsystem=True)
+        if probe.returncode != 0:
+            if "subsystem request failed" in probe.stderr:
+                raise ProviderError(NO_SFTP)
+            raise ProviderError(f"{exit_description(probe.returncode, True)}: {probe.combined.strip()}")
         stdin: bytes | None = None
         writer: Callable[[IO[bytes]], None] | None = None
         if is_asset(src) and src.get("text") is not None:
