@@ -113,7 +113,8 @@ def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "i
         "set -euo pipefail\numask 022\n",
         f"mkdir -p '{INSTALL_DIR}' '{Path(ENV_FILE).parent}' '{layout.config_dir}'\n",
         _heredoc(ENV_FILE, render_env_file(settings), "0644"),
-        *_config_files(files or {}),
+        # without registries: the CA files a stack with them left behind go too
+        *(_config_files(files) if files else [f"rm -rf '{layout.registry_dir}'\n"]),
         _heredoc(layout.config_path, buildkitd_toml, "0644"),
         _heredoc(f"{INSTALL_DIR}/bkf-node.sh", script, "0755"),
         _heredoc(UNIT_FILE, render_systemd_unit(settings), "0644"),

@@ -376,3 +376,19 @@ def test_load_into_a_real_docker_engine(farm: Farm, dockerd: str) -> None:
     print(f"\n[registry] --load of a {size / 1e6:.0f} MB image into dockerd: {wall:.1f} s wall for the "
           f"--load build with every step cached (export + transfer + docker load); the build alone took "
           f"{t_build:.1f} s")
+
+
+def test_dropping_the_registries_removes_their_ca_files_from_the_nodes(farm: Farm) -> None:
+    """Last (it changes the stack): a config without `registries` leaves no CA file on a host."""
+    config = farm.dir / f"Pulumi.{STACK}.yaml"
+    for h in farm.hosts.hosts:
+        assert farm.hosts.ssh(h, "ls /etc/buildkit/registry").stdout.strip(), h.name  # there before
+    doc = yaml.safe_load(config.read_text())
+    del doc["config"]["buildkit-farm:registries"]
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run(["pulumi", "up", "--yes", "--skip-preview", "--stack", STACK, "--non-interactive", "--config-file",
+         str(config)], cwd=ROOT, env=farm.env, timeout=900)
+    for h in farm.hosts.hosts:
+        left = farm.hosts.ssh(h, "ls -A /etc/buildkit").stdout.split()
+        assert "registry" not in left and "buildkitd.toml" in left, (h.name, left)
+        assert "[registry" not in farm.hosts.ssh(h, "cat /etc/buildkit/buildkitd.toml").stdout

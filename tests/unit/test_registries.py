@@ -245,15 +245,18 @@ def test_review_summary_tells_the_ca_cleanup_apart_from_the_cache_setting() -> N
     assert lines(p) == ["node amd64-1: `pulumi destroy` now keeps its build cache"]
 
 
-def test_without_registries_nothing_of_them_is_rendered(tmp_path: Any) -> None:
-    """No section, file, mount item, cleanup or output: a stack without registries renders as before
-    (tests/e2e/test_upgrade.py proves it byte for byte against an earlier release on SSH hosts)."""
+def test_without_registries_nothing_of_them_is_rendered_but_the_cleanup(tmp_path: Any) -> None:
+    """No section, file, mount item or output: only the removal of CA files an earlier config with
+    registries left on the host (EC2 and SSH hosts keep their config dir across updates)."""
+    cleanup = "rm -rf '/etc/buildkit/registry'\n"
     dev = mockrt.run_main(DEV)
     for node in ("amd64-1", "arm64-1"):
-        assert "registry" not in user_data(dev, node)
+        ud = user_data(dev, node)
+        assert cleanup in ud and "registry" not in ud.replace(cleanup, "")
     k8s = json.dumps(objects(mockrt.run_main(K8S, stack="k8s")))
     assert "registry" not in k8s
     local = mockrt.run_main(local_config(tmp_path), stack="local")
     for node in ("amd64-1", "arm64-1"):
         cmd = local.named(f"{node}-buildkitd").inputs
-        assert "registry" not in cmd["create"] and "registry" not in cmd["delete"]
+        assert cleanup in cmd["create"] and "registry" not in cmd["create"].replace(cleanup, "")
+        assert "registry" not in cmd["delete"]
