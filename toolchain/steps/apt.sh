@@ -8,7 +8,7 @@
 APT_PACKAGES=(
   runc openssh-server openssh-client iproute2 iptables containernetworking-plugins
   qemu-user-static binfmt-support busybox-static shellcheck uidmap jq curl ca-certificates
-  procps util-linux docker.io systemd-container debootstrap
+  procps util-linux docker.io systemd-container debootstrap gcc libc6-dev
 )
 
 step_apt() {
