@@ -79,10 +79,11 @@ class Cluster:
     def exists(self, kind: str, name: str, namespace: str = NAMESPACE) -> bool:
         return self.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
 
-    def apply(self, objects: list[dict[str, Any]]) -> str:
-        """Server-side apply of exactly these objects (admission, defaulting and validation by the
-        API), namespaces first, as Pulumi orders them (the other objects depend on the namespace)."""
-        out = ""
+    def apply(self, objects: list[dict[str, Any]]) -> tuple[str, str]:
+        """Server-side apply of exactly these objects (admission, defaulting and strict field
+        validation by the API), namespaces first, as Pulumi orders them (the other objects depend on
+        the namespace). Returns what was applied and the API's warnings (stderr)."""
+        out = err = ""
         for batch in ([o for o in objects if o["kind"] == "Namespace"],
                       [o for o in objects if o["kind"] != "Namespace"]):
             for attempt in range(10):
@@ -94,7 +95,8 @@ class Cluster:
                 time.sleep(1)
             assert r.returncode == 0, r.stdout + r.stderr
             out += r.stdout
-        return out
+            err += r.stderr
+        return out, err
 
     def wait_ready(self, pod: str, timeout: int = 180) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

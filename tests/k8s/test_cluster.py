@@ -76,6 +76,8 @@ class Tier:
     client: Pem
     busybox: str  # oci-layout://<dir>@<digest>
     timings: dict[str, float]
+    #: what the API said while admitting the objects (warnings), besides the applied lines
+    applied: tuple[str, str]
 
     def render(self, **kubernetes: Any) -> rendered.Rendered:
         y = stack_yaml(self.cluster.image_ref, **kubernetes)
@@ -112,7 +114,7 @@ def tier(request: pytest.FixtureRequest) -> Iterator[Tier]:
             stack = rendered.render(rendered.stack_config(stack_yaml(cluster.image_ref)), pki=pki)
             timings["program rendered under mocks"] = time.monotonic() - t0
             t0 = time.monotonic()
-            cluster.apply(stack.objects)
+            applied = cluster.apply(stack.objects)
             for node in NODE_HOSTS:
                 cluster.wait_ready(f"{node}-0")
             timings["objects applied, pods Ready"] = time.monotonic() - t0
@@ -129,7 +131,8 @@ def tier(request: pytest.FixtureRequest) -> Iterator[Tier]:
                 out = run(["bash", "-c", stack.outputs["buildxCreateScript"]], env=env, timeout=300)
                 timings["builder created (program's script)"] = time.monotonic() - t0
                 assert "builder bkf-k8s-tier ready" in out.stdout, out.stdout
-                yield Tier(d, cluster, pki, stack, proxies, env, ca, Pem(cert, key), _busybox_layout(d), timings)
+                yield Tier(d, cluster, pki, stack, proxies, env, ca, Pem(cert, key), _busybox_layout(d), timings,
+                           applied)
     finally:
         shutil.rmtree(d, ignore_errors=True)
         # printed past pytest's capture, on every run (timings are reported, never asserted)
@@ -170,6 +173,10 @@ def claim(t: Tier, node: str) -> dict[str, Any]:
 
 def test_every_rendered_object_is_admitted_server_side(tier: Tier) -> None:
     kinds = sorted(o["kind"] for o in tier.stack.objects)
+    lines, warnings = tier.applied
+    assert lines.count("serverside-applied") == len(tier.stack.objects), lines
+    # no deprecation, unknown-field or Pod Security warning from the API
+    assert warnings == "", warnings
     assert kinds == sorted(["Namespace", "NetworkPolicy", *["Service", "Secret", "ConfigMap", "StatefulSet"] * 2])
     for o in tier.stack.objects:
         md = o["metadata"]
@@ -273,7 +280,12 @@ def test_a_rolling_restart_after_a_config_change_keeps_the_pvc_and_the_cache(tie
     assert "maxEntries = 150" in toml
     # same PKI: the certs (and the builder's client cert) stay valid
     assert new.outputs["caCert"] == tier.stack.outputs["caCert"]
-    tier.cluster.apply(new.objects)
+    lines, warnings = tier.cluster.apply(new.objects)
+    assert "configmap/amd64-1-config serverside-applied" in lines and warnings == "", (lines, warnings)
+    # the config change reached the pod template (what makes the StatefulSet roll)
+    sts = tier.cluster.get("statefulset", "amd64-1")
+    assert sts["spec"]["template"]["metadata"]["annotations"][m.CONFIG_CHECKSUM] == hashlib.sha256(
+        toml.encode()).hexdigest()
     tier.cluster.kubectl("rollout", "status", "statefulset/amd64-1", "-n", NAMESPACE, "--timeout=300s",
                          timeout=320)
     tier.cluster.wait_gone("amd64-1-0", before["metadata"]["uid"])
