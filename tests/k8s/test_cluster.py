@@ -37,6 +37,7 @@ from tests.k8s.cluster import (
     STORAGE_CLASS,
     Cluster,
     ServiceProxy,
+    poll,
     running_cluster,
     service_proxies,
     stack_yaml,
@@ -259,6 +260,7 @@ def test_a_client_without_the_cert_is_refused(tier: Tier, node: str) -> None:
 
 
 def test_deleting_the_pod_keeps_the_pvc_and_the_cache(tier: Tier) -> None:
+    stamps = cache_build(tier, "before-delete")
     before, pvc = pod_of(tier, "amd64-1"), claim(tier, "amd64-1")
     tier.cluster.kubectl("delete", "pod", "amd64-1-0", "-n", NAMESPACE, "--wait=false")
     tier.cluster.wait_gone("amd64-1-0", before["metadata"]["uid"])
@@ -267,10 +269,11 @@ def test_deleting_the_pod_keeps_the_pvc_and_the_cache(tier: Tier) -> None:
     again = claim(tier, "amd64-1")
     assert (again["metadata"]["uid"], again["spec"]["volumeName"]) == (pvc["metadata"]["uid"],
                                                                         pvc["spec"]["volumeName"])
-    assert cache_build(tier, "after-delete") == ["first", "second", "after-delete"]
+    assert cache_build(tier, "after-delete") == [*stamps, "after-delete"]
 
 
 def test_a_rolling_restart_after_a_config_change_keeps_the_pvc_and_the_cache(tier: Tier) -> None:
+    stamps = cache_build(tier, "before-rollout")
     before, pvc = pod_of(tier, "amd64-1"), claim(tier, "amd64-1")
     y = stack_yaml(tier.cluster.image_ref)
     y["config"]["buildkit-farm:buildkit"]["historyMaxEntries"] = 150
@@ -297,12 +300,16 @@ def test_a_rolling_restart_after_a_config_change_keeps_the_pvc_and_the_cache(tie
     again = claim(tier, "amd64-1")
     assert (again["metadata"]["uid"], again["spec"]["volumeName"]) == (pvc["metadata"]["uid"],
                                                                         pvc["spec"]["volumeName"])
-    assert cache_build(tier, "after-rollout") == ["first", "second", "after-delete", "after-rollout"]
+    assert cache_build(tier, "after-rollout") == [*stamps, "after-rollout"]
 
 
 def test_the_prestop_drain_lets_a_running_build_finish(tier: Tier) -> None:
+    """Deleting the pod mid-build: the preStop hook runs (its marker exists, readiness fails, the
+    Service stops routing new connections) while buildkitd still serves (SIGTERM is held back),
+    and the running build finishes before the old pod goes."""
+    stamps = cache_build(tier, "before-drain")
     before = pod_of(tier, "amd64-1")
-    grace = before["spec"]["terminationGracePeriodSeconds"]
+    pod_ip, grace = before["status"]["podIP"], before["spec"]["terminationGracePeriodSeconds"]
     ctx = tier.dir / "slow"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(SLOW_DOCKERFILE)
@@ -321,10 +328,19 @@ def test_the_prestop_drain_lets_a_running_build_finish(tier: Tier) -> None:
         pytest.fail("the slow build never started:\n" + "".join(log[-30:]))
     t0 = time.monotonic()
     tier.cluster.kubectl("delete", "pod", "amd64-1-0", "-n", NAMESPACE, "--wait=false")
+    # during the drain (the build sleeps on):
+    marker = tier.cluster.exec("amd64-1-0", "sh", "-c", f"test -e {m.DRAIN_MARKER} && echo draining",
+                               check=False)
+    assert marker.stdout.strip() == "draining", (marker.stdout, marker.stderr)
+    poll("the endpoint no longer ready", lambda: tier.proxies["amd64-1"].endpoint() is None, timeout=30)
+    # buildkitd itself has not been told to stop: a new client connection to the pod still works
+    served = buildctl(f"tcp://{pod_ip}:{PORT}", NODE_HOSTS["amd64-1"], tier.ca, tier.client, "debug", "workers",
+                      check=False, timeout=30)
+    assert served.returncode == 0 and "linux/amd64" in served.stdout, served.stderr
     log += proc.stdout.readlines()
     rc = proc.wait(timeout=grace + 60)
     build_done = time.monotonic() - t0
-    # when the build ended, the old pod was still there, terminating: the drain held SIGTERM back
+    # when the build ended, the old pod was still there, terminating
     live = tier.cluster.get("pod", "amd64-1-0")
     assert live["metadata"]["uid"] == before["metadata"]["uid"] and live["metadata"].get("deletionTimestamp"), live
     assert rc == 0, "".join(log[-40:])
@@ -334,6 +350,5 @@ def test_the_prestop_drain_lets_a_running_build_finish(tier: Tier) -> None:
     tier.cluster.wait_ready("amd64-1-0")
     tier.timings[f"drain: build done after delete ({SLOW_BUILD_S}s build, grace {grace}s)"] = build_done
     tier.timings["drain: old pod gone after delete"] = pod_gone
-    # and the cache is still there after this third restart
-    assert cache_build(tier, "after-drain")[-2:] == ["after-rollout", "after-drain"]
-
+    # and the cache mount's contents are still there after this restart too
+    assert cache_build(tier, "after-drain") == [*stamps, "after-drain"]
