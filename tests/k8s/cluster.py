@@ -113,7 +113,10 @@ class Cluster:
     def describe(self, pod: str) -> str:
         d = self.kubectl("describe", "pod", pod, "-n", NAMESPACE, check=False)
         logs = self.kubectl("logs", pod, "-n", NAMESPACE, "--tail=30", check=False)
-        return (d.stdout + d.stderr)[-3000:] + "\n--- logs\n" + (logs.stdout + logs.stderr)[-3000:]
+        # a pod that was never made: the StatefulSet controller's events say why (e.g. admission)
+        events = self.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp", check=False)
+        return ((d.stdout + d.stderr)[-3000:] + "\n--- logs\n" + (logs.stdout + logs.stderr)[-3000:]
+                + "\n--- events\n" + events.stdout[-3000:])
 
     def wait_gone(self, pod: str, uid: str, timeout: int = 300) -> None:
         """Until the pod object with this uid no longer exists (a replacement may have its name)."""

@@ -1,5 +1,7 @@
 """The Kubernetes backend on a real single-node cluster (local/k8s.sh: built from Go modules).
 
+Over 300 lines on purpose: one module-scoped cluster (~15 s up, ~15 s down) serves every check.
+
 The objects applied are exactly the ones the program registers for a Kubernetes stack
 (tests/support/rendered.py: __main__.py under mocks, real certs from the tls plugin), with the
 image pinned by config to the locally built rootless BuildKit image. Proves: server-side
