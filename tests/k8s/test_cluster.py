@@ -331,9 +331,10 @@ def test_the_prestop_drain_lets_a_running_build_finish(tier: Tier) -> None:
     t0 = time.monotonic()
     tier.cluster.kubectl("delete", "pod", "amd64-1-0", "-n", NAMESPACE, "--wait=false")
     # during the drain (the build sleeps on):
-    marker = tier.cluster.exec("amd64-1-0", "sh", "-c", f"test -e {m.DRAIN_MARKER} && echo draining",
-                               check=False)
-    assert marker.stdout.strip() == "draining", (marker.stdout, marker.stderr)
+    # (the kubelet starts the hook a moment after the delete)
+    poll("the preStop hook's drain marker", lambda: tier.cluster.exec(
+        "amd64-1-0", "sh", "-c", f"test -e {m.DRAIN_MARKER} && echo draining", check=False).stdout.strip()
+        == "draining", timeout=30)
     poll("the endpoint no longer ready", lambda: tier.proxies["amd64-1"].endpoint() is None, timeout=30)
     # buildkitd itself has not been told to stop: a new client connection to the pod still works
     served = buildctl(f"tcp://{pod_ip}:{PORT}", NODE_HOSTS["amd64-1"], tier.ca, tier.client, "debug", "workers",
