@@ -374,8 +374,17 @@ up() {
   [ "$(id -u)" = 0 ] || die "must run as root (bridge, mounts, cgroups)"
   mkdir -p "$RUN"
   if [ -f "$RUN/current" ]; then
-    log "a previous cluster ($(cat "$RUN/current")) was not torn down: taking it down first"
-    down "$(cat "$RUN/current")"
+    local prev c
+    prev=$(cat "$RUN/current")
+    # another run's live cluster (fixed bridge and ports): refuse rather than pull it down
+    for c in $COMPONENTS containerd; do
+      if [ -f "$prev/run/$c.pid" ] && kill -0 "$(cat "$prev/run/$c.pid")" 2>/dev/null; then
+        die "a cluster is running ($prev: $c); one at a time (local/k8s.sh down $prev ends it)"
+      fi
+    done
+    log "a previous cluster ($prev) was not torn down: taking it down first"
+    (down "$prev")
+    S=$(readlink -f "$1")
   fi
   ! ip link show "$BRIDGE" >/dev/null 2>&1 || die "bridge $BRIDGE exists but no cluster is recorded; remove it"
   mkdir -p "$S"/{run,logs,etcd,containerd,kubelet,podlogs,images}
@@ -449,7 +458,8 @@ down() {
   S=$(readlink -f "${1:-$(cat "$RUN/current" 2>/dev/null || true)}")
   if [ -z "$S" ] || [ ! -d "$S" ]; then
     log "no cluster to take down"
-    rm -f "$RUN/current"
+    # a pointer to a state dir that is gone is stale; any other belongs to another run
+    if [ -f "$RUN/current" ] && [ ! -d "$(cat "$RUN/current")" ]; then rm -f "$RUN/current"; fi
     return 0
   fi
   local i c

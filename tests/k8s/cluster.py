@@ -137,19 +137,21 @@ def _down(state: Path) -> None:
 
 
 @contextmanager
-def running_cluster(state: Path, images: Path) -> Iterator[Cluster]:
-    """The cluster up (fresh state under ``state``), always torn down at the end, even on failure."""
+def running_cluster(state: Path, images: Path, timings: dict[str, float]) -> Iterator[Cluster]:
+    """The cluster up (fresh state under ``state``), always torn down at the end, even on failure.
+    Set-up and teardown times go into ``timings`` (the cluster's ``timings`` is the same dict)."""
     t0 = time.monotonic()
     try:
         run(["bash", str(K8S_SH), "images", str(images)], timeout=300)
         t1 = time.monotonic()
+        timings["images built"] = t1 - t0
         run(["bash", str(K8S_SH), "up", str(state)], timeout=600, env={**os.environ, "BKF_K8S_IMAGES": str(images)})
-        t2 = time.monotonic()
-        c = Cluster(state, (images / "buildkit.ref").read_text().strip(),
-                    {"images built": t1 - t0, "cluster up (warm binaries)": t2 - t1})
-        yield c
+        timings["cluster up (warm binaries)"] = time.monotonic() - t1
+        yield Cluster(state, (images / "buildkit.ref").read_text().strip(), timings)
     finally:
+        t2 = time.monotonic()
         _down(state)
+        timings["cluster down"] = time.monotonic() - t2
 
 
 def stack_yaml(image_ref: str, **kubernetes: Any) -> dict[str, Any]:

@@ -110,8 +110,7 @@ def tier(request: pytest.FixtureRequest) -> Iterator[Tier]:
     d = Path(tempfile.mkdtemp(prefix="bkf-k8s.", dir="/tmp"))
     timings: dict[str, float] = {}
     try:
-        with running_cluster(d / "s", d / "images") as cluster:
-            timings.update(cluster.timings)
+        with running_cluster(d / "s", d / "images", timings) as cluster:
             t0 = time.monotonic()
             pki: rendered.PkiState = {}
             stack = rendered.render(rendered.stack_config(stack_yaml(cluster.image_ref)), pki=pki)
