@@ -237,6 +237,8 @@ state = "$S/run/containerd-state"
         runtime_type = 'io.containerd.runc.v2'
         [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
           BinaryName = '/usr/sbin/runc'
+          # runc's state under ours, not /run/containerd/runc
+          Root = '$S/run/runc'
           SystemdCgroup = false
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ['/usr/lib/cni']
@@ -393,6 +395,8 @@ up() {
   local k
   for k in $SYSCTLS; do echo "$k=$(sysctl -n "$k")"; done >"$S/sysctl.orig"
   if ! { iptables-save; ip6tables-save; } 2>/dev/null | grep -q ':KUBE-'; then touch "$S/kube-chains-ours"; fi
+  # the shims' sockets go to /run/containerd/s whatever the config says: ours if it was not there
+  [ -e /run/containerd ] || touch "$S/run-containerd-ours"
 
   ip link add "$BRIDGE" type bridge
   ip addr add "$NODE_IP/24" dev "$BRIDGE"
@@ -503,6 +507,9 @@ down() {
   for ctl in /sys/fs/cgroup/*/kubepods; do [ -d "$ctl" ] && log "cgroup $ctl is left (not empty)"; done
   rm -f /var/lib/cni/results/bkf-k8s-* 2>/dev/null || true
   [ ! -f "$S/kube-chains-ours" ] || remove_kube_chains
+  if [ -f "$S/run-containerd-ours" ]; then
+    rmdir /run/containerd/s /run/containerd 2>/dev/null || log "/run/containerd is not empty: left"
+  fi
   if [ -f "$S/sysctl.orig" ]; then
     local k v
     while IFS='=' read -r k v; do
