@@ -507,7 +507,7 @@ down() {
   for ctl in /sys/fs/cgroup/*/kubepods; do [ -d "$ctl" ] && log "cgroup $ctl is left (not empty)"; done
   rm -f /var/lib/cni/results/bkf-k8s-* 2>/dev/null || true
   [ ! -f "$S/kube-chains-ours" ] || remove_kube_chains
-  if [ -f "$S/run-containerd-ours" ]; then
+  if [ -f "$S/run-containerd-ours" ] && [ -d /run/containerd ]; then
     rmdir /run/containerd/s /run/containerd 2>/dev/null || log "/run/containerd is not empty: left"
   fi
   if [ -f "$S/sysctl.orig" ]; then
