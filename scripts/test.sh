@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test tier, with the toolchain toolchain/bootstrap.sh built:
 #   lint (ruff, shellcheck) -> types (mypy) -> unit (mocks) -> daemons (real buildkitd/buildx)
-#   -> e2e (real pulumi up/preview/destroy against test hosts on this machine).
+#   -> e2e (real pulumi up/preview/destroy against test hosts on this machine) -> ec2 (the AWS node
+#   path in a container) -> k8s (the Kubernetes objects on a single-node cluster, local/k8s.sh).
 #   scripts/test.sh [unit]    "unit" stops after the unit tier
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -83,6 +83,8 @@ source "$SCRIPT_DIR/steps/policy_venv.sh"
 source "$SCRIPT_DIR/steps/registry.sh"
 # shellcheck source=steps/aws_emu_venv.sh
 source "$SCRIPT_DIR/steps/aws_emu_venv.sh"
+# shellcheck source=steps/cluster.sh
+source "$SCRIPT_DIR/steps/cluster.sh"
 
 trap cleanup EXIT
 
@@ -99,6 +101,7 @@ main() {
   step_binaries
   step_actionlint
   step_registry
+  step_cluster
   step_link
   step_venv
   step_policy_venv

@@ -137,8 +137,9 @@ async def _resolve(value: Any) -> tuple[Any, bool]:
     return await out.future(), bool(await out.is_secret())
 
 
-def run(program: Callable[[], None], config: dict[str, str] | None = None, stack: str = "dev") -> Run:
-    mocks = FarmMocks()
+def run(program: Callable[[], None], config: dict[str, str] | None = None, stack: str = "dev",
+        mocks: FarmMocks | None = None) -> Run:
+    mocks = mocks or FarmMocks()
     pulumi.runtime.set_mocks(mocks, project="buildkit-farm", stack=stack, preview=False)
     pulumi.runtime.set_all_config(dict(config or {}))
     result = Run(mocks)
@@ -168,10 +169,10 @@ def is_secret(value: Any) -> bool:
     return asyncio.get_event_loop().run_until_complete(_resolve(value))[1]
 
 
-def run_main(config: dict[str, str], stack: str = "dev") -> Run:
+def run_main(config: dict[str, str], stack: str = "dev", mocks: FarmMocks | None = None) -> Run:
     def program() -> None:
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
-    return run(program, config, stack)
+    return run(program, config, stack, mocks)
 
 
 #: How the mock monitor hands over a secret input: {SIG_KEY: SECRET_SIG, "value": ...}.

@@ -4,11 +4,13 @@
 # systemd-container (systemd-nspawn) and debootstrap: the EC2 node tier (tests/ec2) boots a Debian
 # rootfs with systemd as PID 1. Installing systemd-container also upgrades the host's systemd
 # packages to the same version (PID 1 here is not systemd: nothing is re-executed).
+# gcc and libc6-dev: the static uid-map helper in the cluster tier's rootless BuildKit image
+# (local/k8s/subidmap.c).
 
 APT_PACKAGES=(
   runc openssh-server openssh-client iproute2 iptables containernetworking-plugins
   qemu-user-static binfmt-support busybox-static shellcheck uidmap jq curl ca-certificates
-  procps util-linux docker.io systemd-container debootstrap
+  procps util-linux docker.io systemd-container debootstrap gcc libc6-dev
 )
 
 step_apt() {
