@@ -13,13 +13,22 @@ step_link() {
   # them with hard links in one bundle dir and link the CLI from there.
   local pdir=$CACHE_ROOT/pulumi-v$PULUMI_VERSION
   local ldir=$CACHE_ROOT/pulumi-language-python-v$PULUMI_LANGUAGE_PYTHON_VERSION
-  if [[ -x "$pdir/pulumi" ]]; then
-    local tmp f
+  local sources=("$pdir/pulumi" "$pdir/pulumi-language-python-exec" "$pdir/pulumi-resource-pulumi-python"
+    "$ldir/pulumi-language-python")
+  # An up-to-date bundle is left as it is: it is shared by every clone, and swapping it while a
+  # pulumi command of another clone runs makes that command lose its language host.
+  local current=1 f
+  for f in "${sources[@]}"; do
+    if [[ -x "$f" ]] && ! [[ "$BUNDLE_DIR/${f##*/}" -ef "$f" ]] && ! cmp -s "$f" "$BUNDLE_DIR/${f##*/}"; then
+      current=0
+    fi
+  done
+  if [[ -x "$pdir/pulumi" && $current == 0 ]]; then
+    local tmp
     mk_tmp pulumi-bundle
     tmp=$MK_TMP
     ln "$pdir/pulumi" "$tmp/pulumi" 2>/dev/null || cp -p "$pdir/pulumi" "$tmp/pulumi"
-    for f in "$pdir/pulumi-language-python-exec" "$pdir/pulumi-resource-pulumi-python" \
-      "$ldir/pulumi-language-python"; do
+    for f in "${sources[@]:1}"; do
       if [[ -x "$f" ]]; then
         ln "$f" "$tmp/${f##*/}" 2>/dev/null || cp -p "$f" "$tmp/${f##*/}"
       fi
