@@ -58,10 +58,16 @@ class Bench:
         self.ctx = workload.make_context(self.w, workdir / "ctx")
         self.ctx_nomounts = workload.make_context(self.w, workdir / "ctx-nomounts", cache_mounts=False)
         self.edits = 0
+        self.logs = args.out / "logs"  # every build's --progress plain log, to explain an outlier
+        shutil.rmtree(self.logs, ignore_errors=True)
+        self.logs.mkdir(parents=True)
+        self.last_log = ""
 
     def record(self, key: str, seconds: float, detail: str = "") -> None:
         self.scn.setdefault(key, {"title": report.TITLES[key], "unit": "s", "samples": []})["samples"].append(
             round(seconds, 4))
+        detail = "; ".join(d for d in (detail, self.last_log) if d)
+        self.last_log = ""
         log(f"{report.TITLES[key]}: {seconds:.3f} s{' (' + detail + ')' if detail else ''}")
 
     def missing(self, key: str, why: str) -> None:
@@ -83,6 +89,10 @@ class Bench:
                             platform, *extra, "--output", "type=cacheonly" if cache_only else f"type=local,dest={out}",
                             str(ctx)], env=self.env, capture_output=True, text=True, timeout=3600)
         seconds = time.monotonic() - t0
+        n = len(list(self.logs.iterdir())) + 1
+        path = self.logs / f"{n:02d}-{builder}-{platform.replace('/', '-')}.log"
+        path.write_text(r.stderr)
+        self.last_log = f"log {path.relative_to(self.args.out)}"
         made = cache_only or ((out / "app").is_file() and (out / "app").stat().st_size > 0)
         if r.returncode != 0 or not made:
             raise RuntimeError(f"build on {builder} failed ({r.returncode}):\n{r.stderr[-4000:]}")
@@ -246,20 +256,51 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {mem / 2**20:.0f} GiB"
 
 
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def publish(data: dict[str, Any], out: Path, readme: bool) -> None:
+    """Table on stdout; bench.json, bench.png, README-table.md in out; with readme, the README's block
+    and docs/bench/bench.png too."""
+    meta = data["meta"]
+    (out / "bench.json").write_text(json.dumps(data, indent=2) + "\n")
+    block = report.readme_block(data, "docs/bench/bench.png")
+    (out / "README-table.md").write_text(block + "\n")
+    report.chart(data["scenarios"], out / "bench.png", f"{meta['workload']}, {meta['machine']}, {meta['date']}")
+    print("\n" + report.table(data["scenarios"]))
+    for n in meta["notes"]:
+        print(f"note: {n}")
+    print(report.headline(data["scenarios"]))
+    print(f"total {meta['seconds_total']} s; figures in {out}/bench.json, chart {out}/bench.png")
+    if readme:
+        (ROOT / "docs" / "bench").mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / "bench.png", ROOT / "docs" / "bench" / "bench.png")
+        path = ROOT / "README.md"
+        path.write_text(report.replace_block(path.read_text(), block))
+        print("README.md and docs/bench/bench.png updated")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--runs", type=int, default=None, help="runs per scenario (default 3; --smoke: 1)")
     p.add_argument("--smoke", action="store_true", help="one run, the one-file workload (make test)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     p.add_argument("--readme", action="store_true", help="copy the chart to docs/bench/, rewrite README's block")
+    p.add_argument("--from-json", type=Path, help="run nothing: publish the figures of an earlier run's bench.json")
     p.add_argument("--arm64", action=argparse.BooleanOptionalAction, default=True)
     args = p.parse_args(argv)
     args.runs = args.runs or (1 if args.smoke else 3)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        earlier: dict[str, Any] = json.loads(args.from_json.read_text())
+        earlier["ratios"] = [r.__dict__ for r in report.ratios(earlier["scenarios"])]
+        publish(earlier, args.out, args.readme)
+        return 0
     workdir = ROOT / ".state" / ("bench-smoke" if args.smoke else "bench")
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    started = time.monotonic()
+    started, load0 = time.monotonic(), loadavg()
     date = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     log(f"bench: {args.runs} run(s) per scenario, {'smoke' if args.smoke else 'full'} workload; work dir {workdir}")
     b = Bench(args, workdir)
@@ -268,28 +309,16 @@ def main(argv: list[str] | None = None) -> int:
         b.run_all()
     except Exception as e:  # the figures so far are still written, then the failure is raised
         error = e
-    total = round(time.monotonic() - started, 1)
-    data: dict[str, Any] = {"meta": {"date": date, "machine": machine(), "workload": b.w.module, "runs": args.runs,
-                     "smoke": args.smoke, "seconds_total": total,
-                     "notes": b.notes, "error": None if error is None else str(error)[-2000:]},
-            "scenarios": b.scn, "ratios": [r.__dict__ for r in report.ratios(b.scn)]}
-    (args.out / "bench.json").write_text(json.dumps(data, indent=2) + "\n")
-    table = report.table(b.scn)
-    (args.out / "README-table.md").write_text(report.readme_block(data, "docs/bench/bench.png") + "\n")
-    report.chart(b.scn, args.out / "bench.png", f"{b.w.module}, {machine()}, {date}")
-    print("\n" + table)
-    for n in b.notes:
-        print(f"note: {n}")
-    print(f"total {total} s; figures in {args.out}/bench.json, chart {args.out}/bench.png")
-    shutil.rmtree(workdir, ignore_errors=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    data: dict[str, Any] = {
+        "meta": {"date": date, "machine": machine(), "workload": b.w.module, "runs": args.runs, "smoke": args.smoke,
+                 "seconds_total": round(time.monotonic() - started, 1), "loadavg": [load0, loadavg()],
+                 "notes": b.notes, "error": None if error is None else str(error)[-2000:]},
+        "scenarios": b.scn, "ratios": [r.__dict__ for r in report.ratios(b.scn)]}
+    publish(data, args.out, args.readme and error is None)
     if error is not None:
         raise error
-    if args.readme:
-        (ROOT / "docs" / "bench").mkdir(parents=True, exist_ok=True)
-        shutil.copy(args.out / "bench.png", ROOT / "docs" / "bench" / "bench.png")
-        readme = ROOT / "README.md"
-        readme.write_text(report.replace_block(readme.read_text(), report.readme_block(data, "docs/bench/bench.png")))
-        print("README.md and docs/bench/bench.png updated")
     return 0
 
 

@@ -80,3 +80,11 @@ def test_readme_block_replaces_only_between_the_markers() -> None:
     assert report.replace_block(new, block) == new  # idempotent
     with pytest.raises(ValueError):
         report.replace_block("no markers", block)
+
+
+def test_headline_quotes_the_ratios_and_their_verdicts() -> None:
+    h = report.headline(FULL)
+    assert "builds 50.0x (met) faster on the warm farm" in h
+    assert "38.8x faster than on a runner with a registry cache" in h  # medians 155 / 4
+    assert "takes 1.10x (met) the warm one" in h
+    assert "(not measured)" in report.headline({})
