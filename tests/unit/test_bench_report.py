@@ -88,3 +88,10 @@ def test_headline_quotes_the_ratios_and_their_verdicts() -> None:
     assert "38.8x faster than on a runner with a registry cache" in h  # medians 155 / 4
     assert "takes 1.10x (met) the warm one" in h
     assert "(not measured)" in report.headline({})
+
+
+def test_preview_noise_gives_no_verdict() -> None:
+    noisy = {**FULL, **scn(s9_preview_2=[3.6], s9_preview_8=[3.3], s9_preview_32=[8.6])}
+    r = next(r for r in report.ratios(noisy) if r.name.startswith("9:"))
+    assert r.value == pytest.approx((8.6 - 3.3) / 24) and r.met is None
+    assert report.verdict(r) == "inconclusive" and r.why.startswith("inconclusive")
