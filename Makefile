@@ -1,7 +1,10 @@
 # The two set-up commands (see README):
 #   make farm   bring up the local farm (three test hosts on this machine: h1, h2, h16) and build the sample image
 #   make test   all tests: lint, types, unit, real daemons, end to end
-.PHONY: toolchain farm farm-build farm-down test unit lint
+# and the benchmark (not part of make test; its smoke mode is):
+#   make bench  builds a real Go program on a throwaway builder and on the farm, prints the table
+#               (BENCH_ARGS="--readme" also rewrites the README's table and docs/bench/bench.png)
+.PHONY: toolchain farm farm-build farm-down test unit lint bench
 
 toolchain:
 	bash toolchain/bootstrap.sh
@@ -21,3 +24,7 @@ test: toolchain
 # quick loop while editing: lint, types and the unit tier only
 unit:
 	bash scripts/test.sh unit
+
+# stands up its own farm on test hosts h41/h42 (torn down after); see README "Benchmarks"
+bench: toolchain
+	bash -c '. .toolchain/env.sh && exec python -m bench.farm_bench $(BENCH_ARGS)'

@@ -1,0 +1,326 @@
+"""`make bench`: what the farm is for, measured (issue 11). Over 300 lines on purpose: the runner
+is one sequence of scenarios sharing one farm, one registry and one work dir; split, each part
+would need the whole set-up handed to it.
+
+  python -m bench.farm_bench [--runs 3] [--smoke] [--out bench/out] [--readme] [--no-arm64]
+
+Stands up its own two-node farm (bench/farm.py: h41 amd64, h42 arm64 under QEMU), a throwaway
+buildkitd per "ephemeral CI runner" build (bench/ephemeral.py), builds the workload
+(bench/workload.py: distribution's registry; --smoke: a one-file program, one run) and prints
+min/median/max per scenario and the ratios beside the issue's targets (bench/report.py). Writes
+bench/out/bench.json (raw figures), bench/out/bench.png (chart) and bench/out/README-table.md;
+--readme also copies the chart to docs/bench/ and rewrites the README's bench block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import report, workload
+from bench.ephemeral import ephemeral_buildkitd
+from bench.farm import BUILDER, REGISTRY, Farm, bench_farm
+from tests.support.hosts import ROOT, file_backend
+
+AMD, ARM = "amd64-1", "arm64-1"
+PREVIEW_SUBNET = "10.77.0."  # preview nodes get .100 up: addresses no test host uses (h90+)
+
+
+def cached(build_log: str) -> int:
+    """Steps buildx reports as CACHED in a --progress plain log."""
+    return len(re.findall(r"^#\d+ CACHED$", build_log, re.M))
+
+
+def log(msg: str) -> None:
+    print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", flush=True)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.scn: dict[str, dict[str, Any]] = {}
+        self.notes: list[str] = []
+        self.env = {**os.environ, "BUILDX_CONFIG": str(workdir / "buildx")}
+        self.w = workload.prepare(smoke=args.smoke)
+        self.ctx = workload.make_context(self.w, workdir / "ctx")
+        self.ctx_nomounts = workload.make_context(self.w, workdir / "ctx-nomounts", cache_mounts=False)
+        self.edits = 0
+        self.logs = args.out / "logs"  # every build's --progress plain log, to explain an outlier
+        shutil.rmtree(self.logs, ignore_errors=True)
+        self.logs.mkdir(parents=True)
+        self.last_log = ""
+
+    def record(self, key: str, seconds: float, detail: str = "") -> None:
+        self.scn.setdefault(key, {"title": report.TITLES[key], "unit": "s", "samples": []})["samples"].append(
+            round(seconds, 4))
+        detail = "; ".join(d for d in (detail, self.last_log) if d)
+        self.last_log = ""
+        log(f"{report.TITLES[key]}: {seconds:.3f} s{' (' + detail + ')' if detail else ''}")
+
+    def missing(self, key: str, why: str) -> None:
+        self.scn[key] = {"title": report.TITLES[key], "unit": "s", "samples": [], "missing": why}
+        log(f"{report.TITLES[key]}: not measured: {why}")
+
+    def change(self, ctx: Path) -> None:
+        self.edits += 1
+        workload.one_line_change(self.w, ctx, f"{os.getpid()}-{self.edits}-{time.time_ns()}")
+
+    def build(self, builder: str, ctx: Path, platform: str = "linux/amd64", *extra: str,
+              cache_only: bool = False) -> tuple[float, str]:
+        """One `docker-buildx build` (output: the binary, to a local dir); seconds and the log.
+        The binary must come out, so a build that silently did nothing cannot pass for fast."""
+        out = self.workdir / "out"
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.monotonic()
+        r = subprocess.run(["docker-buildx", "build", "--builder", builder, "--progress", "plain", "--platform",
+                            platform, *extra, "--output", "type=cacheonly" if cache_only else f"type=local,dest={out}",
+                            str(ctx)], env=self.env, capture_output=True, text=True, timeout=3600)
+        seconds = time.monotonic() - t0
+        n = len(list(self.logs.iterdir())) + 1
+        path = self.logs / f"{n:02d}-{builder}-{platform.replace('/', '-')}.log"
+        path.write_text(r.stderr)
+        self.last_log = f"log {path.relative_to(self.args.out)}"
+        made = cache_only or ((out / "app").is_file() and (out / "app").stat().st_size > 0)
+        if r.returncode != 0 or not made:
+            raise RuntimeError(f"build on {builder} failed ({r.returncode}):\n{r.stderr[-4000:]}")
+        return seconds, r.stderr
+
+    # --- scenarios -------------------------------------------------------------------------
+    def ephemeral_full(self) -> None:
+        for _ in range(self.args.runs):
+            self.change(self.ctx)
+            with ephemeral_buildkitd(self.workdir, self.env) as b:
+                s, _ = self.build(b, self.ctx)
+            self.record("s1_ephemeral_full", s)
+
+    def warm_farm(self, farm: Farm) -> None:
+        """The farm's first build (untimed): warms the node, and exports the registry cache that
+        scenario 2 imports (mode=max, as a CI pipeline with a registry cache does)."""
+        self.change(self.ctx)
+        s, _ = self.build(BUILDER, self.ctx, "linux/amd64", "--cache-to",
+                          f"type=registry,ref={REGISTRY}/bench/cache:amd64,mode=max")
+        log(f"farm warm-up build with --cache-to the registry (untimed): {s:.1f} s")
+        s, _ = self.build(BUILDER, self.ctx_nomounts, "linux/amd64", "--target", "deps", cache_only=True)
+        log(f"farm warm-up of the no-cache-mount Dockerfile's dependency stage (untimed): {s:.1f} s")
+
+    def farm_builds(self, farm: Farm) -> None:
+        for _ in range(self.args.runs):
+            self.change(self.ctx)
+            s, _ = self.build(BUILDER, self.ctx)
+            self.record("s3_farm_change", s)
+        for _ in range(self.args.runs):
+            s, out = self.build(BUILDER, self.ctx)
+            self.record("s4_farm_noop", s, f"{cached(out)} steps CACHED")
+        for _ in range(self.args.runs):
+            self.record("s8_ready_restart", farm.restart(AMD))
+            self.change(self.ctx)
+            s, _ = self.build(BUILDER, self.ctx)
+            self.record("s5_farm_restart_change", s)
+        for _ in range(self.args.runs):
+            self.change(self.ctx_nomounts)
+            s, _ = self.build(BUILDER, self.ctx_nomounts)
+            self.record("s6_farm_change_no_cache_mounts", s)
+
+    def ephemeral_registry_cache(self) -> None:
+        ca = self.workdir / "registry" / "ca.pem"
+        for _ in range(self.args.runs):
+            self.change(self.ctx)
+            with ephemeral_buildkitd(self.workdir, self.env, REGISTRY, ca) as b:
+                s, out = self.build(b, self.ctx, "linux/amd64", "--cache-from",
+                                    f"type=registry,ref={REGISTRY}/bench/cache:amd64")
+            n = cached(out)
+            if not n:
+                raise RuntimeError(f"scenario 2: nothing came from the registry cache:\n{out[-3000:]}")
+            self.record("s2_ephemeral_registry_cache_change", s, f"{n} steps CACHED from the registry")
+
+    def noop_round_trip(self, farm: Farm) -> None:
+        """A no-op build through buildctl: mTLS over TCP from this machine vs the node's unix socket
+        from inside the host (nsenter into buildkitd's mount and network namespaces)."""
+        build = ["build", "--frontend", "dockerfile.v0", "--local", f"context={self.ctx}", "--local",
+                 f"dockerfile={self.ctx}", "--opt", "platform=linux/amd64"]
+        pid = farm.daemon_pid(AMD)
+        paths = {"s7_noop_mtls_tcp": [*farm.buildctl_argv(AMD), *build],
+                 "s7_noop_unix": ["nsenter", "-t", str(pid), "-m", "-n", "buildctl", "--addr",
+                                  "unix:///run/buildkit/buildkitd.sock", *build]}
+        for argv in paths.values():  # untimed: each client's first session uploads the whole context
+            subprocess.run(argv, check=True, capture_output=True, timeout=600)
+        for _ in range(self.args.runs):
+            for key, argv in paths.items():
+                t0 = time.monotonic()
+                subprocess.run(argv, check=True, capture_output=True, timeout=600)
+                self.record(key, time.monotonic() - t0)
+
+    def ready_times(self, farm: Farm) -> None:
+        for _ in range(self.args.runs):
+            self.record("s8_ready_kill9", farm.kill9(AMD))
+        for _ in range(self.args.runs):
+            self.record("s8_ready_fresh_install", farm.reinstall(AMD))
+
+    def arm64(self, farm: Farm) -> None:
+        """Emulated here (QEMU user mode): a full Go build takes many times longer, so the arm64
+        node builds the smoke workload, once, after an untimed warm-up."""
+        small = workload.prepare(smoke=True)
+        ctx = workload.make_context(small, self.workdir / "ctx-arm64")
+        workload.one_line_change(small, ctx, "warm")
+        s, _ = self.build(BUILDER, ctx, "linux/arm64")
+        log(f"arm64 warm-up build of {small.module} (untimed, emulated): {s:.1f} s")
+        self.notes.append(f"arm64 node: emulated (QEMU user mode on this x86 machine), workload {small.module}, "
+                          f"one run; its untimed warm-up (empty cache) took {s:.1f} s")
+        workload.one_line_change(small, ctx, "change")
+        s, _ = self.build(BUILDER, ctx, "linux/arm64")
+        self.record("arm64_s3_farm_change", s)
+        s, _ = self.build(BUILDER, ctx, "linux/arm64")
+        self.record("arm64_s4_farm_noop", s)
+
+    def previews(self, farm: Farm) -> None:
+        """`pulumi preview` of a stack that was never created, with 2, 8, 32 ssh nodes at addresses
+        nobody uses; each count in its own stack of a separate file backend."""
+        d = self.workdir / "previews"
+        d.mkdir(exist_ok=True)
+        env = file_backend(d)
+        base = (ROOT / "Pulumi.bench.yaml").read_text()
+        for n in report.PREVIEW_NODES:
+            stack = f"bench-preview-{n}"
+            cfg = yaml.safe_load(base)
+            cfg.pop("encryptionsalt", None)  # the farm stack's: each preview stack gets its own
+            tmpl = cfg["config"]["buildkit-farm:nodes"]
+            nodes = []
+            for i in range(n):
+                node = dict(tmpl[i % 2])
+                node["name"] = f"{node['name'].split('-')[0]}-p{i}"
+                node["host"] = f"{PREVIEW_SUBNET}{100 + i}"
+                node["dataDevice"] = "/dev/disk/by-id/bench-preview"
+                node.pop("sshHostKey", None)
+                nodes.append(node)
+            cfg["config"]["buildkit-farm:nodes"] = nodes
+            cfg["config"]["buildkit-farm:builder"]["name"] = stack
+            path = ROOT / f"Pulumi.{stack}.yaml"
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            try:
+                subprocess.run(["pulumi", "stack", "init", stack, "--non-interactive"], cwd=ROOT, env=env,
+                               check=True, capture_output=True)
+                for _ in range(self.args.runs):
+                    t0 = time.monotonic()
+                    r = subprocess.run(["pulumi", "preview", "--stack", stack, "--non-interactive"], cwd=ROOT,
+                                       env=env, capture_output=True, text=True, timeout=900)
+                    s = time.monotonic() - t0
+                    if r.returncode != 0:
+                        raise RuntimeError(f"preview of {n} nodes failed:\n{r.stdout[-3000:]}{r.stderr[-2000:]}")
+                    self.record(f"s9_preview_{n}", s, f"{s / n:.3f} s per node")
+                subprocess.run(["pulumi", "stack", "rm", stack, "--yes", "--force", "--non-interactive"],
+                               cwd=ROOT, env=env, capture_output=True)
+            finally:
+                path.unlink(missing_ok=True)
+
+    def run_all(self) -> None:
+        steps: list[tuple[str, Callable[[], None]]] = [("1: ephemeral builder, full build", self.ephemeral_full)]
+        with bench_farm(self.workdir, log) as farm:
+            log(f"farm up in {farm.standup_seconds:.1f} s (pulumi up, both nodes)")
+            self.env["BUILDX_CONFIG"] = farm.env["BUILDX_CONFIG"]  # where the program created the builder
+            self.notes.append(f"farm stand-up (pulumi up of 2 nodes on fresh test hosts): "
+                              f"{farm.standup_seconds:.1f} s")
+            steps += [
+                ("farm warm-up", lambda: self.warm_farm(farm)),
+                ("3, 4, 5, 6: the farm's builds", lambda: self.farm_builds(farm)),
+                ("2: ephemeral builder with the registry cache", self.ephemeral_registry_cache),
+                ("7: no-op round trips", lambda: self.noop_round_trip(farm)),
+                ("8: ready times", lambda: self.ready_times(farm)),
+                ("9: previews", lambda: self.previews(farm)),
+            ]
+            if self.args.arm64:
+                steps.append(("arm64 (emulated)", lambda: self.arm64(farm)))
+            else:
+                for k in ("arm64_s3_farm_change", "arm64_s4_farm_noop"):
+                    self.missing(k, "--no-arm64")
+            for title, step in steps:
+                log(f"== {title}")
+                step()
+
+
+def machine() -> str:
+    mem = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
+               if ln.startswith("MemTotal"))
+    return f"{os.cpu_count()} cores, {mem / 2**20:.0f} GiB"
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def publish(data: dict[str, Any], out: Path, readme: bool) -> None:
+    """Table on stdout; bench.json, bench.png, README-table.md in out; with readme, the README's block
+    and docs/bench/bench.png too."""
+    meta = data["meta"]
+    (out / "bench.json").write_text(json.dumps(data, indent=2) + "\n")
+    block = report.readme_block(data, "docs/bench/bench.png")
+    (out / "README-table.md").write_text(block + "\n")
+    report.chart(data["scenarios"], out / "bench.png", f"{meta['workload']}, {meta['machine']}, {meta['date']}")
+    print("\n" + report.table(data["scenarios"]))
+    for n in meta["notes"]:
+        print(f"note: {n}")
+    print(report.headline(data["scenarios"]))
+    print(f"total {meta['seconds_total']} s; figures in {out}/bench.json, chart {out}/bench.png")
+    if readme:
+        (ROOT / "docs" / "bench").mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / "bench.png", ROOT / "docs" / "bench" / "bench.png")
+        path = ROOT / "README.md"
+        path.write_text(report.replace_block(path.read_text(), block))
+        print("README.md and docs/bench/bench.png updated")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--runs", type=int, default=None, help="runs per scenario (default 3; --smoke: 1)")
+    p.add_argument("--smoke", action="store_true", help="one run, the one-file workload (make test)")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    p.add_argument("--readme", action="store_true", help="copy the chart to docs/bench/, rewrite README's block")
+    p.add_argument("--from-json", type=Path, help="run nothing: publish the figures of an earlier run's bench.json")
+    p.add_argument("--arm64", action=argparse.BooleanOptionalAction, default=True)
+    args = p.parse_args(argv)
+    args.runs = args.runs or (1 if args.smoke else 3)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        earlier: dict[str, Any] = json.loads(args.from_json.read_text())
+        earlier["ratios"] = [r.__dict__ for r in report.ratios(earlier["scenarios"])]
+        publish(earlier, args.out, args.readme)
+        return 0
+    workdir = ROOT / ".state" / ("bench-smoke" if args.smoke else "bench")
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    started, load0 = time.monotonic(), loadavg()
+    date = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    log(f"bench: {args.runs} run(s) per scenario, {'smoke' if args.smoke else 'full'} workload; work dir {workdir}")
+    b = Bench(args, workdir)
+    error = None
+    try:
+        b.run_all()
+    except Exception as e:  # the figures so far are still written, then the failure is raised
+        error = e
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    data: dict[str, Any] = {
+        "meta": {"date": date, "machine": machine(), "workload": b.w.module, "runs": args.runs, "smoke": args.smoke,
+                 "seconds_total": round(time.monotonic() - started, 1), "loadavg": [load0, loadavg()],
+                 "notes": b.notes, "error": None if error is None else str(error)[-2000:]},
+        "scenarios": b.scn, "ratios": [r.__dict__ for r in report.ratios(b.scn)]}
+    publish(data, args.out, args.readme and error is None)
+    if error is not None:
+        raise error
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+module buildkit-farm.local/bench/smoke
+
+go 1.26

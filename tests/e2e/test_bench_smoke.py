@@ -1,0 +1,51 @@
+"""Tier 3: `make bench` in smoke mode (one run, the one-file workload), so the bench cannot rot.
+
+Runs the real bench end to end: its own farm on h41/h42 (real `pulumi up`, torn down after), the
+throwaway buildkitd, the registry cache, every scenario once. Checks that the JSON it writes holds
+every scenario with real positive figures and the ratios computed from them; NO timing is
+asserted (the figures are printed: the bench's table is in the test's output).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import report
+from tests.support.hosts import ROOT, need, run
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bench_smoke_writes_every_scenario(tmp_path: Path) -> None:
+    need("pulumi", "pulumi-language-python", "buildkitd", "buildctl", "docker-buildx", "ssh", "openssl", "go",
+         "nsenter", "registry")
+    r = subprocess.run([sys.executable, "-m", "bench.farm_bench", "--smoke", "--out", str(tmp_path)], cwd=ROOT,
+                       text=True, capture_output=True, timeout=1800)
+    print(r.stdout[-6000:])
+    assert r.returncode == 0, f"stdout:\n{r.stdout[-4000:]}\nstderr:\n{r.stderr[-4000:]}"
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["meta"]["smoke"] is True and data["meta"]["runs"] == 1 and data["meta"]["error"] is None
+    scn = data["scenarios"]
+    assert sorted(scn) == sorted(report.TITLES)
+    for key, s in scn.items():
+        assert len(s["samples"]) == 1, (key, s)
+        assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in s["samples"]), (key, s)
+    # the ratios in the JSON are the ones the figures give, each with a value
+    assert data["ratios"] == [r.__dict__ for r in report.ratios(scn)]
+    assert all(r["value"] is not None for r in data["ratios"]), data["ratios"]
+    # the table printed and written, the chart a real PNG
+    assert "| 1. ephemeral builder, empty state, full build | 1 |" in r.stdout
+    assert (tmp_path / "README-table.md").read_text().startswith(report.BEGIN)
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # nothing left behind: no hosts, no stacks' config files, no registry, no work dir
+    assert not [ln for ln in run(["ip", "netns", "list"]).stdout.splitlines() if ln.split()[0] in
+                ("bkf-h41", "bkf-h42")]
+    assert not list(ROOT.glob("Pulumi.bench*.yaml"))
+    assert not (ROOT / ".state" / "bench-smoke").exists()
+    assert "registry" not in run(["bash", "-c", "ss -ltnp 'sport = :5481'"]).stdout
