@@ -319,7 +319,9 @@ supervise() {
   trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT
   stopping=0
   echo $$ >"$SUPERVISOR_PID"
+  local started delay
   while [ "$stopping" = 0 ]; do
+    started=$SECONDS
     "$BKF_INSTALL_DIR/bkf-node.sh" run &
     child=$!
     echo "$child" >"$DAEMON_PID"
@@ -328,8 +330,11 @@ supervise() {
     while kill -0 "$child" 2>/dev/null; do wait "$child" || true; done
     rm -f "$DAEMON_PID"
     [ "$stopping" = 0 ] || break
-    log "buildkitd exited; restarting in 2s"
-    sleep 2
+    # at once after a crash or kill -9 (a CI job's retry is waiting); a daemon that keeps dying
+    # within seconds of its start backs off instead of spinning
+    if [ $((SECONDS - started)) -ge 10 ]; then delay=0.5; else delay=3; fi
+    log "buildkitd exited; restarting in ${delay}s"
+    sleep "$delay"
   done
   rm -f "$SUPERVISOR_PID"
 }

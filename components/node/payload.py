@@ -35,11 +35,14 @@ Description=BuildKit daemon (buildkit-farm node {settings.node_name})
 Wants=network-online.target
 After=network-online.target local-fs.target
 RequiresMountsFor={settings.layout.state_dir}
+# never give up restarting: a node that stopped trying is a dead node in the builder
+StartLimitIntervalSec=0
 
 [Service]
 ExecStart={INSTALL_DIR}/bkf-node.sh run
 Restart=always
-RestartSec=2
+# back about a second after a crash or kill -9, so a CI job's retry finds it answering
+RestartSec=1
 Delegate=yes
 KillMode=mixed
 TimeoutStopSec={settings.stop_timeout_s}

@@ -273,14 +273,18 @@ def test_build_with_a_cache_mount_goes_through_the_node(tier: Tier, node: Ec2Nod
 def test_kill_9_of_the_daemon_is_restarted_by_systemd(tier: Tier, node: Ec2Node) -> None:
     before = unit(node, "MainPID", "NRestarts")
     assert before["MainPID"] != "0", before
+    t0 = time.monotonic()
     node.sh(f"kill -9 {before['MainPID']}")
     after = wait_active(node, other_than=before["MainPID"])
+    t_active = time.monotonic() - t0
     assert int(unit(node, "NRestarts")["NRestarts"]) == int(before["NRestarts"]) + 1
     assert after != before["MainPID"]
     deadline = time.monotonic() + 60
     while bk(tier, node, "debug", "workers", check=False).returncode != 0:
         assert time.monotonic() < deadline, "the restarted daemon does not serve mTLS"
-        time.sleep(1)
+        time.sleep(0.1)
+    print(f"\nkill -9 under systemd (RestartSec=1): unit active again {t_active:.2f} s after the kill, "
+          f"serving mTLS {time.monotonic() - t0:.2f} s after it")
 
 
 def test_data_volume_is_formatted_once_and_mounted_by_uuid(node: Ec2Node, tier: Tier) -> None:
