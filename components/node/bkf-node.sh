@@ -226,6 +226,44 @@ firewall_remove() {
   iptables -t raw -X "$FW_CHAIN" 2>/dev/null || true
 }
 
+# What the CNI bridge and firewall plugins leave in the host once the daemon is gone: the RUN-step
+# bridge, the rules that name it, and the CNI-* chains (the plugins never remove those). The chains
+# go only when nothing but jumps and RETURNs is left in them: another CNI user on the host keeps them.
+cni_remove() {
+  local bridge t rules line chain chains
+  bridge=$(sed -n 's/^ *bridgeName = "\([^"]*\)".*/\1/p' "$CONFIG" 2>/dev/null || true)
+  [ -n "$bridge" ] || return 0
+  ip link del "$bridge" 2>/dev/null || true
+  command -v iptables-save >/dev/null || return 0
+  for t in filter nat; do
+    rules=$(iptables-save -t "$t" 2>/dev/null) || continue
+    # (iptables-save quotes its output for a shell: eval turns a saved rule back into a delete)
+    while IFS= read -r line; do
+      [ -z "$line" ] || eval "iptables -t $t -D ${line#-A }" || true
+    done < <(grep -E -- "^-A .*-[io] $bridge( |\$)" <<<"$rules" || true)
+    rules=$(iptables-save -t "$t")
+    if grep -E -- '^-A CNI-' <<<"$rules" | grep -qvE -- '-j (RETURN|CNI-[^ ]+)$'; then
+      log "CNI chains in the $t table hold other rules: left in place"
+      continue
+    fi
+    while IFS= read -r line; do
+      [ -z "$line" ] || eval "iptables -t $t -D ${line#-A }" || true
+    done < <(grep -E -- '^-A [^ ]+ .*-j CNI-[^ ]+$' <<<"$rules" | grep -v -- '^-A CNI-' || true)
+    mapfile -t chains < <(sed -n 's/^:\(CNI-[^ ]*\) .*/\1/p' <<<"$rules")
+    for chain in "${chains[@]}"; do iptables -t "$t" -F "$chain"; done
+    for chain in "${chains[@]}"; do iptables -t "$t" -X "$chain" || true; done
+  done
+}
+
+# Mounts a daemon killed mid-build leaves under the state dir (the rootfs overlays of its RUN steps:
+# one per kill -9, seen in the reliability suite). Deepest first; they would keep the volume busy.
+unmount_state_leftovers() {
+  local m
+  while IFS= read -r m; do
+    [ -z "$m" ] || umount "$m" || umount -l "$m" || log "could not unmount $m"
+  done < <(findmnt -rn -o TARGET | awk -v d="$BKF_STATE_DIR/" 'index($0, d) == 1' | sort -r)
+}
+
 # ------------------------------------------------------------------ certificates
 # (missing files hash as empty: the first install then counts as a change)
 cert_fingerprint() {
@@ -444,6 +482,8 @@ cmd_uninstall() {
     rm -f "$UNIT"; systemctl daemon-reload
   fi
   firewall_remove
+  cni_remove
+  unmount_state_leftovers
   rm -f "$PER_BOOT_HOOK"
   if [ "$purge" = 1 ]; then
     log "purging build state in $BKF_STATE_DIR"
