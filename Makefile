@@ -1,7 +1,8 @@
 # The two set-up commands (see README):
 #   make farm   bring up the local farm (three test hosts on this machine: h1, h2, h16) and build the sample image
-#   make test   all tests: lint, types, unit, real daemons, end to end
-.PHONY: toolchain farm farm-build farm-down test unit lint
+#   make test   all tests: lint, types, unit, real daemons, end to end (the reliability suite reduced)
+#   make reliability   the reliability suite with full counts; prints the table of figures
+.PHONY: toolchain farm farm-build farm-down test unit lint reliability
 
 toolchain:
 	bash toolchain/bootstrap.sh
@@ -21,3 +22,7 @@ test: toolchain
 # quick loop while editing: lint, types and the unit tier only
 unit:
 	bash scripts/test.sh unit
+
+# faults, load and bad clients with the full counts (about 10 min); ends with the table of figures
+reliability: toolchain
+	bash scripts/reliability.sh
