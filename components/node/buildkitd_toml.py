@@ -180,16 +180,11 @@ def render_buildkitd_toml(
         ]
     lines += [
         "",
-        "  # Sources and git checkouts are cheap to refetch. minFreeSpace here, with no reservedSpace:",
-        "  # when a RUN step fills the volume (bytes or inodes) and fails, its snapshot stays on disk",
-        "  # out of `buildctl du`'s sight, and the policies below keep their reservedSpace, so GC would",
-        "  # prune nothing; pruning these records makes GC collect that snapshot too (seen in the",
-        "  # reliability suite: 1.8 GiB held after a failed build, back after one such prune).",
+        "  # Sources and git checkouts are cheap to refetch.",
         "  [[worker.oci.gcpolicy]]",
         '    filters = ["type==source.local", "type==source.git.checkout"]',
         '    keepDuration = "48h"',
         f'    maxUsedSpace = "{gc.local_source_max_gb}GB"',
-        f'    minFreeSpace = "{gc.min_free_gb}GB"',
         "",
         "  # RUN --mount=type=cache data: its own budget, kept for 30 days.",
         "  [[worker.oci.gcpolicy]]",

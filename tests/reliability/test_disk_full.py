@@ -88,7 +88,8 @@ def test_a_full_volume_bytes_or_inodes_daemon_serves_gc_frees_next_build_succeed
     # while full: both daemons answer
     serving = {h: small.buildctl(h, "debug", "workers", check=False).returncode == 0 and
                small.buildctl(h, "du", check=False).returncode == 0 for h in (b, i)}
-    # GC gives the space back (the failed steps' snapshots: see the sources' gcpolicy in buildkitd_toml.py)
+    # buildkitd's GC gives the failed steps' snapshots back: they are out of `buildctl du`'s sight and
+    # stay on disk until its next run (throttled to once a minute), not at the end of the build
     back_mib = wait_free(small, b, "free_mib", free[-1] - 50)
     back_inodes = wait_free(small, i, "free_inodes", inodes0["free_inodes"] // 2)
     small_ctx = small.context("small", fill_dockerfile("echo $N > /n"))

@@ -52,17 +52,6 @@ def test_cache_mounts_have_their_own_policy() -> None:
     assert policies[-1]["all"] is True and policies[-1]["maxUsedSpace"] == "160GB"
 
 
-def test_a_full_volume_makes_gc_prune_the_sources() -> None:
-    """GC's way back from a volume filled by a failed RUN step (see the reliability suite): the
-    sources' policy prunes on low free space and reserves nothing."""
-    for gb in (2, 20, 200):
-        oci = render(volume_gb=gb)["worker"]["oci"]
-        sources = [p for p in oci["gcpolicy"] if "type==source.local" in p.get("filters", [])]
-        assert len(sources) == 1
-        assert sources[0]["minFreeSpace"] == oci["minFreeSpace"] == f"{gc_limits(gb).min_free_gb}GB"
-        assert "reservedSpace" not in sources[0]
-
-
 def test_history_is_capped() -> None:
     h = render(history_max_entries=50, history_max_age_days=7)["history"]
     assert h == {"maxEntries": 50, "maxAge": 7 * 86400}
