@@ -163,8 +163,8 @@ def test_a_node_without_its_tls_files_never_starts(farm: Farm, host: str) -> Non
             # present but unusable (garbage): the daemon's own argv exits, nothing listens
             r = farm.ssh(host, f"echo garbage > {tls}/{f}; timeout 30 /opt/buildkit-farm/bkf-node.sh run",
                          check=False, timeout=120)
-            ok = r.returncode not in (0, 124) and re.search(
-                r"could not load server key pair|failed to append ca cert|failed to find any PEM data", r.stderr)
+            unusable = r"could not load server key pair|failed to append ca cert|failed to find any PEM data"
+            ok = r.returncode not in (0, 124) and re.search(unusable, r.stderr) is not None
             outcomes.append(f"unusable {f}: " + ("refused" if ok and not listening(farm, host) else r.stderr[-300:]))
             farm.ssh(host, f"cp -a /etc/buildkit/tls.saved/{f} {tls}/{f}")
     finally:
