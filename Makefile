@@ -23,6 +23,6 @@ test: toolchain
 unit:
 	bash scripts/test.sh unit
 
-# faults, load and bad clients with the full counts (about 10 min); ends with the table of figures
+# faults, load and bad clients with the full counts (19 min on the shared 2-core machine); ends with the table
 reliability: toolchain
 	bash scripts/reliability.sh

@@ -109,7 +109,7 @@ class CmdlineWatch:
                         self.seen.add((p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
                     except OSError:
                         continue
-            self._stop.wait(0.05)
+            self._stop.wait(0.1)
 
     def __enter__(self) -> CmdlineWatch:
         self._t.start()
