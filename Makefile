@@ -1,10 +1,12 @@
 # The two set-up commands (see README):
 #   make farm   bring up the local farm (three test hosts on this machine: h1, h2, h16) and build the sample image
-#   make test   all tests: lint, types, unit, real daemons, end to end
-# and the benchmark (not part of make test; its smoke mode is):
+#   make test   all tests: lint, types, unit, real daemons, end to end (the reliability suite reduced)
+# and, not part of make test:
+#   make reliability   the reliability suite with full counts; prints the table of figures
 #   make bench  builds a real Go program on a throwaway builder and on the farm, prints the table
-#               (BENCH_ARGS="--readme" also rewrites the README's table and docs/bench/bench.png)
-.PHONY: toolchain farm farm-build farm-down test unit lint bench
+#               (BENCH_ARGS="--readme" also rewrites the README's table and docs/bench/bench.png;
+#               its smoke mode runs in make test)
+.PHONY: toolchain farm farm-build farm-down test unit lint bench reliability
 
 toolchain:
 	bash toolchain/bootstrap.sh
@@ -28,3 +30,7 @@ unit:
 # stands up its own farm on test hosts h41/h42 (torn down after); see README "Benchmarks"
 bench: toolchain
 	bash -c '. .toolchain/env.sh && exec python -m bench.farm_bench $(BENCH_ARGS)'
+
+# faults, load and bad clients with the full counts (19 min on the shared 2-core machine); ends with the table
+reliability: toolchain
+	bash scripts/reliability.sh

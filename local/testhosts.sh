@@ -27,6 +27,10 @@ RUN=/run/bkf-testhosts
 # Paths bkf-node.sh writes to: private per host.
 # /var/lib/buildkit is not here: bkf-node.sh mounts the host's data device on it.
 PRIVATE_PATHS="/etc/buildkit /etc/buildkit-farm /opt/buildkit-farm /run/buildkit /var/log/buildkit-farm /var/lib/cni"
+# Files private per host (a bind mount of the host's own copy): /etc/fstab, so that a node's
+# install/uninstall never edits this machine's fstab and two hosts never race on one file.
+# (A bind-mounted file cannot be replaced by rename: an fstab writer there fails loudly, EBUSY.)
+PRIVATE_FILES="/etc/fstab"
 
 log() { printf 'testhosts: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -137,6 +141,11 @@ EOF
   local binds="" p
   for p in $PRIVATE_PATHS; do
     mkdir -p "$p" "$d/fs$p"
+    binds+="mount --bind '$d/fs$p' '$p'; "
+  done
+  for p in $PRIVATE_FILES; do
+    mkdir -p "$d/fs$(dirname "$p")"
+    [ -f "$d/fs$p" ] || printf '# %s of test host %s (private to it: local/testhosts.sh)\n' "$p" "$h" >"$d/fs$p"
     binds+="mount --bind '$d/fs$p' '$p'; "
   done
   # sshd and everything it starts (bkf-node.sh, buildkitd) live in this host's

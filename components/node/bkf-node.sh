@@ -161,7 +161,10 @@ prepare_volume() {
       die "$dev has a partition table and no filesystem; refusing to format it"
     fi
     log "formatting blank data device $dev"
-    mkfs.ext4 -q -L bkf-state -m 0 "$dev"
+    # -i 4096: an inode for every 4 KiB block. GC counts bytes, not inodes; with the default (one
+    # per 16 KiB) a cache of small files runs out of inodes with a quarter of the volume used, and
+    # GC never steps in. Now any file with data takes a block first (only empty files do not).
+    mkfs.ext4 -q -L bkf-state -m 0 -i 4096 "$dev"
   elif [ "$fstype" != ext4 ]; then
     die "$dev holds a $fstype filesystem, expected ext4; refusing to touch it"
   fi
@@ -228,6 +231,44 @@ firewall_remove() {
   while iptables -t raw -D PREROUTING -j "$FW_CHAIN" 2>/dev/null; do :; done
   iptables -t raw -F "$FW_CHAIN" 2>/dev/null || true
   iptables -t raw -X "$FW_CHAIN" 2>/dev/null || true
+}
+
+# What the CNI bridge and firewall plugins leave in the host once the daemon is gone: the RUN-step
+# bridge, the rules that name it, and the CNI-* chains (the plugins never remove those). The chains
+# go only when nothing but jumps and RETURNs is left in them: another CNI user on the host keeps them.
+cni_remove() {
+  local bridge t rules line chain chains
+  bridge=$(sed -n 's/^ *bridgeName = "\([^"]*\)".*/\1/p' "$CONFIG" 2>/dev/null || true)
+  [ -n "$bridge" ] || return 0
+  ip link del "$bridge" 2>/dev/null || true
+  command -v iptables-save >/dev/null || return 0
+  for t in filter nat; do
+    rules=$(iptables-save -t "$t" 2>/dev/null) || continue
+    # (iptables-save quotes its output for a shell: eval turns a saved rule back into a delete)
+    while IFS= read -r line; do
+      [ -z "$line" ] || eval "iptables -t $t -D ${line#-A }" || true
+    done < <(grep -E -- "^-A .*-[io] $bridge( |\$)" <<<"$rules" || true)
+    rules=$(iptables-save -t "$t")
+    if grep -E -- '^-A CNI-' <<<"$rules" | grep -qvE -- '-j (RETURN|CNI-[^ ]+)$'; then
+      log "CNI chains in the $t table hold other rules: left in place"
+      continue
+    fi
+    while IFS= read -r line; do
+      [ -z "$line" ] || eval "iptables -t $t -D ${line#-A }" || true
+    done < <(grep -E -- '^-A [^ ]+ .*-j CNI-[^ ]+$' <<<"$rules" | grep -v -- '^-A CNI-' || true)
+    mapfile -t chains < <(sed -n 's/^:\(CNI-[^ ]*\) .*/\1/p' <<<"$rules")
+    for chain in "${chains[@]}"; do iptables -t "$t" -F "$chain"; done
+    for chain in "${chains[@]}"; do iptables -t "$t" -X "$chain" || true; done
+  done
+}
+
+# Mounts a daemon killed mid-build leaves under the state dir (the rootfs overlays of its RUN steps:
+# one per kill -9, seen in the reliability suite). Deepest first; they would keep the volume busy.
+unmount_state_leftovers() {
+  local m
+  while IFS= read -r m; do
+    [ -z "$m" ] || umount "$m" || umount -l "$m" || log "could not unmount $m"
+  done < <(findmnt -rn -o TARGET | awk -v d="$BKF_STATE_DIR/" 'index($0, d) == 1' | sort -r)
 }
 
 # ------------------------------------------------------------------ certificates
@@ -509,6 +550,8 @@ cmd_uninstall() {
     rm -f "$UNIT"; systemctl daemon-reload
   fi
   firewall_remove
+  cni_remove
+  unmount_state_leftovers
   rm -f "$PER_BOOT_HOOK"
   if [ "$purge" = 1 ]; then
     log "purging build state in $BKF_STATE_DIR"

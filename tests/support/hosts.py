@@ -49,11 +49,16 @@ class Host:
 class HostSet:
     hosts: tuple[Host, ...]
     state: Path
+    #: size of each host's loop-device data volume (testhosts.sh's default when None)
+    data_gb: int | None = None
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "BKF_TEST_HOSTS": " ".join(h.name for h in self.hosts),
-                "BKF_LOCAL_STATE": str(self.state)}
+        env = {**os.environ, "BKF_TEST_HOSTS": " ".join(h.name for h in self.hosts),
+               "BKF_LOCAL_STATE": str(self.state)}
+        if self.data_gb is not None:
+            env["BKF_TEST_DATA_GB"] = str(self.data_gb)
+        return env
 
     def ssh(self, host: Host, command: str, *, stdin: str | None = None, check: bool = True,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -76,9 +81,10 @@ class HostSet:
 
 
 @contextmanager
-def running_hosts(names: Sequence[str], state: Path, no_sftp: Sequence[str] = ()) -> Iterator[HostSet]:
+def running_hosts(names: Sequence[str], state: Path, data_gb: int | None = None,
+                  no_sftp: Sequence[str] = ()) -> Iterator[HostSet]:
     """Test hosts up for the block, down after it (``no_sftp``: hosts whose sshd has no sftp subsystem)."""
-    hs = HostSet(tuple(Host(n, f"10.77.0.{10 + int(n[1:])}") for n in names), state)
+    hs = HostSet(tuple(Host(n, f"10.77.0.{10 + int(n[1:])}") for n in names), state, data_gb)
     run(["bash", str(TESTHOSTS), "up"], env={**hs.env, "BKF_TESTHOSTS_NO_SFTP": " ".join(no_sftp)})
     try:
         yield hs

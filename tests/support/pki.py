@@ -64,3 +64,22 @@ def make_server(ca: Issued, names: list[str], days: int = 30) -> Issued:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca.key, hashes.SHA256()))
     return _pems(cert, key)
+
+
+def make_client(ca: Issued, cn: str = "bkf test client", *, expired: bool = False,
+                client_auth: bool = True, curve: ec.EllipticCurve | None = None) -> Issued:
+    """A client certificate signed by ``ca``; the knobs make the bad ones a server must refuse:
+    ``expired`` (validity ended yesterday), ``client_auth=False`` (serverAuth EKU only),
+    ``curve`` (e.g. ec.SECP224R1(), which Go's TLS does not accept)."""
+    key = ec.generate_private_key(curve or ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = (now - datetime.timedelta(days=10), now - datetime.timedelta(days=1)) if expired else \
+        (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=2))
+    eku = ExtendedKeyUsageOID.CLIENT_AUTH if client_auth else ExtendedKeyUsageOID.SERVER_AUTH
+    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn.replace(" ", "-"))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+            .sign(ca.key, hashes.SHA256()))
+    return _pems(cert, key)
