@@ -264,10 +264,13 @@ cni_remove() {
 
 # Mounts a daemon killed mid-build leaves under the state dir (the rootfs overlays of its RUN steps:
 # one per kill -9, seen in the reliability suite). Deepest first; they would keep the volume busy.
+# Only while no daemon runs (stop, uninstall, and `run` before a new daemon starts).
 unmount_state_leftovers() {
   local m
   while IFS= read -r m; do
-    [ -z "$m" ] || umount "$m" || umount -l "$m" || log "could not unmount $m"
+    [ -n "$m" ] || continue
+    log "unmounting $m, left by a stopped or killed daemon"
+    umount "$m" || umount -l "$m" || log "could not unmount $m"
   done < <(findmnt -rn -o TARGET | awk -v d="$BKF_STATE_DIR/" 'index($0, d) == 1' | sort -r)
 }
 
@@ -350,6 +353,11 @@ write_unit() {
 # written once. exec: the init system's main PID is buildkitd.
 run_daemon() {
   require_tls
+  # A daemon that was killed (kill -9, OOM) left its build containers running and their mounts in
+  # place: clear them before the new one starts, when no daemon holds the state dir (its own lock).
+  if flock -n "$BKF_STATE_DIR/buildkitd.lock" true 2>/dev/null; then
+    reap_build_containers
+  fi
   exec "${DAEMON_ARGV[@]}"
 }
 
@@ -408,17 +416,11 @@ reap_build_containers() {
     [ -f "$b/config.json" ] || continue
     id=$(basename "$b")
     "$runc" state "$id" >/dev/null 2>&1 || continue
-    log "removing build container $id left running by the stopped daemon"
+    log "removing build container $id, left running by a stopped or killed daemon"
     "$runc" delete --force "$id" >/dev/null 2>&1 || log "could not remove build container $id"
   done
-  # and the root filesystems the daemon mounted for them: with the daemon down none is in use,
-  # and each would keep the data volume busy
-  local m
-  awk -v p="$BKF_STATE_DIR/runc-" 'index($5, p) == 1 && $5 ~ /\/executor\// {print $5}' /proc/self/mountinfo |
-    sort -r | while read -r m; do
-      log "unmounting $m left by the stopped daemon"
-      umount "$m" 2>/dev/null || umount -l "$m" || log "could not unmount $m"
-    done
+  # and the root filesystems the daemon mounted for them: with no daemon running none is in use
+  unmount_state_leftovers
 }
 
 stop_daemon() {

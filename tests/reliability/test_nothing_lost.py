@@ -90,6 +90,13 @@ def test_kill9_mid_build_daemon_returns_and_nothing_is_lost(farm: Farm) -> None:
         if not intact:
             lost += 1
             problems.append(f"round {i}: cache not intact (rc {r.returncode}): {r.stderr[-1500:]}")
+    # the killed daemons' build containers and their rootfs mounts were cleared when the next one started
+    mounts = farm.ssh(HOST, "grep -c ' /var/lib/buildkit/runc-[^ ]*/executor/' /proc/self/mountinfo || true")
+    orphans = subprocess.run(["pgrep", "-f", "BKF-RUNNING-"], capture_output=True, text=True).stdout.split()
+    figures.record("kill -9 mid-build: build containers / their mounts left running",
+                   f"{len(orphans)}/{mounts.stdout.strip()}")
+    if orphans or mounts.stdout.strip() != "0":
+        problems.append(f"left behind: {len(orphans)} build step processes, {mounts.stdout.strip()} mounts")
     figures.record("kill -9 mid-build: daemon back by itself", figures.ratio(survived, figures.KILLS))
     figures.record("kill -9 mid-build: client got an error, no hang", figures.ratio(errored, figures.KILLS))
     figures.record("kill -9 mid-build: cache mount or layer cache lost", str(lost))
