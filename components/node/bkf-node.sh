@@ -264,13 +264,11 @@ cni_remove() {
 
 # Mounts a daemon killed mid-build leaves under the state dir (the rootfs overlays of its RUN steps:
 # one per kill -9, seen in the reliability suite). Deepest first; they would keep the volume busy.
-# Only while no daemon runs (stop, uninstall, and `run` before a new daemon starts).
+# Uninstall only: after cni_remove (the CNI pool's namespaces are among them).
 unmount_state_leftovers() {
   local m
   while IFS= read -r m; do
-    [ -n "$m" ] || continue
-    log "unmounting $m, left by a stopped or killed daemon"
-    umount "$m" || umount -l "$m" || log "could not unmount $m"
+    [ -z "$m" ] || umount "$m" || umount -l "$m" || log "could not unmount $m"
   done < <(findmnt -rn -o TARGET | awk -v d="$BKF_STATE_DIR/" 'index($0, d) == 1' | sort -r)
 }
 
@@ -419,8 +417,15 @@ reap_build_containers() {
     log "removing build container $id, left running by a stopped or killed daemon"
     "$runc" delete --force "$id" >/dev/null 2>&1 || log "could not remove build container $id"
   done
-  # and the root filesystems the daemon mounted for them: with no daemon running none is in use
-  unmount_state_leftovers
+  # and the root filesystems the daemon mounted for them (with no daemon running none is in use).
+  # Only those: the network namespaces of its CNI pool stay mounted for the next daemon, which
+  # tears them down through CNI (unmounted, their NAT rules and CNI-* chains would leak).
+  local m
+  while IFS= read -r m; do
+    [ -n "$m" ] || continue
+    log "unmounting $m, left by a stopped or killed daemon"
+    umount "$m" || umount -l "$m" || log "could not unmount $m"
+  done < <(findmnt -rn -o TARGET | awk -v d="$BKF_STATE_DIR/runc-" 'index($0, d) == 1 && /\/executor\//' | sort -r)
 }
 
 stop_daemon() {
