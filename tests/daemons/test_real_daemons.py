@@ -390,8 +390,9 @@ def test_drain_is_bounded_and_the_cut_off_client_gets_an_error(farm: Farm, tmp_p
         assert "still running after 3s (the limit); stopping buildkitd anyway" in r.stderr, r.stderr
         # (a hang guard, not a timing goal: the cut-off client must return with an error)
         assert busy.wait(timeout=120) != 0
-        # the killed daemon's build container is gone too (it held the data volume and its cache mounts)
-        assert "removing build container" in r.stderr, r.stderr
+        # no build container left running, whichever way the daemon went: cancelled by its own
+        # graceful stop, or killed past TimeoutStopSec and its orphan removed by the stop ("removing
+        # build container"; the kill -9 test of tests/reliability covers that path every time)
         left = run(["pgrep", "-af", "sleep 613"], check=False).stdout
         assert not left, left
         mounts = farm.hosts.ssh(h3, "grep /var/lib/buildkit/runc-overlayfs/executor/ /proc/self/mountinfo || true")
