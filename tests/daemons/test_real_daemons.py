@@ -387,7 +387,8 @@ def test_drain_is_bounded_and_the_cut_off_client_gets_an_error(farm: Farm, tmp_p
     busy = slow_build(farm, "h3", 613, tmp_path / "build.log")
     try:
         r = farm.hosts.ssh(h3, "BKF_ENV_FILE=/etc/buildkit-farm/drain3.env /opt/buildkit-farm/bkf-node.sh restart")
-        assert "still running after 3s (the limit); stopping buildkitd anyway" in r.stderr, r.stderr
+        # (the wait is whole seconds of polling: 3 s, or 4 s on a loaded machine)
+        assert re.search(r"still running after [34]s \(the limit\); stopping buildkitd anyway", r.stderr), r.stderr
         # (a hang guard, not a timing goal: the cut-off client must return with an error)
         assert busy.wait(timeout=120) != 0
         # no build container left running, whichever way the daemon went: cancelled by its own
