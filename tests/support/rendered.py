@@ -26,19 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 _TLS = {r.token: r for r in tls.RESOURCES}
 
 
-def plain(value: Any) -> Any:
-    """Mock inputs as the API gets them: secrets unwrapped, 2.0 back to 2."""
-    if isinstance(value, dict):
-        if value.get(mockrt.SIG_KEY) == mockrt.SECRET_SIG:
-            return plain(value["value"])
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 #: a stand-in for a stack's state: (type, name, inputs) -> (id, outputs) of a created tls resource
 PkiState = dict[tuple[str, str, str], tuple[str, dict[str, Any]]]
 
@@ -58,7 +45,7 @@ class RealPkiMocks(mockrt.FarmMocks):
         if res is None:
             return super().new_resource(args)
         self.resources.append(args)
-        inputs = {**res.defaults, **plain(args.inputs)}
+        inputs = {**res.defaults, **mockrt.plain(args.inputs)}
         key = (args.typ, args.name, json.dumps(inputs, sort_keys=True))
         if key not in self.state:
             problems = res.validate(inputs)
@@ -87,7 +74,7 @@ def render(config: dict[str, str], stack: str = "k8s", pki: PkiState | None = No
     """Run __main__.py under mocks with real PKI (kept in ``pki`` if given); the objects and
     outputs it produced."""
     run = mockrt.run_main(config, stack=stack, mocks=RealPkiMocks(pki))
-    objects = [plain(r.inputs) for r in run.mocks.resources if r.typ.startswith("kubernetes:")]
+    objects = [mockrt.plain(r.inputs) for r in run.mocks.resources if r.typ.startswith("kubernetes:")]
     return Rendered(objects, dict(run.values))
 
 

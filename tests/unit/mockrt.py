@@ -197,3 +197,16 @@ def plaintext_strings(value: Any, path: str = "") -> list[tuple[str, str]]:
     if isinstance(value, str):
         return [(path, value)]
     return []
+
+
+def plain(value: Any) -> Any:
+    """Mock inputs as the API would get them: secrets unwrapped, 2.0 back to 2."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return plain(value["value"])
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

@@ -43,22 +43,10 @@ CIDRS = ["10.20.0.0/16", "203.0.113.0/24"]
 KINDS = {"Namespace": 1, "NetworkPolicy": 1, "Service": 2, "Secret": 2, "ConfigMap": 2, "StatefulSet": 2}
 
 
-def plain(value: Any) -> Any:
-    """Mock inputs as the API would get them: secrets unwrapped, 2.0 back to 2."""
-    if isinstance(value, dict):
-        if value.get(mockrt.SIG_KEY) == mockrt.SECRET_SIG:
-            return plain(value["value"])
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def objects(run: mockrt.Run) -> dict[str, dict[str, Any]]:
     """Every Kubernetes object the program registered, by Pulumi name."""
-    return {mockrt.short(r.name): plain(r.inputs) for r in run.mocks.resources if r.typ.startswith("kubernetes:")}
+    return {mockrt.short(r.name): mockrt.plain(r.inputs) for r in run.mocks.resources
+            if r.typ.startswith("kubernetes:")}
 
 
 def with_k8s(**changes: Any) -> dict[str, str]:
