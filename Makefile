@@ -6,12 +6,16 @@
 #   make bench  builds a real Go program on a throwaway builder and on the farm, prints the table
 #               (BENCH_ARGS="--readme" also rewrites the README's table and docs/bench/bench.png;
 #               its smoke mode runs in make test)
-.PHONY: toolchain farm farm-build farm-down test unit lint bench reliability
+.PHONY: toolchain toolchain-farm farm farm-build farm-down test unit lint bench reliability
 
+# every part (toolchain/bootstrap.sh all); make farm, bench and reliability build only the farm's part
 toolchain:
-	bash toolchain/bootstrap.sh
+	bash toolchain/bootstrap.sh all
 
-farm: toolchain
+toolchain-farm:
+	bash toolchain/bootstrap.sh farm
+
+farm: toolchain-farm
 	bash local/farm.sh up
 
 farm-build:
@@ -28,9 +32,9 @@ unit:
 	bash scripts/test.sh unit
 
 # stands up its own farm on test hosts h41/h42 (torn down after); see README "Benchmarks"
-bench: toolchain
+bench: toolchain-farm
 	bash -c '. .toolchain/env.sh && exec python -m bench.farm_bench $(BENCH_ARGS)'
 
 # faults, load and bad clients with the full counts (19 min on the shared 2-core machine); ends with the table
-reliability: toolchain
+reliability: toolchain-farm
 	bash scripts/reliability.sh

@@ -15,6 +15,16 @@
 # function step_<name> in toolchain/steps/<name>.sh; toolchain/lib/common.sh holds the step
 # bookkeeping and toolchain/lib/gobuild.sh the cached Go builds.
 #
+# Parts: `bootstrap.sh [PART...]` builds only what the named parts need (default: all):
+#   farm      the local farm (make farm, make bench, make reliability): Debian runtime packages,
+#             buildkitd, buildctl, buildx, the Pulumi CLI and language host, the registry, the venv,
+#             the substitute plugins
+#   test      farm plus what only the test tiers use: actionlint, the policy pack's venv, the EC2
+#             tier's emulator venv, the Debian packages of the EC2 and --load tiers
+#   cluster   farm plus the single-node Kubernetes of the cluster tier (kubernetes, etcd,
+#             containerd, rootlesskit; by far the longest cold build)
+#   all       every part (make test, .ci/run)
+#
 # Environment knobs:
 #   BUILDKIT_FARM_CACHE   cache root (default ~/.cache/buildkit-farm)
 #   BOOTSTRAP_SKIP_APT=1  skip the apt step
@@ -93,19 +103,22 @@ trap cleanup EXIT
 build_reentry "$@"
 
 main() {
+  select_parts "$@"
   T0=$(now)
-  log "buildkit-farm toolchain bootstrap (repo $REPO_ROOT, cache $CACHE_ROOT)"
+  log "buildkit-farm toolchain bootstrap (parts: ${PARTS[*]}; repo $REPO_ROOT, cache $CACHE_ROOT)"
   clean_stale_tmp
   step_apt
   step_go
   step_binaries
-  step_actionlint
+  if want test; then step_actionlint; fi
   step_registry
-  step_cluster
+  if want cluster; then step_cluster; fi
   step_link
   step_venv
-  step_policy_venv
-  step_aws_emu_venv
+  if want test; then
+    step_policy_venv
+    step_aws_emu_venv
+  fi
   step_providers
   step_plugins
   step_env

@@ -7,6 +7,26 @@ log() { printf '==> %s\n' "$*"; }
 now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
+# The parts asked for (bootstrap.sh [PART...]); farm is in every part.
+PARTS=()
+select_parts() {
+  local p
+  PARTS=(farm)
+  if (($# == 0)); then set -- all; fi
+  for p in "$@"; do
+    case $p in
+      farm) ;;
+      test | cluster) PARTS+=("$p") ;;
+      all) PARTS+=(test cluster) ;;
+      *)
+        printf 'bootstrap.sh: unknown part %q (allowed: farm, test, cluster, all)\n' "$p" >&2
+        exit 2
+        ;;
+    esac
+  done
+}
+want() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
+
 # One entry per finished step, in order, for the summary table.
 STEP_NAMES=()
 STEP_TIMES=()

@@ -10,8 +10,11 @@
 APT_PACKAGES=(
   runc openssh-server openssh-client iproute2 iptables containernetworking-plugins
   qemu-user-static binfmt-support busybox-static shellcheck uidmap jq curl ca-certificates
-  procps util-linux docker.io systemd-container debootstrap gcc libc6-dev
+  procps util-linux
 )
+# only for the test tiers (part test) and the cluster tier (part cluster)
+APT_PACKAGES_TEST=(docker.io systemd-container debootstrap)
+APT_PACKAGES_CLUSTER=(gcc libc6-dev)
 
 step_apt() {
   step_begin apt
@@ -20,8 +23,11 @@ step_apt() {
     step_end
     return
   fi
-  local missing=() p
-  for p in "${APT_PACKAGES[@]}"; do
+  local missing=() p wanted=("${APT_PACKAGES[@]}")
+  if want test; then wanted+=("${APT_PACKAGES_TEST[@]}"); fi
+  # the cluster tier drives its builds with the docker CLI too
+  if want cluster; then wanted+=("${APT_PACKAGES_TEST[@]}" "${APT_PACKAGES_CLUSTER[@]}"); fi
+  for p in "${wanted[@]}"; do
     if [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null)" != "ii " ]]; then
       missing+=("$p")
     fi
