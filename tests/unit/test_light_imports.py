@@ -30,8 +30,10 @@ def test_status_loads_no_cloud_sdk() -> None:
     assert not loaded & {"pulumi_aws", "pulumi_kubernetes"}, loaded
 
 
-def test_the_package_itself_is_light() -> None:
-    assert loaded_after("components") == set()
+@pytest.mark.parametrize("module", ["components", "components.backends", "components.backends.aws",
+                                    "components.backends.ssh", "components.backends.kubernetes"])
+def test_packages_and_the_registry_are_light(module: str) -> None:
+    assert loaded_after(module) == set()
 
 
 @pytest.mark.parametrize("module", ["components.contracts.payload", "components.contracts.wire",
