@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import pulumi
 
@@ -86,3 +86,24 @@ class StaticAddresses:
     """Addresses fixed in config (SSH hosts): nothing to create."""
 
     nodes: list[NodeAddress]
+
+
+class AddressComponent(Protocol):
+    """A component that makes one node's address (an Elastic IP, a Service)."""
+
+    @property
+    def address(self) -> NodeAddress: ...
+
+
+C = TypeVar("C", bound=AddressComponent)
+
+
+@dataclass(frozen=True)
+class AddressComponents(Generic[C]):
+    """Addresses made as one component per node, in config order."""
+
+    by_node: dict[str, C]
+
+    @property
+    def nodes(self) -> list[NodeAddress]:
+        return [a.address for a in self.by_node.values()]

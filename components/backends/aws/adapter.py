@@ -4,29 +4,20 @@ with idleStop, waking stopped instances; with aws.cacheRepository, the ECR build
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import pulumi
 
 from components.backends.aws.cache import CacheRepository, CacheRepositoryArgs
 from components.backends.aws.components import AwsNode, AwsNodeAddress, AwsNodeAddressArgs, AwsNodeArgs, ssm_prefix
 from components.backends.aws.iam import ci_wake_policy
-from components.backends.base import Extras, HostInputs
+from components.backends.base import AddressComponents, Extras, HostInputs
 from components.builder.wake import Wake
 from components.config.farm import AwsFarmConfig
-from components.node.address import NodeAddress
 from components.node.render import render
 from components.pki import Pki
 from components.resources import ChildNamer
 
-
-@dataclass(frozen=True)
-class AwsAddresses:
-    by_node: dict[str, AwsNodeAddress]
-
-    @property
-    def nodes(self) -> list[NodeAddress]:
-        return [a.address for a in self.by_node.values()]
+AwsAddresses = AddressComponents[AwsNodeAddress]
 
 
 class AwsBackend:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
-from components.backends.base import Extras, HostInputs
+from components.backends.base import AddressComponents, Extras, HostInputs
 from components.backends.kubernetes.components import (
     KubernetesFarmNamespace,
     KubernetesFarmNamespaceArgs,
@@ -17,7 +17,6 @@ from components.backends.kubernetes.components import (
     KubernetesNodeArgs,
 )
 from components.config.farm import KubernetesFarmConfig
-from components.node.address import NodeAddress
 from components.node.layout import ROOTLESS_LAYOUT
 from components.node.render import render
 from components.pki import Pki
@@ -25,13 +24,9 @@ from components.resources import ChildNamer
 
 
 @dataclass(frozen=True)
-class KubernetesAddresses:
-    namespace: KubernetesFarmNamespace
-    by_node: dict[str, KubernetesNodeAddress]
-
-    @property
-    def nodes(self) -> list[NodeAddress]:
-        return [a.address for a in self.by_node.values()]
+class KubernetesAddresses(AddressComponents[KubernetesNodeAddress]):
+    #: the farm's namespace, which every Service is in
+    namespace: KubernetesFarmNamespace = field(kw_only=True)
 
 
 class KubernetesBackend:
@@ -55,7 +50,7 @@ class KubernetesBackend:
             by_node[n.name] = KubernetesNodeAddress(name, KubernetesNodeAddressArgs(
                 node=n, index=i, spec=self.spec, buildkit_port=self.cfg.buildkit.port,
                 allowed_cidrs=self.cfg.allowed_cidrs, namespace=namespace), opts)
-        return KubernetesAddresses(namespace, by_node)
+        return KubernetesAddresses(by_node, namespace=namespace)
 
     def nodes(self, addresses: KubernetesAddresses, pki: Pki) -> list[KubernetesNode]:
         out = []
