@@ -4,8 +4,9 @@ The flow, in dependency order: config -> addresses -> PKI -> nodes -> builder.
 Another Pulumi Python program can embed a farm::
 
     from components import BuildkitFarm, FarmArgs, parse_config
-    farm = BuildkitFarm("ci", FarmArgs(config=parse_config(raw), inputs=HostInputs(stack="prod"),
-                                       organization="acme ci"))
+    from components.backends import read_inputs
+    cfg = parse_config(raw)
+    farm = BuildkitFarm("ci", FarmArgs(config=cfg, inputs=read_inputs(cfg, "prod"), organization="acme ci"))
     pulumi.export("caCert", farm.ca_cert)
 """
 

@@ -10,7 +10,7 @@ the policy pack and ``pulumi preview --json`` see) into plain values, ``Secret``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,28 +79,27 @@ def reveal(value: Any) -> Any:
     return value
 
 
+def _contains(value: Any, hit: Callable[[Any], bool]) -> bool:
+    """True if ``hit`` holds for the value or anything inside it (secrets, mappings, lists)."""
+    if hit(value):
+        return True
+    if isinstance(value, Secret):
+        return _contains(value.value, hit)
+    if isinstance(value, Mapping):
+        return any(_contains(v, hit) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains(v, hit) for v in value)
+    return False
+
+
 def is_secret(value: Any) -> bool:
     """True if the value is or contains a secret."""
-    if isinstance(value, Secret):
-        return True
-    if isinstance(value, Mapping):
-        return any(is_secret(v) for v in value.values())
-    if isinstance(value, list):
-        return any(is_secret(v) for v in value)
-    return False
+    return _contains(value, lambda v: isinstance(v, Secret))
 
 
 def known(value: Any) -> bool:
     """True if nothing in ``value`` is unknown."""
-    if value is UNKNOWN:
-        return False
-    if isinstance(value, Secret):
-        return known(value.value)
-    if isinstance(value, Mapping):
-        return all(known(v) for v in value.values())
-    if isinstance(value, list):
-        return all(known(v) for v in value)
-    return True
+    return not _contains(value, lambda v: v is UNKNOWN)
 
 
 def secret(value: Any) -> Any:
