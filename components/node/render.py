@@ -97,7 +97,7 @@ def buildkitd_toml(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL
 
 def render(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYOUT,
            **host: Unpack[HostSettings]) -> NodeBundle:
-    """The node's bundle; with ``host`` (at least ``cert_source``) also its bkf-node.sh settings."""
+    """The node's bundle; with ``host`` (a node on a host of its own) also its bkf-node.sh settings."""
     settings = None
     if host:
         settings = replace(NodeSettings(
