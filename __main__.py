@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pulumi
 
+from components.backends import read_inputs
 from components.config import ConfigError, parse_config, read_raw_config
-from components.config.files import read_host_inputs
 from components.farm import BuildkitFarm, FarmArgs
 from components.outputs import export_outputs
 
@@ -18,7 +18,7 @@ def main() -> None:
     stack = pulumi.get_stack()
     try:
         cfg = parse_config(read_raw_config(pulumi.Config().get), aws_region=pulumi.Config("aws").get("region"))
-        inputs = read_host_inputs(cfg, stack)
+        inputs = read_inputs(cfg, stack)
     except ConfigError as e:
         raise pulumi.RunError(str(e)) from None
     farm = BuildkitFarm("bkf", FarmArgs(

@@ -4,8 +4,9 @@ The flow, in dependency order: config -> addresses -> PKI -> nodes -> builder.
 Another Pulumi Python program can embed a farm::
 
     from components import BuildkitFarm, FarmArgs, parse_config
-    farm = BuildkitFarm("ci", FarmArgs(config=parse_config(raw), inputs=HostInputs(stack="prod"),
-                                       organization="acme ci"))
+    from components.backends import read_inputs
+    cfg = parse_config(raw)
+    farm = BuildkitFarm("ci", FarmArgs(config=cfg, inputs=read_inputs(cfg, "prod"), organization="acme ci"))
     pulumi.export("caCert", farm.ca_cert)
 """
 
@@ -15,14 +16,11 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.backends import HostInputs, make_backend
-from components.backends.aws import AwsNode
-from components.backends.aws_cache import CacheRepository, CacheRepositoryArgs
-from components.backends.aws_iam import ci_wake_policy
+from components.backends import make_backend
+from components.backends.base import BuildCache, HostInputs
 from components.builder.component import Builder, BuilderArgs
 from components.builder.scripts import BuilderNode, render_create_script, setup_buildx_action
-from components.builder.wake import Wake
-from components.config.farm import AnyFarmConfig, AwsFarmConfig
+from components.config.farm import AnyFarmConfig
 from components.pki import Pki, PkiArgs, ServerIdentity
 from components.resources import child_namer
 
@@ -30,7 +28,7 @@ from components.resources import child_namer
 @dataclass(frozen=True)
 class FarmArgs:
     config: AnyFarmConfig
-    #: files and secrets the config points at (components.config.files.read_host_inputs)
+    #: files and secrets the config points at (components.backends.read_inputs)
     inputs: HostInputs
     #: the certificates' subject organization
     organization: str
@@ -68,7 +66,7 @@ class BuildkitFarm(pulumi.ComponentResource):
     """The earliest expiry among all leaf certificates (RFC 3339): alert on it."""
     setup_buildx_action: pulumi.Output[dict[str, object]]
     """Inputs for docker/setup-buildx-action with the remote driver."""
-    cache: CacheRepository | None
+    cache: BuildCache | None
     """aws with aws.cacheRepository: the ECR build-cache repository (cacheRef, cacheFlags); else None."""
     ci_wake_policy: pulumi.Output[str] | None
     """idleStop on AWS: the IAM policy CI needs to wake the farm (start and describe exactly its instances)."""
@@ -85,15 +83,11 @@ class BuildkitFarm(pulumi.ComponentResource):
             spec=cfg.pki, organization=args.organization,
             servers=[ServerIdentity(a.name, a.dns_names, a.ip_addresses) for a in addresses.nodes]), pki_opts)
         nodes = backend.nodes(addresses, pki)
-        # idleStop on AWS: the create script wakes stopped instances; CI gets a policy for exactly those
-        wake: pulumi.Output[Wake] | None = None
-        self.ci_wake_policy: pulumi.Output[str] | None = None
-        if cfg.backend == "aws" and cfg.idle_stop.enabled:
-            region = cfg.region
-            names = [n.name for n in cfg.nodes]
-            ids = pulumi.Output.all(*[n.instance_id for n in nodes if isinstance(n, AwsNode)])
-            wake = ids.apply(lambda i: Wake(region, dict(zip(names, i, strict=True))))
-            self.ci_wake_policy = ids.apply(lambda i: ci_wake_policy(region, i))
+        # what only some backends have: waking stopped nodes (and CI's policy for it), a build cache
+        extras = backend.extras(nodes)
+        wake = extras.wake
+        self.ci_wake_policy = extras.ci_wake_policy
+        self.cache = extras.cache
 
         client = pki.clients[cfg.pki.clients[0]]
         builder_name = cfg.builder.name or args.default_builder_name
@@ -125,10 +119,5 @@ class BuildkitFarm(pulumi.ComponentResource):
             pulumi.Output.all(**{c: pki.clients[c].private_key_pem for c in cfg.pki.clients}))
         self.cert_expiry = pki.not_after
         self.setup_buildx_action = node_info.apply(setup_buildx_action)
-        self.cache = None
-        if isinstance(cfg, AwsFarmConfig) and cfg.aws.cache_repository:
-            cache_name, cache_opts = child("cache")
-            self.cache = CacheRepository(cache_name, CacheRepositoryArgs(
-                cfg.aws.cache_repository, cfg.aws.cache_expire_days, cfg.platforms()), cache_opts)
         self.register_outputs({"builder_name": self.builder_name, "ca_cert": self.ca_cert,
                                "cert_expiry": self.cert_expiry})

@@ -1,22 +1,36 @@
-"""Backends: where nodes run. Each module holds its adapter and its components."""
+"""Backends: where nodes run, one package each (adapter.py, components.py and their extras).
+
+This registry is the one place that names them: config `backend` -> the adapter class, imported
+on first use so that importing the registry (or another backend) loads no cloud SDK.
+"""
 
 from __future__ import annotations
 
-from components.backends.aws import AwsBackend
-from components.backends.base import Backend, HostInputs
-from components.backends.kubernetes.nodes import KubernetesBackend
-from components.backends.ssh import SshBackend
-from components.config.farm import AnyFarmConfig, AwsFarmConfig, KubernetesFarmConfig, SshFarmConfig
-from components.resources import ChildNamer
+import importlib
+from typing import TYPE_CHECKING, Any, cast
 
-__all__ = ["AwsBackend", "Backend", "HostInputs", "KubernetesBackend", "SshBackend", "make_backend"]
+if TYPE_CHECKING:
+    from components.backends.base import Backend, BackendType, HostInputs
+    from components.config.farm import AnyFarmConfig
+    from components.resources import ChildNamer
+
+#: backend name -> "module:AdapterClass"
+ADAPTERS = {
+    "aws": "components.backends.aws.adapter:AwsBackend",
+    "kubernetes": "components.backends.kubernetes.adapter:KubernetesBackend",
+    "ssh": "components.backends.ssh.adapter:SshBackend",
+}
 
 
-def make_backend(cfg: AnyFarmConfig, inputs: HostInputs, child: ChildNamer) -> Backend:
-    match cfg:
-        case AwsFarmConfig():
-            return AwsBackend(cfg, inputs, child)
-        case SshFarmConfig():
-            return SshBackend(cfg, inputs, child)
-        case KubernetesFarmConfig():
-            return KubernetesBackend(cfg, inputs, child)
+def backend_type(name: str) -> BackendType:
+    module, _, cls = ADAPTERS[name].partition(":")
+    return cast("BackendType", getattr(importlib.import_module(module), cls))
+
+
+def read_inputs(cfg: AnyFarmConfig, stack: str) -> HostInputs:
+    """What the config points at outside the stack (files, keys): read before anything is created."""
+    return backend_type(cfg.backend).read_inputs(cfg, stack)
+
+
+def make_backend(cfg: AnyFarmConfig, inputs: HostInputs, child: ChildNamer) -> Backend[Any]:
+    return backend_type(cfg.backend)(cfg, inputs, child)

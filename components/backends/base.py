@@ -1,26 +1,28 @@
-"""What every backend provides, in two phases the types make explicit.
+"""What every backend provides, in the order the farm asks for it.
 
-``addresses()`` makes what clients dial (it must exist before the server certs that
-name it) and returns the backend's own typed handle; ``nodes(addresses, pki)``
-takes that handle and the issued certs and starts the daemons. A backend cannot
-make nodes before addresses: there is nothing to pass.
+``read_inputs(cfg, stack)`` reads what the config points at outside the stack (files, keys)
+before anything is created, so a missing file is a config error. ``addresses()`` makes what
+clients dial (it must exist before the server certs that name it) and returns the backend's own
+typed handle; ``nodes(addresses, pki)`` takes that handle and the issued certs and starts the
+daemons: a backend cannot make nodes before addresses, there is nothing to pass. ``extras(nodes)``
+adds what only some backends have (waking stopped nodes, a build cache) as ``Extras``, so the
+farm never asks which backend it has.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import pulumi
 
-from components.config.farm import FarmBase
-from components.config.nodes import NodeSpec
 from components.node.address import NodeAddress
-from components.node.buildkitd_toml import RegistryHost, registry_files, render_buildkitd_toml
-from components.node.idle import DEFAULT_STOP_COMMAND, IdleStop
-from components.node.layout import ROOTFUL_LAYOUT, DaemonLayout
-from components.pki import Pki
+
+if TYPE_CHECKING:
+    from components.builder.wake import Wake
+    from components.pki import Pki
+    from components.resources import ChildNamer
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,25 @@ class HostInputs:
     ssh_private_key: pulumi.Input[str] | None = None
     #: ssh: node name -> (local artifact path, sha256)
     artifacts: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+class BuildCache(Protocol):
+    """A registry for build cache the farm provisions (the stack's cacheRef and cacheFlags)."""
+
+    repository_url: pulumi.Output[str]
+    flags: pulumi.Output[dict[str, dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What a backend adds besides its nodes; each part None where it has none."""
+
+    #: the create script wakes stopped nodes first
+    wake: pulumi.Output[Wake] | None = None
+    #: the IAM policy CI needs to wake them (stack output ciWakePolicy)
+    ci_wake_policy: pulumi.Output[str] | None = None
+    #: stack outputs cacheRef and cacheFlags
+    cache: BuildCache | None = None
 
 
 class Addresses(Protocol):
@@ -49,6 +70,16 @@ class Backend(Protocol[A]):
 
     def nodes(self, addresses: A, pki: Pki) -> Sequence[pulumi.Resource]: ...
 
+    def extras(self, nodes: Sequence[pulumi.Resource]) -> Extras: ...
+
+
+class BackendType(Protocol):
+    """The adapter class a registry entry names: it reads the inputs, then is made with them."""
+
+    def __call__(self, cfg: Any, inputs: HostInputs, child: ChildNamer) -> Backend[Any]: ...
+
+    def read_inputs(self, cfg: Any, stack: str) -> HostInputs: ...
+
 
 @dataclass(frozen=True)
 class StaticAddresses:
@@ -57,29 +88,22 @@ class StaticAddresses:
     nodes: list[NodeAddress]
 
 
-def node_toml(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYOUT) -> str:
-    """The node's buildkitd.toml: the one rendering every backend uses."""
-    return render_buildkitd_toml(
-        platform=node.platform, port=cfg.buildkit.port, volume_gb=cfg.volume.size_gb,
-        layout=layout, history_max_entries=cfg.buildkit.history_max_entries,
-        history_max_age_days=cfg.buildkit.history_max_age_days, registries=node_registries(cfg))
+class AddressComponent(Protocol):
+    """A component that makes one node's address (an Elastic IP, a Service)."""
+
+    @property
+    def address(self) -> NodeAddress: ...
 
 
-def node_registries(cfg: FarmBase) -> tuple[RegistryHost, ...]:
-    """`registries:` as the node renders it, in config order."""
-    return tuple(RegistryHost(host=h, mirrors=r.mirrors, http=r.http, ca_pem=r.ca)
-                 for h, r in cfg.registries.items())
+C = TypeVar("C", bound=AddressComponent)
 
 
-def node_files(cfg: FarmBase, layout: DaemonLayout = ROOTFUL_LAYOUT) -> dict[str, str]:
-    """Path -> content of the files the node's buildkitd.toml names besides TLS (registry CAs)."""
-    return registry_files(layout, node_registries(cfg))
+@dataclass(frozen=True)
+class AddressComponents(Generic[C]):
+    """Addresses made as one component per node, in config order."""
 
+    by_node: dict[str, C]
 
-def node_idle_stop(cfg: FarmBase) -> IdleStop | None:
-    """The node-side idle stop, or None when idleStop is off (the payload is then what it was)."""
-    spec = cfg.idle_stop
-    if not spec.enabled:
-        return None
-    return IdleStop(after_s=spec.after_minutes * 60, every_s=spec.check_seconds,
-                    command=spec.command or DEFAULT_STOP_COMMAND)
+    @property
+    def nodes(self) -> list[NodeAddress]:
+        return [a.address for a in self.by_node.values()]

@@ -13,6 +13,7 @@ import posixpath
 from collections.abc import Mapping
 from pathlib import Path
 
+from components.contracts.payload import heredoc
 from components.node.idle import IDLE_MARKER, IDLE_SCRIPT, IdleStop, render_idle_script, render_idle_units
 from components.node.layout import ENV_FILE, INSTALL_DIR, METADATA_CIDR, PER_BOOT_HOOK_FILE, UNIT_FILE
 from components.node.settings import NodeSettings, render_env_file
@@ -76,21 +77,13 @@ exec bash /run/bkf-user-data.sh
 """
 
 
-def _heredoc(path: str, content: str, mode: str) -> str:
-    marker = "BKF_EOF_" + hashlib.sha256(content.encode()).hexdigest()[:12]
-    if marker in content:  # pragma: no cover - astronomically unlikely
-        raise ValueError("heredoc marker collides with content")
-    return (f"cat > '{path}.new' <<'{marker}'\n{content.rstrip(chr(10))}\n{marker}\n"
-            f"chmod {mode} '{path}.new' && mv -f '{path}.new' '{path}'\n")
-
-
 def _config_files(files: Mapping[str, str]) -> list[str]:
     """Files the TOML names (registry CAs): 0600 in 0700 directories, stale files in them removed."""
     parts = []
     for d in sorted({posixpath.dirname(p) for p in files}):
         names = sorted(posixpath.basename(p) for p in files if posixpath.dirname(p) == d)
         parts.append(f"install -d -m 0700 '{d}'\n")
-        parts += [_heredoc(f"{d}/{n}", files[f"{d}/{n}"], "0600") for n in names]
+        parts += [heredoc(f"{d}/{n}", files[f"{d}/{n}"], "0600") for n in names]
         keep = " ".join(f"! -name '{n}'" for n in names)
         parts.append(f"find '{d}' -mindepth 1 -maxdepth 1 {keep} -exec rm -rf {{}} +\n")
     return parts
@@ -115,21 +108,21 @@ def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "i
         "# No secrets here: certificates come from stdin or SSM Parameter Store.\n",
         "set -euo pipefail\numask 022\n",
         f"mkdir -p '{INSTALL_DIR}' '{Path(ENV_FILE).parent}' '{layout.config_dir}'\n",
-        _heredoc(ENV_FILE, render_env_file(settings), "0644"),
+        heredoc(ENV_FILE, render_env_file(settings), "0644"),
         # without registries: the CA files a stack with them left behind go too
         *(_config_files(files) if files else [f"rm -rf '{layout.registry_dir}'\n"]),
-        _heredoc(layout.config_path, buildkitd_toml, "0644"),
-        _heredoc(f"{INSTALL_DIR}/bkf-node.sh", script, "0755"),
-        _heredoc(UNIT_FILE, render_systemd_unit(settings), "0644"),
+        heredoc(layout.config_path, buildkitd_toml, "0644"),
+        heredoc(f"{INSTALL_DIR}/bkf-node.sh", script, "0755"),
+        heredoc(UNIT_FILE, render_systemd_unit(settings), "0644"),
     ]
     if settings.per_boot_hook:
-        parts.append(_heredoc(PER_BOOT_HOOK_FILE, render_per_boot_hook(), "0755"))
+        parts.append(heredoc(PER_BOOT_HOOK_FILE, render_per_boot_hook(), "0755"))
     if idle is not None and action == "install":
         service, timer = render_idle_units(idle)
         parts += [
-            _heredoc(IDLE_SCRIPT, render_idle_script(idle, settings), "0755"),
-            _heredoc(f"{INSTALL_DIR}/bkf-idle.service", service, "0644"),
-            _heredoc(f"{INSTALL_DIR}/bkf-idle.timer", timer, "0644"),
+            heredoc(IDLE_SCRIPT, render_idle_script(idle, settings), "0755"),
+            heredoc(f"{INSTALL_DIR}/bkf-idle.service", service, "0644"),
+            heredoc(f"{INSTALL_DIR}/bkf-idle.timer", timer, "0644"),
             # last: newer than the env file (an install without idleStop makes the env file newer)
             f"touch '{IDLE_MARKER}'\n",
             f"'{INSTALL_DIR}/bkf-node.sh' {action}\n",

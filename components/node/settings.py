@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
+from components.contracts.payload import render_env
 from components.node.layout import (
     DEFAULT_BRIDGE_SUBNET,
     INSTALL_DIR,
@@ -20,7 +20,6 @@ from components.versions import buildkit_release_url
 CertSource = Literal["stdin", "ssm", "files"]
 #: how the daemon is kept running: systemd, the script's own supervisor, or whichever the host has
 Init = Literal["systemd", "none", "auto"]
-_ENV_VALUE_RE = re.compile(r"^[A-Za-z0-9_./:@+=,-]*$")
 
 
 @dataclass(frozen=True)
@@ -95,11 +94,4 @@ class NodeSettings:
 
 
 def render_env_file(settings: NodeSettings) -> str:
-    lines = ["# buildkit-farm node settings (written by the bootstrap payload)"]
-    for key, value in settings.env().items():
-        if not _ENV_VALUE_RE.match(value):
-            raise ValueError(f"{key}={value!r} has characters that are unsafe in an env file")
-        lines.append(f"{key}={value}")
-    return "\n".join(lines) + "\n"
-
-
+    return render_env("buildkit-farm node settings (written by the bootstrap payload)", settings.env())

@@ -1,6 +1,7 @@
 """What a node carries, decoded: the bootstrap payload (SSH create, EC2 user data) and what it holds.
 
-A payload writes its files with heredocs (``payload_files``): buildkitd.toml (``payload_toml``,
+A payload writes its files with heredocs (``payload_files``, from the one module that also
+writes them: components/contracts/payload.py): buildkitd.toml (``payload_toml``,
 parsed by ``parse_toml``) and node.env (``payload_env``). A script may also start buildkitd
 directly (``buildkitd_lines``); ``flag_values`` reads its flags. The checks that judge these
 live in buildkitd.py; review.summary reads payloads with the same functions.
@@ -17,17 +18,11 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
+from components.contracts.payload import parse_env, payload_files
 from review.policy.resources import Resource, get
 
-_HEREDOC_RE = re.compile(
-    r"cat > '(?P<path>[^']+)\.new' <<'(?P<marker>BKF_EOF_[0-9a-f]+)'\n(?P<body>.*?)\n(?P=marker)\n", re.S)
 INSTALL_RE = re.compile(r"bkf-node\.sh'?\s+install\b")
 _BUILDKITD_LINE_RE = re.compile(r"(?:^|[\s/'\"])buildkitd(?:['\"]?)\s+(?P<args>.*--addr.*)$")
-
-
-def payload_files(payload: str) -> dict[str, str]:
-    """The files a bootstrap payload writes (path -> content), from its heredocs."""
-    return {m.group("path"): m.group("body") for m in _HEREDOC_RE.finditer(payload)}
 
 
 def payload_toml(payload: str) -> str | None:
@@ -42,16 +37,6 @@ def payload_env(payload: str) -> dict[str, str]:
         if path.endswith("/node.env"):
             return parse_env(body)
     return {}
-
-
-def parse_env(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            out[k] = v
-    return out
 
 
 def user_data_payload(r: Resource) -> str | None:

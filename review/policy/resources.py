@@ -15,17 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-#: How the engine marks a secret inside a property map (sdk/go/common/resource/properties.go).
-SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
-#: The engine's placeholders for values a preview does not know (bool, number, string, array,
-#: asset, archive, object).
-UNKNOWN_SENTINELS = frozenset({
-    "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7", "3eeb2bf0-c639-47a8-9e75-3b44932eb421",
-    "04da6b54-80e4-46f7-96ec-b56ff0331ba9", "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",
-    "030794c1-ac77-496b-92df-f27374a8bd58", "e48ece36-62e2-4504-bad9-02848725956a",
-    "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",
-})
+# the wire form, re-exported: the checks (and checks.py's public names) take them from here
+from components.contracts.wire import SECRET_SIG as SECRET_SIG
+from components.contracts.wire import SIG_KEY as SIG_KEY
+from components.contracts.wire import UNKNOWN, Secret, decode
+from components.contracts.wire import reveal as reveal
 
 # Resource types (tokens as the engine reports them).
 SSH_NODE = "buildkit-farm:index:SshNode"
@@ -62,59 +56,12 @@ STACK = "pulumi:pulumi:Stack"
 # Values
 
 
-@dataclass(frozen=True)
-class Secret:
-    """A value the engine holds as a secret."""
-
-    value: Any
-
-
-class _Unknown:
-    _instance: _Unknown | None = None
-
-    def __new__(cls) -> _Unknown:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNKNOWN"
-
-
-#: A value the preview does not know yet (computed during the update).
-UNKNOWN = _Unknown()
-
-
 class UnknownValue(Exception):
     """A check needed a value that is not known during this preview."""
 
     def __init__(self, path: str) -> None:
         super().__init__(f"{path} is not known during preview")
         self.path = path
-
-
-def decode(wire: Any) -> Any:
-    """Engine wire form -> plain values, ``Secret`` and ``UNKNOWN``."""
-    if isinstance(wire, str) and wire in UNKNOWN_SENTINELS:
-        return UNKNOWN
-    if isinstance(wire, Mapping):
-        if wire.get(SIG_KEY) == SECRET_SIG:
-            return Secret(decode(wire.get("value")))
-        return {str(k): decode(v) for k, v in wire.items()}
-    if isinstance(wire, list | tuple):
-        return [decode(v) for v in wire]
-    return wire
-
-
-def reveal(value: Any) -> Any:
-    """The value with every ``Secret`` unwrapped (for reading contents, not secretness)."""
-    if isinstance(value, Secret):
-        return reveal(value.value)
-    if isinstance(value, Mapping):
-        return {k: reveal(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [reveal(v) for v in value]
-    return value
 
 
 def get(value: Any, *path: str | int) -> Any:
@@ -137,19 +84,6 @@ def get(value: Any, *path: str | int) -> Any:
     if cur is UNKNOWN:
         raise UnknownValue(".".join(walked))
     return cur
-
-
-def known(value: Any) -> bool:
-    """True if nothing in ``value`` is unknown."""
-    if value is UNKNOWN:
-        return False
-    if isinstance(value, Secret):
-        return known(value.value)
-    if isinstance(value, Mapping):
-        return all(known(v) for v in value.values())
-    if isinstance(value, list):
-        return all(known(v) for v in value)
-    return True
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Tier 3: an SSH host whose sshd has no sftp subsystem is stopped before the artifact copy.
 
 pulumi-command's CopyToRemote copies over SFTP (the substitute plugin opens the subsystem the
-same way, see tests/toolchain); without the check (components/backends/ssh_sftp.py) the user
+same way, see tests/toolchain); without the check (components/backends/ssh/sftp.py) the user
 would get x/crypto's bare "ssh: subsystem request failed". The real engine runs `pulumi up`
 against a test host whose sshd config has no `Subsystem sftp` line.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components.backends.ssh_sftp import NO_SFTP_MESSAGE, render_artifact_dir_script
+from components.backends.ssh.sftp import NO_SFTP_MESSAGE, render_artifact_dir_script
 from tests.support.hosts import ROOT, file_backend, make_artifact, need, run, running_hosts, write_stack_config
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from components.backends.aws_iam import ci_wake_policy
+from components.backends.aws.iam import ci_wake_policy
 from components.builder.affinity import rank
 from components.builder.scripts import BuilderNode, render_create_script
 from components.builder.wake import Wake

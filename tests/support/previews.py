@@ -18,9 +18,9 @@ import re
 import sys
 from typing import Any
 
+from components.contracts.payload import HEREDOC_RE
+
 _PEM_RE = re.compile(r"(-----BEGIN ([A-Z0-9 ]+)-----\n)(.*?)(\n-----END \2-----)", re.S)
-_HEREDOC_RE = re.compile(
-    r"(cat > '(?P<path>[^']+)\.new' <<'(?P<marker>BKF_EOF_[0-9a-f]+)'\n)(?P<body>.*?)(\n(?P=marker)\n)", re.S)
 _STATE_KEYS = ("type", "urn", "parent", "inputs")
 _STEP_KEYS = ("op", "urn", "diffReasons", "replaceReasons", "detailedDiff", "keys")
 _META_KEYS = ("op", "urn", "type", "diffs", "keys", "detailedDiff", "logical")
@@ -33,9 +33,9 @@ def _digest(text: str) -> str:
 def trim_string(s: str) -> str:
     def heredoc(m: re.Match[str]) -> str:
         body = m.group("body") if m.group("path").endswith("/node.env") else _digest(m.group("body"))
-        return m.group(1) + body + m.group(5)
+        return m.group("head") + body + m.group("tail")
 
-    s = _HEREDOC_RE.sub(heredoc, s)
+    s = HEREDOC_RE.sub(heredoc, s)
     return _PEM_RE.sub(lambda m: m.group(1) + _digest(m.group(3)) + m.group(4), s)
 
 

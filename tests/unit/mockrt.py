@@ -16,6 +16,8 @@ import pulumi
 import yaml
 from pulumi import _types
 
+from components.contracts import wire
+
 ROOT = Path(__file__).resolve().parents[2]
 #: the farm component's name in __main__.py (its children keep bare names: adopt_root_resources)
 FARM = "bkf"
@@ -175,9 +177,8 @@ def run_main(config: dict[str, str], stack: str = "dev", mocks: FarmMocks | None
     return run(program, config, stack, mocks)
 
 
-#: How the mock monitor hands over a secret input: {SIG_KEY: SECRET_SIG, "value": ...}.
-SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+#: How the mock monitor hands over a secret input: {SIG_KEY: SECRET_SIG, "value": ...} (the engine's wire form).
+SIG_KEY, SECRET_SIG = wire.SIG_KEY, wire.SECRET_SIG
 
 
 def secret_value(value: Any) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from components import versions
-from components.backends.aws import nvme_device_path
+from components.backends.aws.components import nvme_device_path
 from components.node.payload import SCRIPT_PATH
 from tests.unit import mockrt
 

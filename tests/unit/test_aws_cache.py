@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.backends.aws_cache import cache_flags, lifecycle_policy
+from components.backends.aws.cache import cache_flags, lifecycle_policy
 from components.config import ConfigError
 from tests.unit import mockrt
 from tests.unit.test_aws import DEV, with_aws

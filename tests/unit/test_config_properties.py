@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.backends.base import node_toml
 from components.config import TOP_LEVEL_KEYS, ConfigError, parse_config
+from components.node.render import buildkitd_toml as node_toml
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=True, allow_infinity=True)

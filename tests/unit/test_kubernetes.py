@@ -25,7 +25,7 @@ import pytest
 from components import versions
 from components.backends.kubernetes import manifests as m
 from components.backends.kubernetes import pod
-from components.backends.kubernetes.nodes import load_balancer_address
+from components.backends.kubernetes.components import load_balancer_address
 from components.config import ConfigError, KubernetesFarmConfig, parse_config
 from components.config.kubernetes import KubernetesNodeSpec as NodeSpec
 from components.config.kubernetes import KubernetesSpec
@@ -121,7 +121,7 @@ def test_names_are_explicit_and_components_parent_their_children(run: mockrt.Run
         assert md["name"] and "generateName" not in md, name
         assert md.get("namespace") == (None if obj["kind"] == "Namespace" else NS), name
         parent = run.registered[name].opts.parent
-        assert parent is not None and type(parent).__module__ == "components.backends.kubernetes.nodes", name
+        assert parent is not None and type(parent).__module__ == "components.backends.kubernetes.components", name
         assert name.startswith(f"{parent._name}-"), (name, parent._name)
     components = {mockrt.short(r.name): r.typ for r in run.mocks.resources
                   if r.typ.startswith("buildkit-farm:index:Kubernetes")}

@@ -204,7 +204,7 @@ def test_largest_realistic_user_data_fits_the_ec2_limit(capsys: pytest.CaptureFi
     import gzip
     from dataclasses import replace
 
-    from components.backends.aws import gzip_user_data
+    from components.backends.aws.components import gzip_user_data
     from components.node.payload import USER_DATA_LIMIT
     name = "n" * 40  # the longest node name config allows
     big = replace(SETTINGS, node_name=name, per_boot_hook=True, init="systemd",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from components.backends.ssh_sftp import render_artifact_dir_script
+from components.backends.ssh.sftp import render_artifact_dir_script
 from components.node.payload import SCRIPT_PATH, render_payload
 from tests.unit import mockrt
 from tests.unit.test_node_bootstrap import heredocs

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from bkf_providers import command, tls
+from components.backends import read_inputs
 from components.config import AnyFarmConfig, ConfigError, SshFarmConfig, parse_config
-from components.config.files import read_host_inputs
 from components.pki import earliest
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKv3"
@@ -98,20 +98,20 @@ def test_a_stale_ssh_auth_sock_is_refused_before_anything_is_created(tmp_path: P
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "gone.sock"))
     with pytest.raises(ConfigError) as e:
-        read_host_inputs(_ssh_farm(tmp_path), "t")
+        read_inputs(_ssh_farm(tmp_path), "t")
     (problem,) = e.value.problems
     assert problem.startswith(f"ssh.agentSocket: the SSH agent at {str(tmp_path / 'gone.sock')!r} ($SSH_AUTH_SOCK) "
                               "does not answer (No such file or directory)")
     assert "unset SSH_AUTH_SOCK" in problem
     monkeypatch.delenv("SSH_AUTH_SOCK")
-    read_host_inputs(_ssh_farm(tmp_path), "t")  # no agent at all: fine, the key is used
+    read_inputs(_ssh_farm(tmp_path), "t")  # no agent at all: fine, the key is used
 
 
 def test_ssh_agent_socket_overrides_a_stale_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "gone.sock"))
     with _live_agent(tmp_path):
         cfg = _ssh_farm(tmp_path, agentSocket=str(tmp_path / "agent.sock"))
-        read_host_inputs(cfg, "t")
+        read_inputs(cfg, "t")
     assert isinstance(cfg, SshFarmConfig) and cfg.ssh.agent_socket == str(tmp_path / "agent.sock")
 
 

@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from components.backends.aws_iam import ci_wake_policy
+from components.backends.aws.iam import ci_wake_policy
 from components.builder.affinity import rank
 from components.builder.scripts import BuilderNode, render_create_script
 from components.builder.wake import Wake

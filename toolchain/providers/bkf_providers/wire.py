@@ -15,43 +15,38 @@ secrets, assets, archives, resource references and output values; an unknown
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import struct_pb2
 
-SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
-ASSET_SIG = "c44067f5952c0a294b673a41bacd8c17"
-ARCHIVE_SIG = "0def7320c3a5731c473e5ecbe6d01bc7"
-RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
-OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
-UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+# The launcher puts only toolchain/providers on sys.path (python -I); the signatures, Secret and
+# UNKNOWN are the repo's one stdlib-only wire module, which this checkout always has beside it.
+_REPO = str(Path(__file__).resolve().parents[3])
+if _REPO not in sys.path:
+    sys.path.append(_REPO)
 
+from components.contracts.wire import (  # noqa: E402  (re-exported: tls, command and tests import them here)
+    ARCHIVE_SIG,
+    ASSET_SIG,
+    OUTPUT_SIG,
+    RESOURCE_SIG,
+    SECRET_SIG,
+    SIG_KEY,
+    UNKNOWN,
+    UNKNOWN_STRING,
+    Secret,
+    is_secret,
+    known,
+    reveal,
+    secret,
+)
 
-class _Unknown:
-    """A value the engine does not know yet (preview)."""
-
-    _instance: _Unknown | None = None
-
-    def __new__(cls) -> _Unknown:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNKNOWN"
-
-
-UNKNOWN = _Unknown()
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A value the engine must keep secret."""
-
-    value: Any
+__all__ = ["ARCHIVE_SIG", "ASSET_SIG", "OUTPUT_SIG", "RESOURCE_SIG", "SECRET_SIG", "SIG_KEY", "UNKNOWN",
+           "UNKNOWN_STRING", "Secret", "decode_props", "encode_props", "has_unknown", "is_archive", "is_asset",
+           "is_secret", "reveal", "secret"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,46 +133,9 @@ def encode_props(props: Mapping[str, Any]) -> struct_pb2.Struct:
 # helpers
 
 
-def reveal(x: Any) -> Any:
-    """The value with every Secret wrapper removed (deeply)."""
-    if isinstance(x, Secret):
-        return reveal(x.value)
-    if isinstance(x, dict):
-        return {k: reveal(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [reveal(v) for v in x]
-    return x
-
-
-def is_secret(x: Any) -> bool:
-    """True if the value is or contains a secret."""
-    if isinstance(x, Secret):
-        return True
-    if isinstance(x, dict):
-        return any(is_secret(v) for v in x.values())
-    if isinstance(x, list):
-        return any(is_secret(v) for v in x)
-    return False
-
-
 def has_unknown(x: Any) -> bool:
     """True if the value is or contains an unknown."""
-    if x is UNKNOWN:
-        return True
-    if isinstance(x, Secret):
-        return has_unknown(x.value)
-    if isinstance(x, dict):
-        return any(has_unknown(v) for v in x.values())
-    if isinstance(x, list):
-        return any(has_unknown(v) for v in x)
-    return False
-
-
-def secret(x: Any) -> Any:
-    """Wrap as a secret (once); None and UNKNOWN stay as they are."""
-    if x is None or x is UNKNOWN or isinstance(x, Secret):
-        return x
-    return Secret(x)
+    return not known(x)
 
 
 def is_asset(x: Any) -> bool:

@@ -1,6 +1,6 @@
 """Kubernetes backend: rootless BuildKit StatefulSets with persistent caches.
 
-Three components, created in dependency order (see components/backends/base.py):
+Three components, created in dependency order by adapter.py (see components/backends/base.py):
 
 * ``KubernetesFarmNamespace`` (from ``addresses``): the dedicated Namespace with
   its Pod Security labels, and the NetworkPolicy of every farm pod, in place
@@ -15,22 +15,19 @@ The manifests themselves are pure functions in manifests.py beside this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.backends.base import HostInputs, node_files, node_toml
 from components.backends.kubernetes import manifests as m
 from components.backends.kubernetes import pod
-from components.config.farm import KubernetesFarmConfig
 from components.config.kubernetes import KubernetesNodeSpec, KubernetesSpec
 from components.node.address import NodeAddress
-from components.node.layout import ROOTLESS_LAYOUT
-from components.pki import IssuedCert, Pki
-from components.resources import ChildNamer
+from components.node.render import NodeBundle
+from components.pki import IssuedCert
 
 
 def load_balancer_address(status: Any) -> str:
@@ -129,12 +126,11 @@ class KubernetesNodeArgs:
     image: str
     buildkit_port: int
     volume_gb: int
-    buildkitd_toml: str
+    #: what the node runs from (components/node/render.py, rootless layout), shipped as a ConfigMap
+    bundle: NodeBundle
     server_cert: IssuedCert
     ca_cert_pem: pulumi.Input[str]
     address: KubernetesNodeAddress
-    #: path -> content: other files buildkitd.toml names (registry CAs), under the config dir
-    files: Mapping[str, str] = field(default_factory=dict)
 
 
 class KubernetesNode(pulumi.ComponentResource):
@@ -162,15 +158,15 @@ class KubernetesNode(pulumi.ComponentResource):
             f"{name}-tls", metadata=sec["metadata"], type=sec["type"], string_data=sec["stringData"],
             opts=pulumi.ResourceOptions(parent=self))
 
-        config_files = m.config_files(args.files)
-        cm = m.config_map_manifest(spec, node, args.buildkitd_toml, config_files)
+        config_files = m.config_files(args.bundle.files)
+        cm = m.config_map_manifest(spec, node, args.bundle.buildkitd_toml, config_files)
         config = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=cm["metadata"], data=cm["data"],
             opts=pulumi.ResourceOptions(parent=self))
 
         sts = pod.statefulset_manifest(
             spec, node, image=args.image, buildkit_port=args.buildkit_port, volume_gb=args.volume_gb,
-            config_sha256=m.sha256(args.buildkitd_toml), config_files=config_files,
+            config_sha256=m.sha256(args.bundle.buildkitd_toml), config_files=config_files,
             tls_sha256=pulumi.Output.all(ca, args.server_cert.cert_pem).apply(lambda v: m.tls_checksum(v[0], v[1])))
         # A rollout includes the old pod's drain; the default await (10 min) may be shorter.
         rollout = f"{(pod.termination_grace_s(spec.drain_timeout_seconds) + 600) // 60 + 1}m"
@@ -185,43 +181,3 @@ class KubernetesNode(pulumi.ComponentResource):
         self.endpoint = args.address.address.endpoint
         self.register_outputs({"statefulset_name": self.statefulset_name, "cache_claim": self.cache_claim,
                                "endpoint": self.endpoint})
-
-
-@dataclass(frozen=True)
-class KubernetesAddresses:
-    namespace: KubernetesFarmNamespace
-    by_node: dict[str, KubernetesNodeAddress]
-
-    @property
-    def nodes(self) -> list[NodeAddress]:
-        return [a.address for a in self.by_node.values()]
-
-
-class KubernetesBackend:
-    """Rootless StatefulSets: the namespace and a Service per node first, then the pods."""
-
-    def __init__(self, cfg: KubernetesFarmConfig, inputs: HostInputs, child: ChildNamer) -> None:
-        self.cfg, self.spec, self.inputs, self.child = cfg, cfg.kubernetes, inputs, child
-
-    def addresses(self) -> KubernetesAddresses:
-        name, opts = self.child("farm")
-        namespace = KubernetesFarmNamespace(name, KubernetesFarmNamespaceArgs(
-            self.spec, self.cfg.buildkit.port, self.cfg.allowed_cidrs, self.cfg.volume.protect), opts)
-        by_node = {}
-        for i, n in enumerate(self.cfg.nodes):
-            name, opts = self.child(f"{n.name}-address")
-            by_node[n.name] = KubernetesNodeAddress(name, KubernetesNodeAddressArgs(
-                node=n, index=i, spec=self.spec, buildkit_port=self.cfg.buildkit.port,
-                allowed_cidrs=self.cfg.allowed_cidrs, namespace=namespace), opts)
-        return KubernetesAddresses(namespace, by_node)
-
-    def nodes(self, addresses: KubernetesAddresses, pki: Pki) -> list[KubernetesNode]:
-        out = []
-        for n in self.cfg.nodes:
-            name, opts = self.child(n.name)
-            out.append(KubernetesNode(name, KubernetesNodeArgs(
-                node=n, spec=self.spec, image=self.cfg.buildkit.image, buildkit_port=self.cfg.buildkit.port,
-                volume_gb=self.cfg.volume.size_gb, buildkitd_toml=node_toml(self.cfg, n, ROOTLESS_LAYOUT),
-                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem,
-                address=addresses.by_node[n.name], files=node_files(self.cfg, ROOTLESS_LAYOUT)), opts))
-        return out

@@ -1,4 +1,4 @@
-"""AWS backend: an EC2 build node whose cache outlives the instance.
+"""The AWS backend's components: an EC2 build node whose cache outlives the instance.
 
 Two components per node, created in dependency order:
 
@@ -14,24 +14,19 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from components.backends.aws_iam import ASSUME_EC2, SSM_CORE_POLICY, cert_read_policy
-from components.backends.base import HostInputs, node_files, node_idle_stop, node_toml
+from components.backends.aws.iam import ASSUME_EC2, SSM_CORE_POLICY, cert_read_policy
 from components.config.aws import AwsNodeSpec, AwsSpec
-from components.config.farm import AwsFarmConfig
 from components.config.sections import VolumeSpec
 from components.node.address import NodeAddress
-from components.node.idle import IdleStop
-from components.node.payload import USER_DATA_LIMIT, render_payload
-from components.node.settings import NodeSettings
-from components.pki import IssuedCert, Pki
+from components.node.payload import USER_DATA_LIMIT
+from components.node.render import NodeBundle
+from components.pki import IssuedCert
 from components.platforms import instance_arch
-from components.resources import ChildNamer
 from components.versions import AL2023_AMI_OWNER
 
 #: The device name the attachment asks for; on Nitro instances the volume shows
@@ -112,13 +107,10 @@ class AwsNodeArgs:
     port: int
     allowed_cidrs: tuple[str, ...]
     address: AwsNodeAddress
-    settings: NodeSettings
-    buildkitd_toml: str
+    #: what the node runs from (components/node/render.py), shipped as user data
+    bundle: NodeBundle
     server_cert: IssuedCert
     ca_cert_pem: pulumi.Input[str]
-    files: Mapping[str, str] = field(default_factory=dict)  # other files the TOML names (registry CAs)
-    #: idleStop (None: off)
-    idle: IdleStop | None = None
 
 
 class AwsNode(pulumi.ComponentResource):
@@ -188,9 +180,7 @@ class AwsNode(pulumi.ComponentResource):
                 opts=pulumi.InvokeOptions(parent=self)).id
 
         def user_data(volume_id: str) -> str:
-            settings = replace(args.settings, data_device=nvme_device_path(volume_id))
-            return gzip_user_data(render_payload(settings, args.buildkitd_toml, "install", files=args.files,
-                                                 idle=args.idle))
+            return gzip_user_data(args.bundle.payload("install", data_device=nvme_device_path(volume_id)))
 
         market = None
         if spec.spot:
@@ -219,7 +209,7 @@ class AwsNode(pulumi.ComponentResource):
             user_data_replace_on_change=False,
             instance_market_options=market,
             # idleStop powers the OS off: stop, never terminate (unset when off: inputs as before)
-            instance_initiated_shutdown_behavior="stop" if args.idle else None,
+            instance_initiated_shutdown_behavior="stop" if args.bundle.idle else None,
             tags={"Name": name, "buildkit-farm/platform": node.platform},
             opts=pulumi.ResourceOptions(parent=self, depends_on=params))
 
@@ -244,44 +234,3 @@ class AwsNode(pulumi.ComponentResource):
         self.endpoint = args.address.address.endpoint
         self.register_outputs({"instance_id": self.instance_id, "volume_id": self.volume_id,
                                "endpoint": self.endpoint})
-
-
-@dataclass(frozen=True)
-class AwsAddresses:
-    by_node: dict[str, AwsNodeAddress]
-
-    @property
-    def nodes(self) -> list[NodeAddress]:
-        return [a.address for a in self.by_node.values()]
-
-
-class AwsBackend:
-    """EC2 nodes: an Elastic IP per node first, then the instance, volume and cert parameters."""
-
-    def __init__(self, cfg: AwsFarmConfig, inputs: HostInputs, child: ChildNamer) -> None:
-        self.cfg, self.inputs, self.child = cfg, inputs, child
-
-    def addresses(self) -> AwsAddresses:
-        out = {}
-        for n in self.cfg.nodes:
-            name, opts = self.child(f"{n.name}-address")
-            out[n.name] = AwsNodeAddress(name, AwsNodeAddressArgs(n, self.cfg.aws, self.cfg.buildkit.port), opts)
-        return AwsAddresses(out)
-
-    def nodes(self, addresses: AwsAddresses, pki: Pki) -> list[AwsNode]:
-        out = []
-        for n in self.cfg.nodes:
-            settings = NodeSettings(
-                node_name=n.name, platform=n.platform, buildkit_version=self.cfg.buildkit.version,
-                buildkit_sha256=self.cfg.buildkit.sha256_of(n.arch), port=self.cfg.buildkit.port,
-                cert_source="ssm", ssm_prefix=ssm_prefix(self.inputs.stack, n.name),
-                aws_region=self.cfg.region, data_fstab=True, init="systemd", per_boot_hook=True,
-                drain_timeout_s=self.cfg.buildkit.drain_timeout_seconds)
-            name, opts = self.child(n.name)
-            out.append(AwsNode(name, AwsNodeArgs(
-                node=n, aws=self.cfg.aws, region=self.cfg.region, volume=self.cfg.volume, stack=self.inputs.stack,
-                port=self.cfg.buildkit.port, allowed_cidrs=self.cfg.allowed_cidrs,
-                address=addresses.by_node[n.name], settings=settings, buildkitd_toml=node_toml(self.cfg, n),
-                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem, files=node_files(self.cfg),
-                idle=node_idle_stop(self.cfg)), opts))
-        return out

@@ -1,4 +1,4 @@
-"""The files the config points at (the SSH key, node artifacts), read before anything is created."""
+"""The files an SSH farm's config points at (the SSH key, node artifacts), read before anything is created."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pulumi
 
 from components.backends.base import HostInputs
 from components.config.errors import ConfigError
-from components.config.farm import AnyFarmConfig, SshFarmConfig
+from components.config.farm import SshFarmConfig
 from components.node.payload import artifact_name, sha256_file
 
 
@@ -23,10 +23,8 @@ def _agent_problem(path: str) -> str | None:
     return None
 
 
-def read_host_inputs(cfg: AnyFarmConfig, stack: str) -> HostInputs:
+def read_host_inputs(cfg: SshFarmConfig, stack: str) -> HostInputs:
     """Problems are config errors, each naming the key and the file."""
-    if not isinstance(cfg, SshFarmConfig):
-        return HostInputs(stack=stack)
     problems: list[str] = []
     key_path = Path(cfg.ssh.private_key_path).expanduser()
     key: str | None = None

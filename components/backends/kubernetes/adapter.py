@@ -1,0 +1,67 @@
+"""The Kubernetes backend: the namespace and a Service per node first, then the pods."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+
+from components.backends.base import AddressComponents, Extras, HostInputs
+from components.backends.kubernetes.components import (
+    KubernetesFarmNamespace,
+    KubernetesFarmNamespaceArgs,
+    KubernetesNode,
+    KubernetesNodeAddress,
+    KubernetesNodeAddressArgs,
+    KubernetesNodeArgs,
+)
+from components.config.farm import KubernetesFarmConfig
+from components.node.layout import ROOTLESS_LAYOUT
+from components.node.render import render
+from components.pki import Pki
+from components.resources import ChildNamer
+
+
+@dataclass(frozen=True)
+class KubernetesAddresses(AddressComponents[KubernetesNodeAddress]):
+    #: the farm's namespace, which every Service is in
+    namespace: KubernetesFarmNamespace = field(kw_only=True)
+
+
+class KubernetesBackend:
+    """Rootless StatefulSets: the namespace and a Service per node first, then the pods."""
+
+    def __init__(self, cfg: KubernetesFarmConfig, inputs: HostInputs, child: ChildNamer) -> None:
+        self.cfg, self.spec, self.inputs, self.child = cfg, cfg.kubernetes, inputs, child
+
+    @staticmethod
+    def read_inputs(cfg: KubernetesFarmConfig, stack: str) -> HostInputs:
+        # the kubeconfig is the provider's: nothing to read here
+        return HostInputs(stack=stack)
+
+    def addresses(self) -> KubernetesAddresses:
+        name, opts = self.child("farm")
+        namespace = KubernetesFarmNamespace(name, KubernetesFarmNamespaceArgs(
+            self.spec, self.cfg.buildkit.port, self.cfg.allowed_cidrs, self.cfg.volume.protect), opts)
+        by_node = {}
+        for i, n in enumerate(self.cfg.nodes):
+            name, opts = self.child(f"{n.name}-address")
+            by_node[n.name] = KubernetesNodeAddress(name, KubernetesNodeAddressArgs(
+                node=n, index=i, spec=self.spec, buildkit_port=self.cfg.buildkit.port,
+                allowed_cidrs=self.cfg.allowed_cidrs, namespace=namespace), opts)
+        return KubernetesAddresses(by_node, namespace=namespace)
+
+    def nodes(self, addresses: KubernetesAddresses, pki: Pki) -> list[KubernetesNode]:
+        out = []
+        for n in self.cfg.nodes:
+            name, opts = self.child(n.name)
+            out.append(KubernetesNode(name, KubernetesNodeArgs(
+                node=n, spec=self.spec, image=self.cfg.buildkit.image, buildkit_port=self.cfg.buildkit.port,
+                volume_gb=self.cfg.volume.size_gb, bundle=render(self.cfg, n, ROOTLESS_LAYOUT),
+                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem,
+                address=addresses.by_node[n.name]), opts))
+        return out
+
+    def extras(self, nodes: Sequence[pulumi.Resource]) -> Extras:
+        return Extras()
