@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel
@@ -24,7 +23,7 @@ from pydantic_core import PydanticUndefined
 
 from components.config.aws import AwsNodeSpec, AwsSpec
 from components.config.farm import AwsFarmConfig, FarmBase
-from components.config.fields import Allowed
+from components.config.fields import allowed_text
 from components.config.kubernetes import KubernetesNodeSpec, KubernetesSpec
 from components.config.nodes import NodeSpec
 from components.config.registries import RegistrySpec
@@ -45,34 +44,11 @@ class Row:
     meaning: str
 
 
-def allowed_text(annotation: Any, metadata: list[Any] | None = None) -> str:
-    """What a field allows, in the words its value type uses for errors."""
-    for m in metadata or []:
-        if isinstance(m, Allowed):
-            return m.text
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        base, *meta = get_args(annotation)
-        return allowed_text(base, list(meta))
-    if origin in (Union, types.UnionType):
-        parts = [a for a in get_args(annotation) if a is not type(None)]
-        text = " or ".join(allowed_text(p) for p in parts)
-        return f"{text}, or unset" if len(parts) < len(get_args(annotation)) else text
-    if origin is tuple:
-        return f"a list, each {allowed_text(get_args(annotation)[0])}"
-    if origin is dict:
-        k, v = get_args(annotation)
-        return f"an object: {allowed_text(k)} -> {allowed_text(v)}"
-    if origin is Literal:
-        return "one of " + ", ".join(str(a) for a in get_args(annotation))
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "an object"
-    return getattr(annotation, "__name__", str(annotation))
-
-
 def _default(f: FieldInfo) -> str:
     if f.default is PydanticUndefined and f.default_factory is None:
         return "required"
+    if f.default_factory_takes_validated_data:
+        return "—"  # derived from other keys: the meaning says how
     value = f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
     if isinstance(value, BaseModel):
         value = value.model_dump(by_alias=True, exclude_none=True)
@@ -93,7 +69,7 @@ def _rows(model: type[BaseModel], prefix: str, skip: tuple[str, ...] = (), note:
         if sub is not None:  # small fixed-key objects: one row per key
             yield from _rows(sub, f"{prefix}{key}.")
             continue
-        yield Row(f"{prefix}{key}", _default(f), allowed_text(f.annotation, f.metadata),
+        yield Row(f"{prefix}{key}", _default(f), allowed_text(f.annotation, [f, *f.metadata]),
                   f"{note}{f.description or ''}")
 
 
@@ -119,7 +95,7 @@ def reference_rows() -> list[Row]:
                     registries.description or ""))
     rows += _rows(RegistrySpec, "registries.<host>.")
     region = AwsFarmConfig.model_fields["region"]
-    rows.append(Row("aws:region", "required (aws)", allowed_text(region.annotation, region.metadata),
+    rows.append(Row("aws:region", "required (aws)", allowed_text(region.annotation, [region, *region.metadata]),
                     region.description or ""))
     rows += _rows(AwsSpec, "aws.")
     rows += _rows(KubernetesSpec, "kubernetes.")
@@ -148,7 +124,7 @@ def pulumi_config() -> dict[str, Any]:
     """Pulumi.yaml's `config:` block: each top-level key's type, default and description."""
     out: dict[str, Any] = {}
     fields = dict(AwsFarmConfig.model_fields)
-    keys = [k for k in AwsFarmConfig.keys() if k not in AwsFarmConfig.internal_keys] + ["kubernetes", "ssh"]
+    keys = [k for k in AwsFarmConfig.keys() if k not in AwsFarmConfig.provider_keys] + ["kubernetes", "ssh"]
     extra = {"kubernetes": KubernetesSpec, "ssh": SshSpec}
     for key in dict.fromkeys(keys):
         name = next((n for n, f in fields.items() if (f.alias or n) == key), None)

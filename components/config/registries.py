@@ -14,11 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from components.config.base import ConfigModel, Problem
-from components.config.fields import boolean, pem_certificates, registry_host, registry_host_ip
-
-RegistryHost = Annotated[str, registry_host()]
-PemCertificates = Annotated[str, pem_certificates()]
+from components.config.base import ConfigModel, Problem, beside
+from components.config.fields import Bool, PemCertificates, RegistryHost, registry_host_ip
 
 HTTP_ALLOWED = ("a loopback or private IP address "
                 "(127.0.0.0/8, ::1, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7)")
@@ -32,8 +29,7 @@ class RegistrySpec(ConfigModel):
         "give a mirror its own entry for its CA)")
     ca: PemCertificates | None = Field(
         None, description="PEM CA certificate(s) the nodes trust for this host, besides the system's")
-    http: Annotated[bool, boolean()] = Field(
-        False, description="plain HTTP, no TLS: only for a loopback or private IP address")
+    http: Bool = Field(False, description="plain HTTP, no TLS: only for a loopback or private IP address")
 
 
 def http_allowed(host: str) -> bool:
@@ -48,24 +44,25 @@ def http_allowed(host: str) -> bool:
     return ip.is_loopback or any(ip in n for n in private if n.version == ip.version)
 
 
-def registry_problems(data: Mapping[str, Any]) -> Iterable[Problem]:
-    """Cross-field rules over the raw `registries` section (run even when a value is bad)."""
-    section = data.get("registries")
+def _registry_rules(section: Any) -> Iterable[Problem]:
+    """Rules between a host and its own settings (over the raw section: see ``beside``)."""
     if not isinstance(section, Mapping):
         return
     for host, spec in section.items():
         if not isinstance(spec, Mapping) or not isinstance(host, str):
             continue
         if spec.get("http") in (True, "true") and not http_allowed(host):
-            yield (("registries", host, "http"),
+            yield ((host, "http"),
                    f"true is refused for {host!r}: plain HTTP sends images and the registry credentials "
                    f"unencrypted (allowed only for {HTTP_ALLOWED}; give the registry's CA in "
                    f'registries["{host}"].ca instead)')
         mirrors = spec.get("mirrors")
-        if isinstance(mirrors, list):
-            for i, m in enumerate(mirrors):
-                if m == host:
-                    yield (("registries", host, "mirrors", i),
-                           f"{m!r} is the registry itself; a mirror is another host")
-                elif m in mirrors[:i]:
-                    yield (("registries", host, "mirrors", i), f"{m!r} is a duplicate")
+        mirrors = mirrors if isinstance(mirrors, list) else []
+        for i, m in enumerate(mirrors):
+            if m == host:
+                yield ((host, "mirrors", i), f"{m!r} is the registry itself; a mirror is another host")
+            elif m in mirrors[:i]:
+                yield ((host, "mirrors", i), f"{m!r} is a duplicate")
+
+
+Registries = Annotated[dict[RegistryHost, RegistrySpec], beside(_registry_rules)]
