@@ -86,7 +86,8 @@ def type_at(tp: Any, loc: Sequence[str | int]) -> tuple[Any, list[Any]]:
         i += 1
 
 
-def _unknown_key(models: Mapping[str, type[BaseModel]], parent: Any, key: str, value: Any) -> str:
+def _unknown_key(models: Mapping[str, type[BaseModel]], parent: Any, loc: list[str | int], value: Any) -> str:
+    key = str(loc[-1])
     backend = parent.model_fields["backend"].default if "backend" in getattr(parent, "model_fields", {}) else None
     if backend and key in models:
         return f"only used with backend {key} (this stack's backend is {backend})"
@@ -96,6 +97,9 @@ def _unknown_key(models: Mapping[str, type[BaseModel]], parent: Any, key: str, v
         owners = [b for b, n in node_models.items() if key in n.keys() and key not in common]
         if owners:
             return f"{value!r} is only allowed with backend {' or '.join(owners)}"
+    if moved := getattr(parent, "moved_keys", {}).get(key):
+        return (f"{value!r}: moved to {moved}, one key for every backend; run `pulumi config set --path {moved} "
+                f"{value}`, then `pulumi config rm --path {key_path(loc)}`")
     own = getattr(parent, "provider_keys", ())
     return f"unknown key (allowed: {', '.join(sorted(k for k in parent.keys() if k not in own))})"
 
@@ -108,7 +112,7 @@ def _text(models: Mapping[str, type[BaseModel]], root: type[BaseModel], err: Any
         hint = MISSING_HINTS.get(str(loc[-1]) if loc else "")
         return f"missing; {hint}" if hint else "missing"
     if kind == "extra_forbidden":
-        return _unknown_key(models, type_at(root, loc[:-1])[0], str(loc[-1]), value)
+        return _unknown_key(models, type_at(root, loc[:-1])[0], loc, value)
     if kind in ("tuple_type", "list_type"):
         return f"{value!r} is not a list"
     if kind in ("dict_type", "model_type", "model_attributes_type"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -36,6 +36,9 @@ class KubernetesNodeSpec(NodeSpec):
 class KubernetesSpec(ConfigModel):
     """Where the StatefulSets run and how they are reached (see docs/kubernetes.md)."""
 
+    #: keys this section no longer takes -> the key that took their place
+    moved_keys: ClassVar[dict[str, str]] = {"drainTimeoutSeconds": "buildkit.drainTimeoutSeconds"}
+
     namespace: K8sName = Field("buildkit-farm", description="the farm's own namespace (Pod Security `privileged`)")
     service_type: Literal["LoadBalancer", "NodePort", "ClusterIP"] = Field(
         "LoadBalancer", description="how each node's Service is exposed")
@@ -51,8 +54,6 @@ class KubernetesSpec(ConfigModel):
         "ClusterIP the first is the host clients dial")
     service_annotations: dict[AnnotationKey, AnnotationValue] = Field(
         default_factory=dict, description="annotations on every Service (e.g. an internal load balancer)")
-    drain_timeout_seconds: Annotated[Int, integer(0, 3600)] = Field(
-        600, description="how long a stopping pod waits for running builds before buildkitd gets SIGTERM")
 
     @model_validator(mode="after")
     def _requests_within_limits(self) -> Self:

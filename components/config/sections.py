@@ -56,8 +56,8 @@ class BuildkitSpec(ConfigModel):
     history_max_entries: Annotated[Int, integer(1, 100000)] = Field(200, description="build records kept")
     history_max_age_days: Annotated[Int, integer(1, 3650)] = Field(14, description="build records' maximum age")
     drain_timeout_seconds: Annotated[Int, integer(0, 3600)] = Field(
-        600, description="ssh and aws hosts: how long a restart (cert rotation, config change) or stop waits for "
-        "builds in flight before buildkitd stops (kubernetes: kubernetes.drainTimeoutSeconds)")
+        600, description="how long a restart (cert rotation, config change) or stop waits for builds in flight "
+        "before buildkitd stops (kubernetes: a stopping pod, before buildkitd gets SIGTERM)")
 
     def sha256_of(self, arch: Literal["amd64", "arm64"]) -> str:
         digest = self.sha256.amd64 if arch == "amd64" else self.sha256.arm64

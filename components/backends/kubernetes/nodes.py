@@ -133,6 +133,8 @@ class KubernetesNodeArgs:
     server_cert: IssuedCert
     ca_cert_pem: pulumi.Input[str]
     address: KubernetesNodeAddress
+    #: buildkit.drainTimeoutSeconds: how long a stopping pod waits for builds in flight
+    drain_timeout_s: int
     #: path -> content: other files buildkitd.toml names (registry CAs), under the config dir
     files: Mapping[str, str] = field(default_factory=dict)
 
@@ -170,10 +172,11 @@ class KubernetesNode(pulumi.ComponentResource):
 
         sts = pod.statefulset_manifest(
             spec, node, image=args.image, buildkit_port=args.buildkit_port, volume_gb=args.volume_gb,
+            drain_timeout_s=args.drain_timeout_s,
             config_sha256=m.sha256(args.buildkitd_toml), config_files=config_files,
             tls_sha256=pulumi.Output.all(ca, args.server_cert.cert_pem).apply(lambda v: m.tls_checksum(v[0], v[1])))
         # A rollout includes the old pod's drain; the default await (10 min) may be shorter.
-        rollout = f"{(pod.termination_grace_s(spec.drain_timeout_seconds) + 600) // 60 + 1}m"
+        rollout = f"{(pod.termination_grace_s(args.drain_timeout_s) + 600) // 60 + 1}m"
         statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset", metadata=sts["metadata"], spec=sts["spec"],
             opts=pulumi.ResourceOptions(
@@ -223,5 +226,6 @@ class KubernetesBackend:
                 node=n, spec=self.spec, image=self.cfg.buildkit.image, buildkit_port=self.cfg.buildkit.port,
                 volume_gb=self.cfg.volume.size_gb, buildkitd_toml=node_toml(self.cfg, n, ROOTLESS_LAYOUT),
                 server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem,
-                address=addresses.by_node[n.name], files=node_files(self.cfg, ROOTLESS_LAYOUT)), opts))
+                address=addresses.by_node[n.name], drain_timeout_s=self.cfg.buildkit.drain_timeout_seconds,
+                files=node_files(self.cfg, ROOTLESS_LAYOUT)), opts))
         return out
