@@ -37,11 +37,11 @@ class ConfigError(Exception):
         super().__init__(f"invalid buildkit-farm config ({len(self.problems)} problem(s)):\n{lines}")
 
 
-def key_path(loc: Sequence[str | int]) -> str:
-    """('nodes', 1, 'platform') -> 'nodes[1].platform'."""
+def key_path(loc: Sequence[str | int], *, given: bool = False) -> str:
+    """('nodes', 1, 'platform') -> 'nodes[1].platform'; ``given``: the last part is a key as the user wrote it."""
     out = ""
     prev: str | int | None = None
-    for part in loc:
+    for i, part in enumerate(loc):
         if prev == "registries" and isinstance(part, str) and part != "[key]":
             out += f'["{part}"]'  # a registry host holds dots and colons: quote it
         elif isinstance(part, int):
@@ -50,7 +50,7 @@ def key_path(loc: Sequence[str | int]) -> str:
             continue
         else:
             # a default that fails validation is reported under the field's name, not its key
-            key = to_camel(part) if "_" in part else part
+            key = to_camel(part) if "_" in part and not (given and i == len(loc) - 1) else part
             out += f".{key}" if out else key
         prev = part
     return out
@@ -134,7 +134,8 @@ def format_errors(e: ValidationError, models: Mapping[str, type[BaseModel]]) -> 
             line = f"backend: {value!r} {err['msg']}"
         else:
             loc = list(err["loc"][1:])
-            line = f"{key_path(loc) or 'backend'}: {_text(models, models[str(err['loc'][0])], err, loc)}"
+            path = key_path(loc, given=err["type"] == "extra_forbidden") or "backend"
+            line = f"{path}: {_text(models, models[str(err['loc'][0])], err, loc)}"
         if line not in out:
             out.append(line)
     return out
