@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, ClassVar, Literal, Self, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo
 
 from components.config.aws import AwsNodeSpec, AwsSpec, Region, az_problem
 from components.config.base import ConfigModel, Problem, beside, problems
@@ -96,21 +96,24 @@ class FarmBase(ConfigModel):
         return list(dict.fromkeys(n.platform for n in self.nodes))
 
 
+def _zone_in_region(spec: AwsSpec, info: ValidationInfo) -> AwsSpec:
+    if (region := info.data.get("region")) is None:
+        return spec  # a bad region is its own problem
+    if bad := az_problem(spec, region):
+        raise problems([(("availabilityZone",), bad)])
+    return spec.in_region(region)
+
+
 class AwsFarmConfig(FarmBase):
     provider_keys: ClassVar[tuple[str, ...]] = ("aws:region",)
 
     backend: Literal["aws"] = Field("aws", description=BACKEND_DOC)
     nodes: Annotated[tuple[AwsNodeSpec, ...], AfterValidator(_some_nodes), beside(_unique_names)] = _nodes_field()
     allowed_cidrs: RequiredCidrs = _cidrs_field()
-    aws: AwsSpec = Field(AwsSpec(), description="EC2 placement and images")
     region: Region = Field(alias="aws:region", description="the AWS provider's region (`aws:region`)")
-
-    @model_validator(mode="after")
-    def _zone_in_region(self) -> Self:
-        bad = az_problem(self.aws, self.region)
-        if bad:
-            raise problems([(("aws", "availabilityZone"), bad)])
-        return self if self.aws.availability_zone else self.model_copy(update={"aws": self.aws.in_region(self.region)})
+    # after the region: the default availability zone derives from it
+    aws: Annotated[AwsSpec, AfterValidator(_zone_in_region)] = Field(
+        AwsSpec(), validate_default=True, description="EC2 placement and images")
 
 
 def _ssh_idle_stop(idle: IdleStopSpec) -> IdleStopSpec:

@@ -39,7 +39,8 @@ def matching(pattern: str, text: str) -> Any:
 
 
 def digits(value: Any) -> Any:
-    return int(value) if isinstance(value, str) and re.fullmatch(r"\d+", value) else value
+    """'4096' -> 4096, for integer choices (pydantic reads a Literal strictly)."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
 
 
 def _whole_number(value: Any) -> Any:
