@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo
 
@@ -51,25 +51,26 @@ def _open_only_with_consent(cidr: str, info: ValidationInfo) -> str:
     return cidr
 
 
+def _idle_stop_for_the_backend(idle: IdleStopSpec, info: ValidationInfo) -> IdleStopSpec:
+    if idle.enabled and info.data.get("backend") == "kubernetes":
+        raise problems([(("afterMinutes",), f"{idle.after_minutes!r}: a Kubernetes node is a StatefulSet the "
+                         "cluster restarts, not a machine that stops (allowed with backend kubernetes: 0; scale "
+                         "the node pool instead)")])
+    if idle.enabled and info.data.get("backend") == "ssh" and not idle.command:
+        raise problems([(("command",), f"'': backend ssh needs the command that stops these hosts when idleStop."
+                         f"afterMinutes is {idle.after_minutes} (allowed: a command like 'systemctl poweroff')")])
+    return idle
+
+
+N = TypeVar("N", bound=NodeSpec)
+# validate_default: a missing `nodes` gets the same "no nodes configured" problem as []
+Nodes = Annotated[tuple[N, ...], AfterValidator(_some_nodes), beside(_unique_names), Field(
+    validate_default=True, description="the nodes, in builder order (the first gets builds without --platform)")]
 BACKEND_DOC = "where nodes run: aws, kubernetes or ssh"
 CIDRS_DOC = "CIDR blocks that may reach the build port (required for aws and kubernetes)"
 ClientCidrs = tuple[Annotated[Cidr, AfterValidator(_open_only_with_consent)], ...]
 #: aws and kubernetes open a port to the network: they need at least one CIDR
-RequiredCidrs = Annotated[ClientCidrs, AfterValidator(_some_cidrs)]
-
-
-def _nodes_field() -> Any:
-    # validate_default: a missing `nodes` gets the same "no nodes configured" problem as []
-    return Field((), validate_default=True,
-                 description="the nodes, in builder order (the first gets builds without --platform)")
-
-
-def _cidrs_field() -> Any:
-    return Field((), validate_default=True, description=CIDRS_DOC)
-
-
-def _idle_stop_field() -> Any:
-    return Field(IdleStopSpec(), description="stop idle nodes; CI wakes them")
+RequiredCidrs = Annotated[ClientCidrs, AfterValidator(_some_cidrs), Field(validate_default=True, description=CIDRS_DOC)]
 
 
 class FarmBase(ConfigModel):
@@ -87,7 +88,8 @@ class FarmBase(ConfigModel):
     builder: BuilderSpec = Field(BuilderSpec(), description="the buildx builder")
     registries: Registries = Field(
         default_factory=dict, description="registry host -> how every node reaches it (mirrors, CA, plain HTTP)")
-    idle_stop: IdleStopSpec = _idle_stop_field()
+    idle_stop: Annotated[IdleStopSpec, AfterValidator(_idle_stop_for_the_backend)] = Field(
+        IdleStopSpec(), description="stop idle nodes; CI wakes them")
 
     nodes: tuple[NodeSpec, ...]
 
@@ -108,34 +110,18 @@ class AwsFarmConfig(FarmBase):
     provider_keys: ClassVar[tuple[str, ...]] = ("aws:region",)
 
     backend: Literal["aws"] = Field("aws", description=BACKEND_DOC)
-    nodes: Annotated[tuple[AwsNodeSpec, ...], AfterValidator(_some_nodes), beside(_unique_names)] = _nodes_field()
-    allowed_cidrs: RequiredCidrs = _cidrs_field()
+    nodes: Nodes[AwsNodeSpec] = ()
+    allowed_cidrs: RequiredCidrs = ()
     region: Region = Field(alias="aws:region", description="the AWS provider's region (`aws:region`)")
     # after the region: the default availability zone derives from it
     aws: Annotated[AwsSpec, AfterValidator(_zone_in_region)] = Field(
         AwsSpec(), validate_default=True, description="EC2 placement and images")
 
 
-def _ssh_idle_stop(idle: IdleStopSpec) -> IdleStopSpec:
-    if idle.enabled and not idle.command:
-        raise problems([(("command",), f"'': backend ssh needs the command that stops these hosts when idleStop."
-                         f"afterMinutes is {idle.after_minutes} (allowed: a command like 'systemctl poweroff')")])
-    return idle
-
-
 class SshFarmConfig(FarmBase):
     backend: Literal["ssh"] = Field("ssh", description=BACKEND_DOC)
-    idle_stop: Annotated[IdleStopSpec, AfterValidator(_ssh_idle_stop)] = _idle_stop_field()
-    nodes: Annotated[tuple[SshNodeSpec, ...], AfterValidator(_some_nodes), beside(_unique_names)] = _nodes_field()
+    nodes: Nodes[SshNodeSpec] = ()
     ssh: SshSpec = Field({}, validate_default=True, description="how Pulumi reaches the hosts")
-
-
-def _k8s_idle_stop(idle: IdleStopSpec) -> IdleStopSpec:
-    if idle.enabled:
-        raise problems([(("afterMinutes",), f"{idle.after_minutes!r}: a Kubernetes node is a StatefulSet the "
-                         "cluster restarts, not a machine that stops (allowed with backend kubernetes: 0; scale "
-                         "the node pool instead)")])
-    return idle
 
 
 def _k8s_fits_nodes(spec: KubernetesSpec, info: ValidationInfo) -> KubernetesSpec:
@@ -147,10 +133,8 @@ def _k8s_fits_nodes(spec: KubernetesSpec, info: ValidationInfo) -> KubernetesSpe
 
 class KubernetesFarmConfig(FarmBase):
     backend: Literal["kubernetes"] = Field("kubernetes", description=BACKEND_DOC)
-    idle_stop: Annotated[IdleStopSpec, AfterValidator(_k8s_idle_stop)] = _idle_stop_field()
-    nodes: Annotated[tuple[KubernetesNodeSpec, ...], AfterValidator(_some_nodes),
-                     beside(_unique_names)] = _nodes_field()
-    allowed_cidrs: RequiredCidrs = _cidrs_field()
+    nodes: Nodes[KubernetesNodeSpec] = ()
+    allowed_cidrs: RequiredCidrs = ()
     kubernetes: Annotated[KubernetesSpec, AfterValidator(_k8s_fits_nodes)] = Field(
         KubernetesSpec(), description="namespace, Services and resources")
 
