@@ -7,7 +7,6 @@ two cannot drift apart.
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import re
 import types
@@ -94,72 +93,6 @@ def quantity_amount(q: str) -> float:
     if m is None:
         raise ValueError(q)
     return float(m.group(1)) * _UNITS[m.group(2) or ""]
-
-
-def _split_port(value: str) -> tuple[str, int | None]:
-    """'host:5000' -> ('host', 5000); '[::1]:5000' -> ('::1', 5000); a bare IPv6 needs brackets."""
-    if value.startswith("["):
-        inner, sep, rest = value[1:].partition("]")
-        if not sep or not is_ip(inner) or ":" not in inner or (rest and not re.fullmatch(r":\d+", rest)):
-            raise ValueError(value)
-        return inner, int(rest[1:]) if rest else None
-    name, sep, port = value.partition(":")
-    if not sep:
-        return name, None
-    if not port.isdigit():
-        raise ValueError(value)
-    return name, int(port)
-
-
-def registry_host_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The IP address of a registry host like '10.0.0.5:5000', or None for a DNS name."""
-    name, _ = _split_port(value)
-    try:
-        return ipaddress.ip_address(name)
-    except ValueError:
-        return None
-
-
-def _registry_host(value: str) -> str:
-    name, port = _split_port(value)
-    if port is not None and not 1 <= port <= 65535:
-        raise ValueError(value)
-    if not (re.match(DNS_NAME, name) or (is_ip(name) and ":" not in name)) and not value.startswith("["):
-        raise ValueError(value)
-    return value
-
-
-RegistryHost = Annotated[str, AfterValidator(_registry_host), allows(
-    "a registry host like registry.example.com or 10.0.0.5:5000 (host[:port], no scheme or path)")]
-
-
-def _short(value: str) -> str:
-    return repr(value[:32] + "...") if len(value) > 40 else repr(value)
-
-
-def _pem_certificates(value: str) -> str:
-    """One or more PEM X.509 certificates, none expired, and never a private key (a PEM is too long to quote)."""
-    from cryptography import x509
-
-    if "PRIVATE KEY" in value:
-        raise problem(f"{_short(value)} holds a private key; give only the CA's certificate "
-                      "(-----BEGIN CERTIFICATE-----), never a key")
-    if "-----BEGIN CERTIFICATE-----" not in value:
-        raise problem(f"{_short(value)} is not {PEM_ALLOWED}")
-    try:
-        certs = x509.load_pem_x509_certificates(value.encode())
-    except ValueError:
-        raise problem(f"{_short(value)} is not valid PEM: a certificate block does not parse as X.509") from None
-    now = datetime.datetime.now(datetime.UTC)
-    for c in certs:
-        if c.not_valid_after_utc < now:
-            raise problem(f"{_short(value)} holds a certificate ({c.subject.rfc4514_string()}) that "
-                          f"expired on {c.not_valid_after_utc:%Y-%m-%d}; give a valid CA certificate")
-    return value.strip() + "\n"
-
-
-PEM_ALLOWED = "PEM CA certificates (-----BEGIN CERTIFICATE-----), unexpired, no private key"
-PemCertificates = Annotated[str, AfterValidator(_pem_certificates), allows(PEM_ALLOWED)]
 
 
 def allowed_text(annotation: Any, metadata: list[Any] | None = None) -> str:
