@@ -14,11 +14,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 
 from components.config.fields import ERROR_TYPE, allowed_text
+from components.platforms import PLATFORMS
 
 #: what a missing required key is for, by its config key
 MISSING_HINTS = {
     "name": "every node needs a name",
-    "platform": "every node needs a platform (linux/amd64 or linux/arm64)",
+    "platform": f"every node needs a platform ({' or '.join(PLATFORMS)})",
     "host": "the ssh backend needs the address of each host",
     "privateKeyPath": "the ssh backend needs the private key Pulumi connects with",
     "aws:region": "set it with `pulumi config set aws:region us-east-1`",

@@ -66,7 +66,7 @@ N = TypeVar("N", bound=NodeSpec)
 # validate_default: a missing `nodes` gets the same "no nodes configured" problem as []
 Nodes = Annotated[tuple[N, ...], AfterValidator(_some_nodes), beside(_unique_names), Field(
     validate_default=True, description="the nodes, in builder order (the first gets builds without --platform)")]
-BACKEND_DOC = "where nodes run: aws, kubernetes or ssh"
+BACKEND_DOC = f"where nodes run: {', '.join(BACKENDS[:-1])} or {BACKENDS[-1]}"
 CIDRS_DOC = "CIDR blocks that may reach the build port (required for aws and kubernetes)"
 ClientCidrs = tuple[Annotated[Cidr, AfterValidator(_open_only_with_consent)], ...]
 #: aws and kubernetes open a port to the network: they need at least one CIDR

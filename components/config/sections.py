@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, mod
 from components import versions
 from components.config.base import ConfigModel, Problem, problems
 from components.config.fields import Bool, Int, digits, integer, matching, problem
+from components.platforms import Arch
 
 SemverTag = Annotated[str, matching(r"^v\d+\.\d+\.\d+$", "a release tag like v0.32.2")]
 Sha256 = Annotated[str, matching(r"^[0-9a-f]{64}$", "a 64-digit lower-case hex sha256")]
@@ -59,7 +60,7 @@ class BuildkitSpec(ConfigModel):
         600, description="how long a restart (cert rotation, config change) or stop waits for builds in flight "
         "before buildkitd stops (kubernetes: a stopping pod, before buildkitd gets SIGTERM)")
 
-    def sha256_of(self, arch: Literal["amd64", "arm64"]) -> str:
+    def sha256_of(self, arch: Arch) -> str:
         digest = self.sha256.amd64 if arch == "amd64" else self.sha256.arm64
         assert digest is not None  # filled by the validator
         return digest
