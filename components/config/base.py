@@ -15,10 +15,13 @@ from components.config.fields import ERROR_TYPE, problem
 Problem = tuple[tuple[str | int, ...], str]
 
 
+def _problem_details(found: Iterable[Problem]) -> list[InitErrorDetails]:
+    return [InitErrorDetails(type=problem(msg), loc=loc, input=None) for loc, msg in found]
+
+
 def problems(found: Iterable[Problem], title: str = "config") -> ValidationError:
     """One ValidationError carrying several problems (raised from inside a validator)."""
-    details = [InitErrorDetails(type=problem(msg), loc=loc, input=None) for loc, msg in found]
-    return ValidationError.from_exception_data(title, details)
+    return ValidationError.from_exception_data(title, _problem_details(found))
 
 
 def _details(e: ValidationError) -> list[InitErrorDetails]:
@@ -43,7 +46,7 @@ def beside(rule: Callable[[Any], Iterable[Problem]]) -> WrapValidator:
         try:
             out = handler(value)
         except ValidationError as e:
-            raise ValidationError.from_exception_data(e.title, _details(e) + _details(problems(found))) from None
+            raise ValidationError.from_exception_data(e.title, _details(e) + _problem_details(found)) from None
         if found:
             raise problems(found)
         return out
@@ -53,6 +56,7 @@ def beside(rule: Callable[[Any], Iterable[Problem]]) -> WrapValidator:
 class ConfigModel(BaseModel):
     """A section of the stack config (config keys are camelCase; Python callers may use field names)."""
 
+    # python-re: some patterns look ahead (DNS names, ECR repositories), which the default engine cannot
     model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, frozen=True,
                               extra="forbid", regex_engine="python-re")
 
