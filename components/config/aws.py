@@ -9,25 +9,24 @@ from pydantic import Field, model_validator
 
 from components import versions
 from components.config.base import ConfigModel, problems
-from components.config.fields import DNS_NAME, boolean, integer, matching
+from components.config.fields import DNS_NAME, Bool, Int, integer, matching
 from components.config.nodes import NodeSpec
 from components.platforms import DEFAULT_INSTANCE_TYPE, EC2_ARCH_OF, instance_arch
 
 Region = Annotated[str, matching(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$", "an AWS region like us-east-1")]
+Ec2Arch = Annotated[str, matching(r"^(arm64|x86_64)$", "arm64 or x86_64")]
 AmiId = Annotated[str, matching(r"^ami-[0-9a-f]{8,17}$", "an AMI id like ami-0abc12345")]
 AmiName = Annotated[str, matching(r"^al2023-ami-[\w.-]+$", "an exact Amazon Linux 2023 AMI name (al2023-ami-...)")]
 
 
 class AwsNodeSpec(NodeSpec):
-    instance_type: Annotated[str, matching(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$",
-                                           "an EC2 instance type like c7g.xlarge")] = Field(
-        "", description="aws: EC2 instance type of the platform's architecture; empty: "
-        f"{DEFAULT_INSTANCE_TYPE['linux/arm64']} / {DEFAULT_INSTANCE_TYPE['linux/amd64']}")
+    instance_type: Annotated[str, matching(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$", "an EC2 instance type like c7g.xlarge")] \
+        = Field(default_factory=lambda data: DEFAULT_INSTANCE_TYPE.get(data.get("platform"), ""),
+                description="aws: EC2 instance type of the platform's architecture; empty: "
+                f"{DEFAULT_INSTANCE_TYPE['linux/arm64']} / {DEFAULT_INSTANCE_TYPE['linux/amd64']}")
 
     @model_validator(mode="after")
     def _type_matches_platform(self) -> Self:
-        if not self.instance_type:
-            return self.settle(instance_type=DEFAULT_INSTANCE_TYPE[self.platform])
         want, have = EC2_ARCH_OF[self.platform], instance_arch(self.instance_type)
         if have != want:
             raise problems([(("instanceType",),
@@ -35,9 +34,6 @@ class AwsNodeSpec(NodeSpec):
                              f"{self.platform} (allowed: an {want} instance type, e.g. "
                              f"{DEFAULT_INSTANCE_TYPE[self.platform]})")])
         return self
-
-
-AwsNodeSpec.register("aws")
 
 
 class AwsSpec(ConfigModel):
@@ -50,23 +46,23 @@ class AwsSpec(ConfigModel):
         None, description="subnet of the instances; none: the default VPC's")
     vpc_id: Annotated[str, matching(r"^vpc-[0-9a-f]{8,17}$", "a VPC id like vpc-0abc1234")] | None = Field(
         None, description="VPC of the security groups; none: the default VPC")
-    ami_ids: dict[Annotated[str, matching(r"^(arm64|x86_64)$", "arm64 or x86_64")], AmiId] = Field(
+    ami_ids: dict[Ec2Arch, AmiId] = Field(
         default_factory=dict, description="arch (arm64, x86_64) -> exact AMI id; skips the name lookup")
-    ami_names: dict[Annotated[str, matching(r"^(arm64|x86_64)$", "arm64 or x86_64")], AmiName] = Field(
+    ami_names: dict[Ec2Arch, AmiName] = Field(
         default_factory=dict, description="arch -> exact AL2023 AMI name looked up (owner amazon); "
         "defaults pinned in components/versions.py")
-    spot: Annotated[bool, boolean()] = Field(False, description="persistent spot instances that stop on interruption")
+    spot: Bool = Field(False, description="persistent spot instances that stop on interruption")
     dns_zone_id: Annotated[str, matching(r"^Z[A-Z0-9]{1,32}$", "a Route 53 hosted zone id")] | None = Field(
         None, description="Route 53 zone for `<node>.<dnsDomain>` records (with dnsDomain)")
     dns_domain: Annotated[str, matching(DNS_NAME, "a DNS domain")] | None = Field(
         None, description="domain of the node records; the name joins the cert SANs and becomes the server name")
-    root_volume_gb: Annotated[int, integer(8, 1024, " GiB")] = Field(30, description="encrypted root volume size")
+    root_volume_gb: Annotated[Int, integer(8, 1024, " GiB")] = Field(30, description="encrypted root volume size")
     cache_repository: Annotated[str, matching(
         r"^(?=.{2,256}$)(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$",
         "an ECR repository name like buildkit-farm/cache")] | None = Field(
         None, description="an ECR repository for registry build cache, with a lifecycle rule (exports cacheRef "
         "and cacheFlags); unset: none")
-    cache_expire_days: Annotated[int, integer(1, 365, " days")] = Field(
+    cache_expire_days: Annotated[Int, integer(1, 365, " days")] = Field(
         14, description="cache in cacheRepository not pushed again for this long expires")
 
     @model_validator(mode="after")

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel
@@ -23,9 +22,10 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from components.config.aws import AwsNodeSpec, AwsSpec
-from components.config.farm import AwsFarmConfig, FarmBase
-from components.config.fields import Allowed
+from components.config.farm import BACKENDS, MODELS, AwsFarmConfig, Backend, FarmBase
+from components.config.fields import allowed_text
 from components.config.kubernetes import KubernetesNodeSpec, KubernetesSpec
+from components.config.loading import TOP_LEVEL_KEYS
 from components.config.nodes import NodeSpec
 from components.config.registries import RegistrySpec
 from components.config.ssh import SshNodeSpec, SshSpec
@@ -45,34 +45,11 @@ class Row:
     meaning: str
 
 
-def allowed_text(annotation: Any, metadata: list[Any] | None = None) -> str:
-    """What a field allows, in the words its value type uses for errors."""
-    for m in metadata or []:
-        if isinstance(m, Allowed):
-            return m.text
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        base, *meta = get_args(annotation)
-        return allowed_text(base, list(meta))
-    if origin in (Union, types.UnionType):
-        parts = [a for a in get_args(annotation) if a is not type(None)]
-        text = " or ".join(allowed_text(p) for p in parts)
-        return f"{text}, or unset" if len(parts) < len(get_args(annotation)) else text
-    if origin is tuple:
-        return f"a list, each {allowed_text(get_args(annotation)[0])}"
-    if origin is dict:
-        k, v = get_args(annotation)
-        return f"an object: {allowed_text(k)} -> {allowed_text(v)}"
-    if origin is Literal:
-        return "one of " + ", ".join(str(a) for a in get_args(annotation))
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "an object"
-    return getattr(annotation, "__name__", str(annotation))
-
-
 def _default(f: FieldInfo) -> str:
     if f.default is PydanticUndefined and f.default_factory is None:
         return "required"
+    if f.default_factory_takes_validated_data:
+        return "—"  # derived from other keys: the meaning says how
     value = f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
     if isinstance(value, BaseModel):
         value = value.model_dump(by_alias=True, exclude_none=True)
@@ -81,50 +58,45 @@ def _default(f: FieldInfo) -> str:
     return f"`{json.dumps(value, default=list)}`"
 
 
-def _rows(model: type[BaseModel], prefix: str, skip: tuple[str, ...] = (), note: str = "") -> Iterator[Row]:
-    for name, f in model.model_fields.items():
+def _model(f: FieldInfo) -> type[BaseModel] | None:
+    return f.annotation if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel) else None
+
+
+def _rows(model: type[BaseModel] | None, prefix: str, skip: tuple[str, ...] = ()) -> Iterator[Row]:
+    """One row per key; a section's keys (e.g. buildkit.sha256.amd64) in its own rows."""
+    for name, f in model.model_fields.items() if model else ():
         key = f.alias or name
         if key in skip:
             continue
-        sub = f.annotation if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel) else None
-        if sub is not None and sub.model_fields and key not in ("sha256",):
+        if (sub := _model(f)) is not None:
             yield from _rows(sub, f"{prefix}{key}.")
-            continue
-        if sub is not None:  # small fixed-key objects: one row per key
-            yield from _rows(sub, f"{prefix}{key}.")
-            continue
-        yield Row(f"{prefix}{key}", _default(f), allowed_text(f.annotation, f.metadata),
-                  f"{note}{f.description or ''}")
+        else:
+            yield Row(f"{prefix}{key}", _default(f), allowed_text(f.annotation, [f, *f.metadata]), f.description or "")
+
+
+SECTIONS = ("volume", "buildkit", "pki", "builder")
 
 
 def reference_rows() -> list[Row]:
-    """Every key any backend accepts, in the order a stack file lists them."""
-    # (the aws model: the backend's default is aws)
-    rows = list(_rows(AwsFarmConfig, "", skip=("nodes", "volume", "buildkit", "pki", "builder", "registries", "aws",
-                                               "aws:region")))
-    rows[0] = Row("backend", '`"aws"`', allowed_text(FarmBase.model_fields["backend"].annotation), rows[0].meaning)
+    """Every key any backend accepts, in the order a stack file lists them (the aws model: the default backend)."""
+    top = (*SECTIONS, "nodes", "registries", *BACKENDS, *AwsFarmConfig.provider_keys)
+    rows = list(_rows(AwsFarmConfig, "", skip=top))
+    rows[0] = replace(rows[0], allowed=allowed_text(Backend))
     rows += _rows(NodeSpec, "nodes[].")
     for backend, node in (("aws", AwsNodeSpec), ("ssh", SshNodeSpec), ("kubernetes", KubernetesNodeSpec)):
-        own = [k for k in node.keys() if k not in NodeSpec.keys()]
-        rows += [Row(r.key, f"{r.default} ({backend})" if r.default == "required" else r.default, r.allowed, r.meaning)
-                 for r in _rows(node, "nodes[].") if r.key.removeprefix("nodes[].") in own
-                 and not (backend == "kubernetes" and r.key == "nodes[].host")]  # host: one row, from ssh
-    for section in ("volume", "buildkit", "pki", "builder"):
-        model = FarmBase.model_fields[section].annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
-        rows += _rows(model, f"{section}.")
+        shared = (*NodeSpec.keys(), *(("host",) if backend == "kubernetes" else ()))  # host: one row, from ssh
+        rows += [replace(r, default=f"required ({backend})") if r.default == "required" else r
+                 for r in _rows(node, "nodes[].", skip=shared)]
+    for section in SECTIONS:
+        rows += _rows(_model(FarmBase.model_fields[section]), f"{section}.")
     registries = FarmBase.model_fields["registries"]
-    host_type, _ = get_args(registries.annotation)
-    rows.append(Row("registries", "—", f"an object: {allowed_text(host_type)} -> its settings (below)",
-                    registries.description or ""))
+    rows.append(Row("registries", "—", f"an object: {allowed_text(get_args(registries.annotation)[0])} -> its "
+                    "settings (below)", registries.description or ""))
     rows += _rows(RegistrySpec, "registries.<host>.")
     region = AwsFarmConfig.model_fields["region"]
-    rows.append(Row("aws:region", "required (aws)", allowed_text(region.annotation, region.metadata),
+    rows.append(Row("aws:region", "required (aws)", allowed_text(region.annotation, [region, *region.metadata]),
                     region.description or ""))
-    rows += _rows(AwsSpec, "aws.")
-    rows += _rows(KubernetesSpec, "kubernetes.")
-    rows += _rows(SshSpec, "ssh.")
-    return rows
+    return [*rows, *_rows(AwsSpec, "aws."), *_rows(KubernetesSpec, "kubernetes."), *_rows(SshSpec, "ssh.")]
 
 
 def render_markdown() -> str:
@@ -147,33 +119,21 @@ _TOP_DESCRIPTIONS = {
 def pulumi_config() -> dict[str, Any]:
     """Pulumi.yaml's `config:` block: each top-level key's type, default and description."""
     out: dict[str, Any] = {}
-    fields = dict(AwsFarmConfig.model_fields)
-    keys = [k for k in AwsFarmConfig.keys() if k not in AwsFarmConfig.internal_keys] + ["kubernetes", "ssh"]
-    extra = {"kubernetes": KubernetesSpec, "ssh": SshSpec}
-    for key in dict.fromkeys(keys):
-        name = next((n for n, f in fields.items() if (f.alias or n) == key), None)
-        decl: dict[str, Any] = {}
-        if key == "registries":
-            decl = {"type": "object", "default": {}, "description": _TOP_DESCRIPTIONS[key]}
-        elif key in ("volume", "buildkit", "pki", "builder", "idleStop", "aws", "kubernetes", "ssh"):
+    for key in TOP_LEVEL_KEYS:
+        f = next(f for m in MODELS.values() for n, f in m.model_fields.items() if (f.alias or n) == key)
+        model = _model(f)
+        if key == "nodes":
+            decl: dict[str, Any] = {"type": "array", "items": {"type": "object"}}
+        elif model is not None or key == "registries":
             decl = {"type": "object", "default": {}}
-            model = extra.get(key) or fields[name].annotation if name else extra[key]
-            doc = _TOP_DESCRIPTIONS.get(key) or (model.__doc__ or "").strip().splitlines()[0]
-            decl["description"] = doc
-        elif key == "nodes":
-            decl = {"type": "array", "items": {"type": "object"}, "description": _TOP_DESCRIPTIONS[key]}
+        elif key == "backend":
+            decl = {"type": "string", "default": "aws"}
+        elif isinstance(f.default, bool):
+            decl = {"type": "boolean", "default": f.default}
         else:
-            assert name is not None
-            f = fields[name]
-            default = FarmBase.model_fields[name].default if name == "allowed_cidrs" else f.default
-            if key == "backend":
-                decl = {"type": "string", "default": "aws"}
-            elif isinstance(default, bool):
-                decl = {"type": "boolean", "default": default}
-            elif isinstance(default, tuple):
-                decl = {"type": "array", "items": {"type": "string"}, "default": list(default)}
-            decl["description"] = f.description
-        out[f"{NAMESPACE}:{key}"] = decl
+            decl = {"type": "array", "items": {"type": "string"}, "default": list(f.default)}
+        doc = (model.__doc__ or "").strip().splitlines()[0] if model is not None else f.description
+        out[f"{NAMESPACE}:{key}"] = {**decl, "description": _TOP_DESCRIPTIONS.get(key) or doc}
     return out
 
 

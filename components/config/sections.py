@@ -1,14 +1,15 @@
-"""Config sections shared by every backend: volume, buildkit, pki, builder."""
+"""Config sections shared by every backend: volume, buildkit, pki, builder, idleStop."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 from components import versions
 from components.config.base import ConfigModel, Problem, problems
-from components.config.fields import boolean, integer, matching, one_of
+from components.config.fields import Bool, Int, digits, integer, matching, problem
+from components.platforms import Arch
 
 SemverTag = Annotated[str, matching(r"^v\d+\.\d+\.\d+$", "a release tag like v0.32.2")]
 Sha256 = Annotated[str, matching(r"^[0-9a-f]{64}$", "a 64-digit lower-case hex sha256")]
@@ -17,11 +18,11 @@ Sha256 = Annotated[str, matching(r"^[0-9a-f]{64}$", "a 64-digit lower-case hex s
 class VolumeSpec(ConfigModel):
     """The build-state volume of every node (EBS volume, PVC or the host's data device)."""
 
-    size_gb: Annotated[int, integer(20, 16384, " GiB")] = Field(
+    size_gb: Annotated[Int, integer(20, 16384, " GiB")] = Field(
         100, description="cache volume size; buildkitd's GC limits derive from it")
-    iops: Annotated[int, integer(3000, 16000)] = Field(3000, description="aws: gp3 IOPS")
-    throughput_mbps: Annotated[int, integer(125, 1000, " MiB/s")] = Field(125, description="aws: gp3 throughput")
-    protect: Annotated[bool, boolean()] = Field(
+    iops: Annotated[Int, integer(3000, 16000)] = Field(3000, description="aws: gp3 IOPS")
+    throughput_mbps: Annotated[Int, integer(125, 1000, " MiB/s")] = Field(125, description="aws: gp3 throughput")
+    protect: Bool = Field(
         True, description="Pulumi `protect` on the cache volume (aws) or the namespace holding the PVCs (kubernetes)")
 
 
@@ -30,36 +31,36 @@ class Sha256Pins(ConfigModel):
     arm64: Sha256 | None = Field(None, description="sha256 of the linux-arm64 release tarball")
 
 
+def _pins_for_the_version(given: Sha256Pins, info: ValidationInfo) -> Sha256Pins:
+    """Both checksums: the built-in pins for the built-in version, else both must be given."""
+    version = info.data.get("version")
+    pins = {a: d for a, d in (("amd64", given.amd64), ("arm64", given.arm64)) if d}
+    if version == versions.BUILDKIT_VERSION:
+        pins = {**versions.BUILDKIT_SHA256, **pins}
+    elif version is not None and set(pins) != {"amd64", "arm64"}:
+        raise problem(f"{pins!r} must give amd64 and arm64 checksums when "
+                      f"buildkit.version ({version}) differs from the built-in pin")
+    return Sha256Pins(**pins)
+
+
 class BuildkitSpec(ConfigModel):
     """What every node runs."""
 
     version: SemverTag = Field(versions.BUILDKIT_VERSION, description="BuildKit release installed on hosts")
-    sha256: Sha256Pins = Field(
-        Sha256Pins(), description="release tarball checksums; built-in for the default version, "
-        "both required for any other")
+    sha256: Annotated[Sha256Pins, AfterValidator(_pins_for_the_version)] = Field(
+        Sha256Pins(), validate_default=True, description="release tarball checksums; built-in for the default "
+        "version, both required for any other")
     image: Annotated[str, matching(r"^[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9._-]+@sha256:[0-9a-f]{64}$",
                                    "an image pinned by tag and digest (name:tag@sha256:<64 hex>)")] = Field(
         versions.BUILDKIT_ROOTLESS_IMAGE, description="kubernetes: the rootless image, pinned by tag and digest")
-    port: Annotated[int, integer(1, 65535)] = Field(1234, description="the gRPC port clients dial (mTLS)")
-    history_max_entries: Annotated[int, integer(1, 100000)] = Field(200, description="build records kept")
-    history_max_age_days: Annotated[int, integer(1, 3650)] = Field(14, description="build records' maximum age")
-    drain_timeout_seconds: Annotated[int, integer(0, 3600)] = Field(
-        600, description="ssh and aws hosts: how long a restart (cert rotation, config change) or stop waits for "
-        "builds in flight before buildkitd stops (kubernetes: kubernetes.drainTimeoutSeconds)")
+    port: Annotated[Int, integer(1, 65535)] = Field(1234, description="the gRPC port clients dial (mTLS)")
+    history_max_entries: Annotated[Int, integer(1, 100000)] = Field(200, description="build records kept")
+    history_max_age_days: Annotated[Int, integer(1, 3650)] = Field(14, description="build records' maximum age")
+    drain_timeout_seconds: Annotated[Int, integer(0, 3600)] = Field(
+        600, description="how long a restart (cert rotation, config change) or stop waits for builds in flight "
+        "before buildkitd stops (kubernetes: a stopping pod, before buildkitd gets SIGTERM)")
 
-    @model_validator(mode="after")
-    def _checksums_for_the_version(self) -> Self:
-        given = {a: d for a, d in (("amd64", self.sha256.amd64), ("arm64", self.sha256.arm64)) if d}
-        if self.version == versions.BUILDKIT_VERSION:
-            pins = {**versions.BUILDKIT_SHA256, **given}
-        elif set(given) != {"amd64", "arm64"}:
-            raise problems([(("sha256",), f"{given!r} must give amd64 and arm64 checksums when "
-                             f"buildkit.version ({self.version}) differs from the built-in pin")])
-        else:
-            pins = given
-        return self.settle(sha256=Sha256Pins(amd64=pins["amd64"], arm64=pins["arm64"]))
-
-    def sha256_of(self, arch: Literal["amd64", "arm64"]) -> str:
+    def sha256_of(self, arch: Arch) -> str:
         digest = self.sha256.amd64 if arch == "amd64" else self.sha256.arm64
         assert digest is not None  # filled by the validator
         return digest
@@ -71,15 +72,15 @@ ClientName = Annotated[str, matching(r"^[a-z][a-z0-9-]{0,62}$", "a client name (
 class PkiSpec(ConfigModel):
     """The farm's private CA and the certificates it issues."""
 
-    algorithm: Annotated[Literal["ECDSA", "RSA"], one_of("ECDSA", "RSA")] = Field(
-        "ECDSA", description="key algorithm of every key")
+    algorithm: Literal["ECDSA", "RSA"] = Field("ECDSA", description="key algorithm of every key")
     # P224 (the provider's default) breaks Go TLS, so it is not offered.
-    ecdsa_curve: Annotated[Literal["P256", "P384"], one_of("P256", "P384")] = Field("P256", description="ECDSA curve")
-    rsa_bits: Annotated[int, one_of(2048, 3072, 4096)] = Field(3072, description="RSA key size")
-    validity_hours: Annotated[int, integer(24, 24 * 3650)] = Field(24 * 365, description="leaf certificate lifetime")
-    early_renewal_hours: Annotated[int, integer(0, 24 * 3650)] = Field(
+    ecdsa_curve: Literal["P256", "P384"] = Field("P256", description="ECDSA curve")
+    rsa_bits: Annotated[Literal[2048, 3072, 4096], BeforeValidator(digits)] = Field(
+        3072, description="RSA key size")
+    validity_hours: Annotated[Int, integer(24, 24 * 3650)] = Field(24 * 365, description="leaf certificate lifetime")
+    early_renewal_hours: Annotated[Int, integer(0, 24 * 3650)] = Field(
         24 * 30, description="a `pulumi up` this close to a leaf's expiry renews it; shorter than validityHours")
-    ca_validity_hours: Annotated[int, integer(24, 24 * 3650 * 3)] = Field(
+    ca_validity_hours: Annotated[Int, integer(24, 24 * 3650 * 3)] = Field(
         24 * 365 * 5, description="CA lifetime (renewed one leaf lifetime before it ends)")
     clients: tuple[ClientName, ...] = Field(
         ("ci",), description="one client certificate per consumer; the first is the builder's")
@@ -104,9 +105,8 @@ class PkiSpec(ConfigModel):
                           f"(allowed: at least 2 x validityHours = {2 * self.validity_hours})"))
         if not self.clients:
             found.append((("clients",), "[] has no client; give at least one (e.g. [ci])"))
-        for i, c in enumerate(self.clients):
-            if c in self.clients[:i]:
-                found.append((("clients", i), f"{c!r} is a duplicate"))
+        found += [(("clients", i), f"{c!r} is a duplicate") for i, c in enumerate(self.clients)
+                  if c in self.clients[:i]]
         if found:
             raise problems(found)
         return self
@@ -115,8 +115,7 @@ class PkiSpec(ConfigModel):
 class BuilderSpec(ConfigModel):
     """The buildx builder made on the machine that runs `pulumi up`."""
 
-    enabled: Annotated[bool, boolean()] = Field(
-        True, description="create the builder (off: CI runs the exported buildxCreateScript itself)")
+    enabled: Bool = Field(True, description="create the builder (off: CI runs the exported buildxCreateScript itself)")
     name: Annotated[str, matching(r"^([a-zA-Z][a-zA-Z0-9.\-_]*)?$",
                                   "a buildx builder name ([a-zA-Z][a-zA-Z0-9.-_]*)")] = Field(
         "", description="builder name; empty: `bkf-<stack>`")
@@ -130,10 +129,10 @@ class BuilderSpec(ConfigModel):
 class IdleStopSpec(ConfigModel):
     """Stop an idle node and let CI wake it (aws; ssh with an explicit command). Off by default."""
 
-    after_minutes: Annotated[int, integer(0, 1440, " minutes (0: off)")] = Field(
+    after_minutes: Annotated[Int, integer(0, 1440, " minutes (0: off)")] = Field(
         0, description="stop a node after this many minutes with no build running or finished "
         "(read from the daemon's own history); 0: never")
-    check_seconds: Annotated[int, integer(5, 3600, " seconds")] = Field(
+    check_seconds: Annotated[Int, integer(5, 3600, " seconds")] = Field(
         60, description="how often the node's timer reads the daemon's history")
     command: Annotated[str, matching(r"^[A-Za-z0-9_./ =:-]*$", "a command like 'systemctl poweroff'")] = Field(
         "", description="what stops the node; empty: `systemctl poweroff` (aws: the instance stops, its "

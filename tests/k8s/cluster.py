@@ -165,12 +165,11 @@ def stack_yaml(image_ref: str, **kubernetes: Any) -> dict[str, Any]:
     c["buildkit-farm:volume"] = {"sizeGb": 20, "protect": False}
     c["buildkit-farm:pki"] = {**c["buildkit-farm:pki"], "clients": ["ci"]}
     c["buildkit-farm:builder"] = {"enabled": True, "name": "bkf-k8s-tier"}
-    c["buildkit-farm:buildkit"] = {"image": image_ref}
+    c["buildkit-farm:buildkit"] = {"image": image_ref, "drainTimeoutSeconds": 120}
     c["buildkit-farm:kubernetes"] = {
         "namespace": NAMESPACE, "serviceType": "ClusterIP", "storageClass": STORAGE_CLASS,
         # a 2-core machine: two nodes must fit
-        "cpuRequest": "100m", "memoryRequest": "256Mi", "cpuLimit": "2", "memoryLimit": "2Gi",
-        "drainTimeoutSeconds": 120, **kubernetes}
+        "cpuRequest": "100m", "memoryRequest": "256Mi", "cpuLimit": "2", "memoryLimit": "2Gi", **kubernetes}
     return y
 
 

@@ -72,6 +72,15 @@ def test_defaults_are_safe() -> None:
     ({"volume": {"sizeGb": 5}}, "volume.sizeGb: 5 is not an integer from 20 to 16384 GiB"),
     ({"volume": {"sizeGb": 100000}}, "volume.sizeGb: 100000 is not an integer from 20 to 16384"),
     ({"volume": {"iops": 100}}, "volume.iops: 100 is not an integer from 3000 to 16000"),
+    # YAML hands over "100" for 100, but a bool, a float or a padded string is never an integer
+    ({"buildkit": {"drainTimeoutSeconds": True}}, "buildkit.drainTimeoutSeconds: True is not an integer from 0 to"),
+    ({"volume": {"sizeGb": 100.0}}, "volume.sizeGb: 100.0 is not an integer from 20 to 16384 GiB"),
+    ({"volume": {"sizeGb": " 100"}}, "volume.sizeGb: ' 100' is not an integer from 20 to 16384 GiB"),
+    ({"volume": {"sizeGb": "5"}}, "volume.sizeGb: '5' is not an integer from 20 to 16384 GiB"),
+    ({"volume": {"protect": 1}}, "volume.protect: 1 is not true or false"),
+    ({"volume": {"protect": "yes"}}, "volume.protect: 'yes' is not true or false"),
+    ({"pki": {"rsaBits": True}}, "pki.rsaBits: True is not one of 2048, 3072, 4096"),
+    ({"aws": {"subnetId": 5}}, "aws.subnetId: 5 is not a subnet id like subnet-0abc1234"),
     ({"buildkit": {"version": "0.32"}}, "buildkit.version: '0.32' is not a release tag like v0.32.2"),
     ({"buildkit": {"version": "latest"}}, "buildkit.version: 'latest' is not a release tag"),
     ({"buildkit": {"image": "moby/buildkit:latest"}}, "buildkit.image: 'moby/buildkit:latest' is not an image pinned"),
@@ -94,10 +103,33 @@ def test_defaults_are_safe() -> None:
     ({"aws": {"dnsZoneId": "Z123ABC"}}, "aws.dnsZoneId/aws.dnsDomain"),
     ({"volumes": {}}, "volumes: unknown key"),
     ({"volume": {"size": 10}}, "volume.size: unknown key (allowed: iops, protect, sizeGb, throughputMbps)"),
+    # Python field names are for Python callers, not the stack config
+    ({"volume": {"size_gb": 200}}, "volume.size_gb: unknown key (allowed: iops, protect, sizeGb, throughputMbps)"),
+    ({"nodes": [{"name": "a1", "platform": "linux/arm64", "sshPort": 22}]},
+     "nodes[0].sshPort: 22 is only allowed with backend ssh"),
+    ({"nodes": [{"name": "a1", "platform": "linux/arm64", "host": "a.example"}]},
+     "nodes[0].host: 'a.example' is only allowed with backend kubernetes or ssh"),
+    ({"ssh": {"privateKeyPath": "/k"}}, "ssh: only used with backend ssh (this stack's backend is aws)"),
 ])
 def test_each_problem_names_key_value_and_allowed(over: dict[str, Any], expected: str) -> None:
     found = problems(aws_raw(**over))
     assert any(expected in p for p in found), found
+
+
+def test_yaml_strings_for_numbers_and_booleans_are_read_as_such() -> None:
+    raw = aws_raw(volume={"sizeGb": "200", "protect": "false"}, pki={"algorithm": "RSA", "rsaBits": "4096"})
+    cfg = parse_config(raw, aws_region="us-east-1")
+    assert (cfg.volume.size_gb, cfg.volume.protect, cfg.pki.rsa_bits) == (200, False, 4096)
+
+
+def test_provider_keys_reach_the_backend_that_declares_them() -> None:
+    cfg = parse_config(aws_raw(), provider_config={"aws:region": "eu-west-1", "kubernetes:context": "kind"})
+    assert isinstance(cfg, AwsFarmConfig) and (cfg.region, cfg.aws.availability_zone) == ("eu-west-1", "eu-west-1a")
+    ssh = {"backend": "ssh", "ssh": {"privateKeyPath": "/k"}, "nodes": [
+        {"name": "a1", "platform": "linux/arm64", "host": "10.1.2.3"}]}
+    assert isinstance(parse_config(ssh, provider_config={"aws:region": "eu-west-1"}), SshFarmConfig)
+    # aws_region= is the older spelling of the same thing
+    assert parse_config(aws_raw(), aws_region="eu-west-1") == cfg
 
 
 def test_open_ingress_needs_explicit_opt_in() -> None:

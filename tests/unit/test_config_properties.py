@@ -65,6 +65,7 @@ def check(raw: dict[str, Any], region: str | None = None) -> None:
         assert e.problems, "an error without problems"
         for p in e.problems:
             assert isinstance(p, str) and ": " in p, p  # "<key path>: <what is wrong>"
+            assert "Input should" not in p and "Value error" not in p, p  # our words, never pydantic's
         return
     for node in cfg.nodes:
         toml = tomllib.loads(node_toml(cfg, node))

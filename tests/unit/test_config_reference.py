@@ -81,3 +81,11 @@ def test_every_declared_key_reaches_a_consumer() -> None:
     unused = [(m.__name__, f.alias or name) for m in _config_models() for name, f in m.model_fields.items()
               if name not in used | CONSENT]
     assert unused == [], f"declared but read by nothing: {unused}"
+
+
+def test_every_key_says_what_it_allows() -> None:
+    """The table and the errors read the same metadata: a type without words would show as `str` or `int`."""
+    bare = {"str", "int", "bool", "float", "dict", "tuple", "NoneType"}
+    for row in reference.reference_rows():
+        words = set(row.allowed.replace(",", " ").split())
+        assert row.allowed and not words & bare, row

@@ -99,7 +99,7 @@ def test_every_object_validates_against_the_strict_schema(run: mockrt.Run, servi
 
 def test_the_validator_rejects_what_the_api_would() -> None:
     spec, node = KubernetesSpec(), NodeSpec(name="arm64-1", platform="linux/arm64")
-    sts = pod.statefulset_manifest(spec, node, image="x", buildkit_port=1234, volume_gb=20,
+    sts = pod.statefulset_manifest(spec, node, image="x", buildkit_port=1234, volume_gb=20, drain_timeout_s=600,
                                  config_sha256="0", tls_sha256="0")
     kubernetes_validate.validate(sts, K8S_VERSION, strict=True)
     sts["spec"]["template"]["spec"]["containers"][0]["securityContext"]["seccomp"] = {"type": "Unconfined"}
@@ -351,9 +351,9 @@ def test_drain_hook_and_grace_period(objs: dict[str, dict[str, Any]]) -> None:
     assert "+ 900 ))" in script and "debug histories" in script
     grace = objs["amd64-1-statefulset"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace >= 900 + m.DRAIN_POLL_S + 30
-    no_drain = pod.statefulset_manifest(KubernetesSpec(drain_timeout_seconds=0),
-                                      NodeSpec(name="a1", platform="linux/amd64"),
-                                      image="x", buildkit_port=1234, volume_gb=20, config_sha256="", tls_sha256="")
+    no_drain = pod.statefulset_manifest(KubernetesSpec(), NodeSpec(name="a1", platform="linux/amd64"), image="x",
+                                      buildkit_port=1234, volume_gb=20, drain_timeout_s=0, config_sha256="",
+                                      tls_sha256="")
     assert "lifecycle" not in no_drain["spec"]["template"]["spec"]["containers"][0]
 
 
@@ -432,12 +432,13 @@ def test_k8s_stack_config_parses() -> None:
     assert cfg.kubernetes == KubernetesSpec(
         namespace=NS, service_type="LoadBalancer", storage_class="gp3", node_port_base=31234,
         cpu_request="2", memory_request="4Gi", cpu_limit="8", memory_limit="16Gi",
-        service_annotations={"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}, drain_timeout_seconds=900)
+        service_annotations={"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"})
+    assert cfg.buildkit.drain_timeout_seconds == 900  # the one drain key of every backend
     assert [(n.name, n.platform) for n in cfg.nodes] == [("arm64-1", "linux/arm64"), ("amd64-1", "linux/amd64")]
 
 
 @pytest.mark.parametrize(("changes", "problem"), [
-    ({"replicas": 2}, "kubernetes.replicas: unknown key (allowed: cpuLimit, cpuRequest, drainTimeoutSeconds, "
+    ({"replicas": 2}, "kubernetes.replicas: unknown key (allowed: cpuLimit, cpuRequest, "
                       "externalHosts, memoryLimit, memoryRequest, namespace, nodePortBase, serviceAnnotations, "
                       "serviceType, storageClass)"),
     ({"nodePortBase": 29999}, "kubernetes.nodePortBase: 29999 is not an integer from 30000 to 32767"),
@@ -456,7 +457,9 @@ def test_k8s_stack_config_parses() -> None:
      "kubernetes.externalHosts: ['build.example.com'] would make nodes nodes[0], nodes[1] share the endpoint "
      "build.example.com:<port> (serviceType ClusterIP)"),
     ({"serviceType": "Ingress"}, "kubernetes.serviceType: 'Ingress' is not one of LoadBalancer, NodePort, ClusterIP"),
-    ({"drainTimeoutSeconds": 7200}, "kubernetes.drainTimeoutSeconds: 7200 is not an integer from 0 to 3600"),
+    ({"drainTimeoutSeconds": 120}, "kubernetes.drainTimeoutSeconds: 120: moved to buildkit.drainTimeoutSeconds, one "
+     "key for every backend; run `pulumi config set --path buildkit.drainTimeoutSeconds 120`, then `pulumi config rm "
+     "--path kubernetes.drainTimeoutSeconds`"),
 ])
 def test_bad_kubernetes_config_is_reported(changes: dict[str, Any], problem: str) -> None:
     with pytest.raises(ConfigError) as e:

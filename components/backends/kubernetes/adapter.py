@@ -60,7 +60,7 @@ class KubernetesBackend:
                 node=n, spec=self.spec, image=self.cfg.buildkit.image, buildkit_port=self.cfg.buildkit.port,
                 volume_gb=self.cfg.volume.size_gb, bundle=render(self.cfg, n, ROOTLESS_LAYOUT),
                 server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem,
-                address=addresses.by_node[n.name]), opts))
+                address=addresses.by_node[n.name], drain_timeout_s=self.cfg.buildkit.drain_timeout_seconds), opts))
         return out
 
     def extras(self, nodes: Sequence[pulumi.Resource]) -> Extras:

@@ -97,7 +97,7 @@ def _exec(*argv: str) -> dict[str, Any]:
 
 
 def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, buildkit_port: int,
-                         volume_gb: int, config_sha256: str, tls_sha256: Any,
+                         volume_gb: int, drain_timeout_s: int, config_sha256: str, tls_sha256: Any,
                          config_files: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
     """One node: a single-replica StatefulSet with its cache on a retained PVC.
 
@@ -135,8 +135,8 @@ def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, bu
         },
         "livenessProbe": {**_exec(*workers), "periodSeconds": 30, "timeoutSeconds": 15, "failureThreshold": 4},
     }
-    if spec.drain_timeout_seconds > 0:
-        container["lifecycle"] = {"preStop": _exec("sh", "-c", drain_script(spec.drain_timeout_seconds))}
+    if drain_timeout_s > 0:
+        container["lifecycle"] = {"preStop": _exec("sh", "-c", drain_script(drain_timeout_s))}
 
     claim_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
@@ -177,7 +177,7 @@ def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, bu
                             "topologyKey": "kubernetes.io/hostname",
                         },
                     }]}},
-                    "terminationGracePeriodSeconds": termination_grace_s(spec.drain_timeout_seconds),
+                    "terminationGracePeriodSeconds": termination_grace_s(drain_timeout_s),
                     "securityContext": {
                         "runAsUser": UID,
                         "runAsGroup": UID,
