@@ -4,7 +4,7 @@ evenly the nodes were used; printed as a table, written as JSON, a markdown tabl
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,25 @@ def markdown_table(rows: Sequence[Metrics]) -> str:
     out = ["| " + " | ".join(HEADER) + " |", "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 1)) + "|"]
     out += ["| " + " | ".join(_cells(m)) + " |" for m in rows]
     return "\n".join(out)
+
+
+def winners(rows: Sequence[Metrics]) -> str:
+    """Per node count, the policy with the most cache hits, the lowest p95 and the most even nodes
+    (ties: all of them), as a markdown table."""
+    out = ["| nodes | most cache hits | lowest p95 | most even (busy max/mean) |", "|---:|---|---|---|"]
+    for n in sorted({m.nodes for m in rows}):
+        ms = [m for m in rows if m.nodes == n]
+        cols = [_best(ms, lambda m: -m.hit_ratio, lambda m: f"{m.hit_ratio:.1%}"),
+                _best(ms, lambda m: m.p95_s, lambda m: f"{_secs(m.p95_s)} s"),
+                _best(ms, lambda m: m.busy_max_over_mean, lambda m: f"{m.busy_max_over_mean:.2f}")]
+        out.append(f"| {n} | " + " | ".join(cols) + " |")
+    return "\n".join(out)
+
+
+def _best(ms: Sequence[Metrics], key: Callable[[Metrics], float], show: Callable[[Metrics], str]) -> str:
+    # equal to the shown precision counts as a tie
+    top = show(min(ms, key=key))
+    return ", ".join(m.policy for m in ms if show(m) == top) + f" ({top})"
 
 
 def chart(rows: Sequence[Metrics], path: Path) -> None:

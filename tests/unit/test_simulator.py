@@ -112,4 +112,7 @@ def test_main_writes_json_markdown_and_chart(tmp_path: Path, capsys: pytest.Capt
     md = (tmp_path / "README.md").read_text()
     assert "python -m bench.simulate --seed 3 --nodes 1 2" in md
     assert "s1_ephemeral_full" in md and "s3_farm_change" in md
+    # the winners table names, per node count, the policy with the most cache hits
+    best2 = max((r for r in data["rows"] if r["nodes"] == 2), key=lambda r: r["hit_ratio"])
+    assert any(line.startswith("| 2 | ") and best2["policy"] in line.split("|")[2] for line in md.splitlines())
     assert (tmp_path / "simulation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
