@@ -99,10 +99,10 @@ list that is up. *random*: a load balancer in front of the nodes (the kubernetes
 pod (docker/buildx `driver/kubernetes/podchooser`); not "hash mod N": buildx uses a ring. *rendezvous*:
 today's create script (`components.builder.affinity.rank`). *bounded c=...*:
 `components.builder.placement.place`, consistent hashing with bounded loads over the rendezvous
-order. *bounded c=1.25 +slots*: the same with the bound raised to the node's slots, a variant the
-simulation suggests and placement.py does not have: with a few builds per node, ceil(c x average)
-is 1 or 2, so plain bounded loads sends a push's second build to a cold node while its warm node
-still has free slots. *least-loaded*: `place` without a key.
+order. *bounded c=1.25 +slots*: the same with the node's slots as the bound's floor
+(`place(..., min_bound=slots)`): with a few builds per node, ceil(c x average) is 1 or 2, so plain
+bounded loads sends a push's second build to a cold node while its warm node still has free
+slots. *least-loaded*: `place` without a key.
 
 ## What is calibrated
 

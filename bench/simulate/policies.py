@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 
 from components.builder.affinity import rank
-from components.builder.placement import bound, place
+from components.builder.placement import place
 
 Policy = Callable[[str, Sequence[str], Mapping[str, int]], str]
 
@@ -65,14 +65,10 @@ def bounded(c: float) -> Policy:
 
 
 def bounded_with_slots(c: float, slots: int) -> Policy:
-    """Bounded loads with the bound raised to the node's slots: a key leaves its warm node only
-    when that node is running more than c x the average AND has no free slot. Not in placement.py:
-    a variant the simulation suggests (with few builds per node, ceil(c x average) is 1 or 2, and
-    plain bounded loads sends a push's second build to a cold node while its warm one idles)."""
+    """Bounded loads with the node's slots as the floor of the bound (`place(..., min_bound=slots)`):
+    a key leaves its warm node only when that node runs more than c x the average AND has no free slot."""
     def pick(repo: str, live: Sequence[str], loads: Mapping[str, int]) -> str:
-        cap = max(slots, bound(sum(loads.values()), len(live), c))
-        order = rank(repo, live)
-        return next((n for n in order if loads[n] < cap), order[0])
+        return place(repo, live, loads, c, min_bound=slots)[0]
     return pick
 
 

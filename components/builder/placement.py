@@ -19,6 +19,12 @@ While a key's first node is under the bound the order is exactly `affinity.rank`
 on its warm node), so with equal loads (or none) joining and leaving nodes move only the keys
 they win or lose, as plain rendezvous does.
 
+A floor (`min_bound`, default 0: the paper's bound) raises the bound to max(min_bound, bound):
+with few builds per node, ceil(c x average) is 1 or 2 and the plain bound sends a key's second
+concurrent build to a cold node while its warm one has idle slots; a floor of the node's build
+slots keeps the key home until it is both over c x the average and out of slots. The guarantee
+becomes: load after placement <= max(min_bound, bound). (docs/simulation/ measures both.)
+
 Without a key (None, or empty as in the create script's `-z "$key"`) there is no warm node to
 prefer: least-loaded first, ties by node name so equal inputs give equal orders.
 """
@@ -48,7 +54,7 @@ def bound(total_load: int, n: int, c: float = DEFAULT_C) -> int:
 
 
 def place(key: str | None, nodes: Sequence[str], loads: Mapping[str, int],
-          c: float = DEFAULT_C) -> list[str]:
+          c: float = DEFAULT_C, *, min_bound: int = 0) -> list[str]:
     """The nodes in the order to try them for one build of `key` (every node exactly once).
 
     `loads` maps node name -> running builds; a node it omits counts as idle, and entries for
@@ -56,6 +62,8 @@ def place(key: str | None, nodes: Sequence[str], loads: Mapping[str, int],
     bound and what it guarantees.
     """
     _check_c(c)
+    if isinstance(min_bound, bool) or not isinstance(min_bound, int) or min_bound < 0:
+        raise ValueError(f"min_bound must be a whole number >= 0, got {min_bound!r}")
     if not nodes:
         raise ValueError("place needs at least one node")
     if len(set(nodes)) != len(nodes):
@@ -67,7 +75,7 @@ def place(key: str | None, nodes: Sequence[str], loads: Mapping[str, int],
         raise ValueError(f"loads must be whole numbers >= 0, got {bad}")
     if not key:
         return sorted(nodes, key=lambda n: (load[n], n))
-    cap = bound(sum(load.values()), len(nodes), c)
+    cap = max(min_bound, bound(sum(load.values()), len(nodes), c))
     order = rank(key, nodes)
     return [n for n in order if load[n] < cap] + [n for n in order if load[n] >= cap]
 

@@ -38,6 +38,15 @@ def test_c_sets_how_much_a_busy_owner_may_take() -> None:
     assert place("acme/api", THREE, {"amd64-3": 1}, c=2) == ["amd64-3", "amd64-1", "amd64-2"]
 
 
+def test_min_bound_keeps_a_key_home_while_its_node_has_slots() -> None:
+    # bound ceil(2.5 / 3) = 1 says full; a floor of 2 (slots) keeps the owner, 2 running does not
+    assert place("acme/api", THREE, {"amd64-3": 1}, min_bound=2) == ["amd64-3", "amd64-1", "amd64-2"]
+    assert place("acme/api", THREE, {"amd64-3": 2}, min_bound=2) == ["amd64-1", "amd64-2", "amd64-3"]
+    # the floor only raises: with the owner far over c x the average it still yields
+    loads = {"amd64-3": 9, "amd64-1": 1, "amd64-2": 1}  # bound ceil(1.25 * 12 / 3) = 5
+    assert place("acme/api", THREE, loads, min_bound=2)[0] == "amd64-1"
+
+
 def test_without_a_key_least_loaded_first_ties_by_name() -> None:
     loads = {"amd64-1": 2, "amd64-2": 0, "amd64-3": 0}
     assert place(None, THREE, loads) == ["amd64-2", "amd64-3", "amd64-1"]
@@ -73,6 +82,12 @@ def test_refuses_bad_input(args: tuple, message: str) -> None:
         place(*args)
 
 
+@pytest.mark.parametrize("floor", [-1, 1.5, True])
+def test_refuses_a_bad_min_bound(floor: object) -> None:
+    with pytest.raises(ValueError, match="min_bound must be a whole number >= 0"):
+        place("k", THREE, {}, min_bound=floor)  # type: ignore[arg-type]
+
+
 def test_bound_refuses_bad_input() -> None:
     with pytest.raises(ValueError, match="at least one node"):
         bound(0, 0)
@@ -102,6 +117,18 @@ def test_prop_bound_respected(key: str, farm: tuple[list[str], dict[str, int]], 
     chosen = place(key, nodes, loads, percent / 100)[0]
     # ceil(c x the average with the incoming build counted)
     assert loads[chosen] + 1 <= -(-percent * (sum(loads.values()) + 1) // (100 * len(nodes)))
+
+
+@given(KEYS, farms(), PERCENT, st.integers(0, 8))
+def test_prop_bound_with_a_floor_respected(key: str, farm: tuple[list[str], dict[str, int]], percent: int,
+                                          floor: int) -> None:
+    nodes, loads = farm
+    cap = max(floor, -(-percent * (sum(loads.values()) + 1) // (100 * len(nodes))))
+    got = place(key, nodes, loads, percent / 100, min_bound=floor)
+    assert loads[got[0]] + 1 <= cap
+    assert got[0] == next(n for n in rank(key, nodes) if loads[n] < cap)
+    if floor == 0:
+        assert got == place(key, nodes, loads, percent / 100)
 
 
 @given(KEYS, farms(), PERCENT)

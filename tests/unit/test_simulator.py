@@ -82,13 +82,14 @@ def test_one_node_per_platform_every_policy_gives_identical_results() -> None:
     assert len({(m.hit_ratio, m.p50_s, m.p95_s) for m in rows}) == 1
 
 
-@pytest.mark.parametrize(("name", "c"), list(policies.BOUNDED_C.items()))
-def test_bounded_load_never_places_over_its_bound(name: str, c: float) -> None:
+@pytest.mark.parametrize(("name", "c", "floor"), [*((n, c, 0) for n, c in policies.BOUNDED_C.items()),
+                                                   ("bounded c=1.25 +slots", 1.25, 2)])
+def test_bounded_load_never_places_over_its_bound(name: str, c: float, floor: int) -> None:
     builds = workload.day(8, CAL, workload.Workload(builds_per_node=400), seed=4)
     run = engine.simulate(builds, engine.Farm(8, slots=2), policies.all_policies(4, 2)[name])
     assert max(o.node_load for o in run.outcomes) >= 1  # the bound was put to work
     for o in run.outcomes:
-        assert o.node_load + 1 <= bound(o.platform_load, o.live, c), o
+        assert o.node_load + 1 <= max(floor, bound(o.platform_load, o.live, c)), o
     # while plain rendezvous, on the same day, does pile onto a key's node beyond it
     plain = engine.simulate(builds, engine.Farm(8, slots=2), policies.rendezvous)
     assert any(o.node_load + 1 > bound(o.platform_load, o.live, c) for o in plain.outcomes)
