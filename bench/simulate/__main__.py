@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.simulate import calibration, engine, policies, report, workload
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "simulation"
-COMMAND = "make simulate   (python -m bench.simulate --seed {seed} --nodes {nodes})"
+COMMAND = "python -m bench.simulate --seed {seed} --nodes {nodes}"
 
 
 WORKLOAD = workload.Workload()
@@ -42,19 +42,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--nodes", type=int, nargs="+", default=[2, 4, 8, 16, 32])
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--no-write", action="store_true", help="print the table only")
+    # what-ifs for the assumed parameters; the committed figures use the defaults
+    ap.add_argument("--builds-per-node", type=float, default=WORKLOAD.builds_per_node)
+    ap.add_argument("--slots", type=int, default=FARM.slots)
+    ap.add_argument("--cache-repos", type=int, default=FARM.cache_repos)
     args = ap.parse_args(argv)
 
     cal = calibration.load()
-    w, farm = WORKLOAD, FARM
+    w = dataclasses.replace(WORKLOAD, builds_per_node=args.builds_per_node)
+    farm = dataclasses.replace(FARM, slots=args.slots, cache_repos=args.cache_repos)
     t0 = time.monotonic()
-    rows = sweep(args.seed, args.nodes, cal, w)
+    rows = sweep(args.seed, args.nodes, cal, w, farm.slots, farm.cache_repos)
     took = time.monotonic() - t0
     print(report.table(rows))
     print(f"\nsweep: {len(rows)} runs in {took:.1f} s")
     if args.no_write:
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    command = COMMAND.format(seed=args.seed, nodes=" ".join(map(str, args.nodes)))
+    extra = [f"--{k} {v:g}" for k, v in (("builds-per-node", w.builds_per_node), ("slots", farm.slots),
+                                          ("cache-repos", farm.cache_repos))
+             if v != {"builds-per-node": WORKLOAD.builds_per_node, "slots": FARM.slots,
+                      "cache-repos": FARM.cache_repos}[k]]
+    command = COMMAND.format(seed=args.seed, nodes=" ".join(map(str, args.nodes)) + "".join(" " + e for e in extra))
+    if command == COMMAND.format(seed=1, nodes="2 4 8 16 32"):
+        command = f"make simulate   # = {command}"
     meta = {"command": command, "seed": args.seed, "seconds": round(took, 1), "calibration": dataclasses.asdict(cal),
             "workload": dataclasses.asdict(w), "slots": farm.slots, "cache_repos": farm.cache_repos,
             "outage": farm.outage}
@@ -134,6 +145,9 @@ the same builds and differs only in where they go.
   per node (what the nodes would report).
 - Outage: {outage_text}. First-match then sends everything to the next node.
 - No failures beyond that outage; no network time; no cross-node cache sharing (no registry cache).
+
+`--builds-per-node`, `--slots` and `--cache-repos` rerun the sweep under other assumptions
+(with `--no-write`, nothing here changes).
 """
 
 

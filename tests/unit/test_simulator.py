@@ -104,14 +104,15 @@ def test_sticky_ring_moves_only_the_removed_pods_keys() -> None:
 
 
 def test_main_writes_json_markdown_and_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["--seed", "3", "--nodes", "1", "2", "--out", str(tmp_path)])
+    main(["--seed", "3", "--nodes", "1", "2", "--slots", "2", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "rendezvous" in printed and "sweep: 18 runs" in printed
     data = json.loads((tmp_path / "simulation.json").read_text())
     assert {(r["policy"], r["nodes"]) for r in data["rows"]} == {
         (p, n) for p in policies.all_policies(3, 4) for n in (1, 2)}
     md = (tmp_path / "README.md").read_text()
-    assert "python -m bench.simulate --seed 3 --nodes 1 2" in md
+    assert "    python -m bench.simulate --seed 3 --nodes 1 2 --slots 2\n" in md
+    assert data["meta"]["slots"] == 2 and "Each node runs 2 builds at once" in md
     assert "s1_ephemeral_full" in md and "s3_farm_change" in md
     # the winners table names, per node count, the policy with the most cache hits
     best2 = max((r for r in data["rows"] if r["nodes"] == 2), key=lambda r: r["hit_ratio"])
