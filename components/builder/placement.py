@@ -32,6 +32,7 @@ prefer: least-loaded first, ties by node name so equal inputs give equal orders.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
@@ -47,7 +48,7 @@ def bound(total_load: int, n: int, c: float = DEFAULT_C) -> int:
         raise ValueError(f"bound needs at least one node, got n={n}")
     if total_load < 0:
         raise ValueError(f"total load must be >= 0, got {total_load}")
-    # c as the decimal it prints as (1.1 is exactly 11/10): a float product such as 1.1 * 10 / 11
+    # c as the decimal it prints as (1.1 is exactly 11/10): a float product such as 1.1 * 50 / 55
     # is 1.0000000000000002 and would round the bound up by a whole build; exact fractions also
     # let a shell twin compute the same bound with integer arithmetic
     return math.ceil(Fraction(repr(c)) * (total_load + 1) / n)
@@ -66,8 +67,8 @@ def place(key: str | None, nodes: Sequence[str], loads: Mapping[str, int],
         raise ValueError(f"min_bound must be a whole number >= 0, got {min_bound!r}")
     if not nodes:
         raise ValueError("place needs at least one node")
-    if len(set(nodes)) != len(nodes):
-        dupes = sorted({n for n in nodes if list(nodes).count(n) > 1})
+    dupes = sorted(n for n, k in Counter(nodes).items() if k > 1)
+    if dupes:
         raise ValueError(f"node names must be unique, repeated: {', '.join(dupes)}")
     load = {n: loads.get(n, 0) for n in nodes}
     bad = {n: v for n, v in load.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0}
