@@ -6,7 +6,7 @@
 #   make bench  builds a real Go program on a throwaway builder and on the farm, prints the table
 #               (BENCH_ARGS="--readme" also rewrites the README's table and docs/bench/bench.png;
 #               its smoke mode runs in make test)
-.PHONY: toolchain toolchain-farm farm farm-build farm-down test unit lint bench reliability
+.PHONY: toolchain toolchain-farm farm farm-build farm-down test unit lint bench reliability simulate
 
 # every part (toolchain/bootstrap.sh all); make farm, bench and reliability build only the farm's part
 toolchain:
@@ -34,6 +34,10 @@ unit:
 # stands up its own farm on test hosts h41/h42 (torn down after); see README "Benchmarks"
 bench: toolchain-farm
 	bash -c '. .toolchain/env.sh && exec python -m bench.farm_bench $(BENCH_ARGS)'
+
+# placement policies over a simulated CI day (seconds, no hosts): rewrites docs/simulation/
+simulate:
+	bash -c '. .toolchain/env.sh && exec python -m bench.simulate $(SIM_ARGS)'
 
 # faults, load and bad clients with the full counts (19 min on the shared 2-core machine); ends with the table
 reliability: toolchain-farm
