@@ -6,8 +6,6 @@ import json
 from collections.abc import Sequence
 
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-
-
 CERT_PARAMETERS = ("ca", "cert", "key")
 
 
@@ -37,7 +35,8 @@ def cert_read_policy(region: str, prefix: str) -> str:
              "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"},
                            "StringLike": {"kms:EncryptionContext:PARAMETER_ARN": key}}},
             {"Sid": "NoOtherParameters", "Effect": "Deny", "Action": ["ssm:GetParameter*"], "NotResource": own},
-            # Also denies Decrypt with no PARAMETER_ARN at all (anything not a parameter).
+            # Also denies Decrypt with no PARAMETER_ARN at all (anything not a parameter; Session
+            # Manager's optional KMS session encryption would need its key excepted here).
             {"Sid": "NoOtherDecrypt", "Effect": "Deny", "Action": ["kms:Decrypt"], "Resource": "*",
              "Condition": {"StringNotLike": {"kms:EncryptionContext:PARAMETER_ARN": key}}},
         ],
