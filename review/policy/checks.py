@@ -17,7 +17,9 @@ Where things are:
 * payload.py: a node's bootstrap payload, EC2 user data, buildkitd.toml, node.env, buildkitd argv;
 * pods.py: a Kubernetes workload's pod spec, containers and mounts;
 * the checks by concern: buildkitd.py (mTLS only, no insecure entitlements), ec2.py, ingress.py,
-  images.py, private_keys.py (mandatory) and advisory.py.
+  images.py, private_keys.py (mandatory) and advisory.py;
+* public_ranges.py: how much public address space a set of CIDRs admits (ingress.py, and the
+  config validator's open-ingress check).
 
 This module re-exports what the pack and the tests use (``__all__``), so ``checks`` stays the
 one name to import.

@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
+from review.policy.public_ranges import open_ranges
 from review.policy.resources import (
     K8S_NETWORK_POLICY,
     K8S_SERVICE,
@@ -45,21 +46,32 @@ def _port_range_problems(label: str, protocol: Any, lo: Any, hi: Any, s: Setting
 
 
 def _source_problems(label: str, cidrs: Sequence[Any], s: Settings) -> list[str]:
+    if s.allow_open_ingress:
+        return []
     wide = [str(c) for c in cidrs if _open(str(c))]
-    if wide and not s.allow_open_ingress:
+    if wide:
         return [f"{label}: admits {', '.join(wide)} (everyone); {OPT_IN}"]
-    return []
+    # Without a /0, ranges that together cover more than a /8 of the public internet are as open.
+    return [f"{label}: admits {o.describe()}; {OPT_IN}" for o in open_ranges(str(c) for c in cidrs)]
 
 
 def ingress_build_port_only(r: Resource, s: Settings) -> list[str]:
     problems: list[str] = []
     if r.type == SECURITY_GROUP:
-        for i, rule in enumerate(get(r.props, "ingress") or []):
+        rules = get(r.props, "ingress") or []
+        every: list[Any] = []
+        source_problems: list[str] = []
+        for i, rule in enumerate(rules):
             label = f"security group {r.name} ingress[{i}]"
             problems += _port_range_problems(label, get(rule, "protocol"), get(rule, "fromPort"),
                                              get(rule, "toPort"), s)
-            problems += _source_problems(label, [*(get(rule, "cidrBlocks") or []),
-                                                 *(get(rule, "ipv6CidrBlocks") or [])], s)
+            cidrs = [*(get(rule, "cidrBlocks") or []), *(get(rule, "ipv6CidrBlocks") or [])]
+            every += cidrs
+            source_problems += _source_problems(label, cidrs, s)
+        if len(rules) > 1 and not source_problems:
+            # rules that are each narrow enough may still open the group together
+            source_problems = _source_problems(f"security group {r.name} ingress (all rules)", every, s)
+        problems += source_problems
     elif r.type == SECURITY_GROUP_RULE and get(r.props, "type") == "ingress":
         label = f"security group rule {r.name}"
         problems += _port_range_problems(label, get(r.props, "protocol"), get(r.props, "fromPort"),

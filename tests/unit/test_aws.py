@@ -12,7 +12,9 @@ import pytest
 from components import versions
 from components.backends.aws.components import nvme_device_path
 from components.node.payload import SCRIPT_PATH
+from review.iam import Request, evaluate
 from tests.unit import mockrt
+from tests.unit.test_least_privilege import decrypt, param, role_policies
 
 DEV = mockrt.stack_config(mockrt.ROOT / "Pulumi.dev.yaml")
 NODES = ("arm64-1", "amd64-1")
@@ -123,14 +125,18 @@ def test_security_group_only_build_port_from_allowed_cidrs(dev: mockrt.Run) -> N
 
 
 def test_role_reads_only_its_own_certs(dev: mockrt.Run) -> None:
+    """Evaluated over every policy of the role, the managed one included (the full table of
+    cases is in test_least_privilege)."""
     for node in NODES:
         assume = json.loads(dev.named(f"{node}-role").inputs["assumeRolePolicy"])
         assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
-        assert dev.named(f"{node}-ssm-core").inputs["policyArn"].endswith("AmazonSSMManagedInstanceCore")
-        pol = json.loads(dev.named(f"{node}-read-certs").inputs["policy"])
-        read = pol["Statement"][0]
-        assert read["Action"] == ["ssm:GetParameter"]
-        assert read["Resource"] == f"arn:aws:ssm:eu-west-1:*:parameter/buildkit-farm/dev/{node}/*"
+        policies = role_policies(dev, node)
+        readable = {f"{n}/{p}" for n in NODES for p in ("ca", "cert", "key")
+                    if evaluate(policies, Request("ssm:GetParameter", param(n, p))).allowed
+                    or evaluate(policies, Request("ssm:GetParameters", param(n, p))).allowed}
+        assert readable == {f"{node}/ca", f"{node}/cert", f"{node}/key"}
+        decryptable = {n for n in NODES if evaluate(policies, decrypt(param(n, "key"))).allowed}
+        assert decryptable == {node}
         params = {dev.named(f"{node}-{p}").inputs["name"]: dev.named(f"{node}-{p}").inputs["type"]
                   for p in ("ca", "cert", "key")}
         assert params == {f"/buildkit-farm/dev/{node}/ca": "String", f"/buildkit-farm/dev/{node}/cert": "String",

@@ -2,7 +2,8 @@
 
 * GitHub workflows: actionlint (built by toolchain/bootstrap.sh from github.com/rhysd/actionlint at
   a pinned version; it checks action inputs and runs shellcheck on every `run:`). A missing
-  actionlint fails the test: it is never skipped.
+  actionlint fails the test: it is never skipped. Every third-party action is pinned by a full
+  commit SHA, its release in a trailing comment.
 * GitLab files: they parse, use only keywords GitLab documents (docs.gitlab.com, "CI/CD YAML syntax
   reference"), and their scripts pass shellcheck as POSIX sh.
 * Every stack output the examples name exists in the program's exports (read from the source:
@@ -70,6 +71,62 @@ def test_actionlint_really_checks_inputs_and_scripts(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert 'input "driver-opt" is not defined in action "docker/setup-buildx-action@v4"' in r.stdout
     assert "SC2086" in r.stdout, r.stdout
+
+
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", re.M)
+PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
+RELEASE_COMMENT = re.compile(r"\s+# v\d+(\.\d+)*\s*$")
+
+
+def unpinned_actions(text: str) -> list[str]:
+    """Every `uses:` of a third-party action not pinned by a full commit SHA with its release in a
+    trailing comment (`owner/repo@<40 hex> # vX.Y.Z`); local actions (./) are the repository's own."""
+    bad = []
+    for ref, rest in USES.findall(text):
+        if ref.startswith("./"):
+            continue
+        if not PINNED.fullmatch(ref) or not RELEASE_COMMENT.fullmatch(rest):
+            bad.append(f"{ref}{rest}")
+    return bad
+
+
+def test_third_party_actions_are_pinned_by_commit_sha() -> None:
+    uses = [u for p in GITHUB for u in USES.findall(p.read_text())]
+    assert len(uses) == 14  # every step that uses an action was seen
+    assert {p.name: unpinned_actions(p.read_text()) for p in GITHUB} == {"app.yml": [], "infra.yml": []}
+
+
+def test_the_pin_check_refuses_tags_short_shas_and_missing_versions() -> None:
+    text = """steps:
+      - uses: actions/checkout@v5
+      - uses: actions/checkout@fbc6f39
+      - uses: actions/checkout@fbc6f3992d24b796d5a048ff273f7fcc4a7b6c09
+      - uses: actions/checkout@main # v5.1.0
+      - name: x
+        uses: docker/login-action@4907a6ddec9925e35a0a9e82d7399ccc52663121 # v4.1.0
+      - uses: ./.github/actions/local
+"""
+    assert unpinned_actions(text) == ["actions/checkout@v5", "actions/checkout@fbc6f39",
+                                      "actions/checkout@fbc6f3992d24b796d5a048ff273f7fcc4a7b6c09",
+                                      "actions/checkout@main # v5.1.0"]
+
+
+def test_unreviewed_code_never_gets_the_keys_and_the_client_key_reaches_only_building_repos() -> None:
+    infra = yaml.safe_load((EXAMPLES / "github" / "infra.yml").read_text())
+    # secrets only in jobs that run in an environment (its required reviewers gate the run)
+    assert "secrets." not in json.dumps(infra.get("env", {}))
+    for name, job in infra["jobs"].items():
+        if "secrets." in json.dumps(job):
+            assert job.get("environment") in ("buildkit-farm-preview", "buildkit-farm"), name
+    assert infra["jobs"]["preview"]["environment"] == "buildkit-farm-preview"
+    publish = infra["jobs"]["up"]["steps"][-1]["run"]
+    sets = re.findall(r"gh (?:secret|variable) set \S+ (.*)", publish)
+    assert len(sets) == 6 and all(s == '"${scope[@]}"' for s in sets), sets
+    assert 'scope=(--org "$ORG" --visibility selected --repos "$REPOS")' in publish
+    gitlab = yaml.safe_load((EXAMPLES / "gitlab" / "infra.gitlab-ci.yml").read_text())
+    assert [r["if"] for r in gitlab["preview"]["rules"]] == [
+        '$CI_PIPELINE_SOURCE == "merge_request_event" && $CI_MERGE_REQUEST_SOURCE_BRANCH_PROTECTED == "true"']
+    assert "put BKF_TLS_KEY env_var true key.pem" in gitlab["up"]["script"][1]
 
 
 def gitlab_problems(doc: Any) -> list[str]:

@@ -276,6 +276,26 @@ def test_ingress_beyond_the_build_port_or_from_everywhere_fails(r: dict[str, Any
     assert len(problems) == 1 and expected in problems[0] and "security group n1-sg ingress[0]" in problems[0]
 
 
+def test_ingress_from_ranges_that_together_cover_more_than_a_slash_eight_fails() -> None:
+    halves = c.ingress_build_port_only(sg(rule(cidrs=("0.0.0.0/1", "128.0.0.0/1"))), S)
+    assert halves == ["security group n1-sg ingress[0]: admits 0.0.0.0/1, 128.0.0.0/1: together 3,702,258,432 "
+                      "public IPv4 addresses, more than a /8 (16,777,216); set buildkit-farm:allowOpenIngress "
+                      "true to allow it explicitly"]
+    # split over two rules of the group: each is narrow enough, the group is not
+    split = c.ingress_build_port_only(sg(rule(cidrs=("1.0.0.0/8",)), rule(cidrs=("2.0.0.0/8",))), S)
+    assert split == ["security group n1-sg ingress (all rules): admits 1.0.0.0/8, 2.0.0.0/8: together 33,554,432 "
+                     "public IPv4 addresses, more than a /8 (16,777,216); set buildkit-farm:allowOpenIngress "
+                     "true to allow it explicitly"]
+    vpc = {"ipProtocol": "tcp", "fromPort": 1234, "toPort": 1234, "cidrIpv6": "2000::/4"}
+    assert "admits 2000::/4: about a /4 of public IPv6 space" in \
+        c.ingress_build_port_only(res(c.SG_INGRESS_RULE, vpc), S)[0]
+    # a /8 and private space are not open; the opt-in admits the halves
+    narrow = sg(rule(cidrs=("1.0.0.0/8", "10.0.0.0/8")), rule(cidrs=("172.16.0.0/12",)))
+    assert c.ingress_build_port_only(narrow, S) == []
+    halves_opted_in = sg(rule(cidrs=("0.0.0.0/1", "128.0.0.0/1")))
+    assert c.ingress_build_port_only(halves_opted_in, Settings(allow_open_ingress=True)) == []
+
+
 def test_ingress_from_everywhere_with_the_opt_in_and_another_port_from_config() -> None:
     assert c.ingress_build_port_only(sg(rule(cidrs=("0.0.0.0/0",))), Settings(allow_open_ingress=True)) == []
     assert c.ingress_build_port_only(sg(rule(lo=8443, hi=8443)), Settings(port=8443)) == []

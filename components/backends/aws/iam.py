@@ -6,17 +6,39 @@ import json
 from collections.abc import Sequence
 
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+CERT_PARAMETERS = ("ca", "cert", "key")
+
+
+def parameter_arn(region: str, name: str) -> str:
+    # The account is left as `*`: the program never looks it up, and a parameter of another
+    # account is out of reach of this role anyway (no cross-account sharing is set up).
+    return f"arn:aws:ssm:{region}:*:parameter{name}"
 
 
 def cert_read_policy(region: str, prefix: str) -> str:
-    """IAM policy letting a node read only its own cert parameters."""
+    """IAM policy letting a node read exactly its own three cert parameters, and decrypt only
+    its own key, whatever else the role holds.
+
+    The role keeps the managed AmazonSSMManagedInstanceCore (Session Manager, and Run Command for
+    cert rotation), which allows ssm:GetParameter(s) on every parameter; the two Deny statements
+    take that back (an explicit Deny wins over any Allow, including ones AWS adds to the managed
+    policy later, and over the aws/ssm key policy that lets every principal of the account decrypt
+    through SSM). SSM puts the parameter's ARN in the KMS encryption context (PARAMETER_ARN), so
+    the Decrypt conditions name the one SecureString the node owns."""
+    own = [parameter_arn(region, f"{prefix}/{p}") for p in CERT_PARAMETERS]
+    key = parameter_arn(region, f"{prefix}/key")
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "ReadOwnCerts", "Effect": "Allow", "Action": ["ssm:GetParameter"],
-             "Resource": f"arn:aws:ssm:{region}:*:parameter{prefix}/*"},
-            {"Sid": "DecryptViaSsm", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": "*",
-             "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}}},
+            {"Sid": "ReadOwnCerts", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": own},
+            {"Sid": "DecryptOwnKeyViaSsm", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": "*",
+             "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"},
+                           "StringLike": {"kms:EncryptionContext:PARAMETER_ARN": key}}},
+            {"Sid": "NoOtherParameters", "Effect": "Deny", "Action": ["ssm:GetParameter*"], "NotResource": own},
+            # Also denies Decrypt with no PARAMETER_ARN at all (anything not a parameter; Session
+            # Manager's optional KMS session encryption would need its key excepted here).
+            {"Sid": "NoOtherDecrypt", "Effect": "Deny", "Action": ["kms:Decrypt"], "Resource": "*",
+             "Condition": {"StringNotLike": {"kms:EncryptionContext:PARAMETER_ARN": key}}},
         ],
     }, sort_keys=True)
 
