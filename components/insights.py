@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 GroupBy = Literal["repo", "node", "day"]
+GROUPS: tuple[GroupBy, ...] = ("repo", "node", "day")
 #: the name a build without any source attribute is grouped under
 UNKNOWN_REPO = "(no vcs:source)"
 
