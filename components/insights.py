@@ -81,7 +81,7 @@ def parse_histories(text: str) -> list[dict[str, Any]]:
             continue
         try:
             event = json.loads(line)
-        except ValueError as e:
+        except json.JSONDecodeError as e:
             raise ValueError(f"history line {n} is not JSON ({e.msg}): {line[:80]!r}") from None
         record = event.get("record") if isinstance(event, dict) else None
         if isinstance(record, dict):
