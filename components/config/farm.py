@@ -16,6 +16,7 @@ from components.config.nodes import NodeSpec
 from components.config.registries import Registries
 from components.config.sections import BuilderSpec, BuildkitSpec, IdleStopSpec, PkiSpec, VolumeSpec
 from components.config.ssh import SshNodeSpec, SshSpec
+from components.contracts.public_ranges import open_ranges
 from components.platforms import Platform
 
 Backend = Literal["aws", "kubernetes", "ssh"]
@@ -51,6 +52,18 @@ def _open_only_with_consent(cidr: str, info: ValidationInfo) -> str:
     return cidr
 
 
+def _union_not_open(cidrs: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+    # Not only /0 opens the port: 0.0.0.0/1 + 128.0.0.0/1 does too, as does any union of ranges over
+    # a /8 of public space (the policy pack applies the same rule to the security group it reviews).
+    # A /0 already has its own problem above.
+    if info.data.get("allow_open_ingress") or any(ipaddress.ip_network(c).prefixlen == 0 for c in cidrs):
+        return cidrs
+    if found := open_ranges(cidrs):
+        raise problem("; ".join(f"admits {o.describe()}" for o in found) +
+                      "; set allowOpenIngress: true to allow it explicitly (mTLS still applies)")
+    return cidrs
+
+
 def _idle_stop_for_the_backend(idle: IdleStopSpec, info: ValidationInfo) -> IdleStopSpec:
     if idle.enabled and info.data.get("backend") == "kubernetes":
         raise problems([(("afterMinutes",), f"{idle.after_minutes!r}: a Kubernetes node is a StatefulSet the "
@@ -68,7 +81,8 @@ Nodes = Annotated[tuple[N, ...], AfterValidator(_some_nodes), beside(_unique_nam
     validate_default=True, description="the nodes, in builder order (the first gets builds without --platform)")]
 BACKEND_DOC = f"where nodes run: {', '.join(BACKENDS[:-1])} or {BACKENDS[-1]}"
 CIDRS_DOC = "CIDR blocks that may reach the build port (required for aws and kubernetes)"
-ClientCidrs = tuple[Annotated[Cidr, AfterValidator(_open_only_with_consent)], ...]
+ClientCidrs = Annotated[tuple[Annotated[Cidr, AfterValidator(_open_only_with_consent)], ...],
+                      AfterValidator(_union_not_open)]
 #: aws and kubernetes open a port to the network: they need at least one CIDR
 RequiredCidrs = Annotated[ClientCidrs, AfterValidator(_some_cidrs), Field(validate_default=True, description=CIDRS_DOC)]
 
@@ -80,7 +94,9 @@ class FarmBase(ConfigModel):
     provider_keys: ClassVar[tuple[str, ...]] = ()
 
     backend: Backend = Field(description=BACKEND_DOC)
-    allow_open_ingress: Bool = Field(False, description="allow 0.0.0.0/0 or ::/0 in allowedCidrs (mTLS still applies)")
+    allow_open_ingress: Bool = Field(False, description=(
+        "allow allowedCidrs whose union admits more than a /8 of public addresses, 0.0.0.0/0 included (mTLS still "
+        "applies)"))
     allowed_cidrs: ClientCidrs = Field((), description=CIDRS_DOC)
     volume: VolumeSpec = Field(VolumeSpec(), description="the build-state volume of every node")
     buildkit: BuildkitSpec = Field(BuildkitSpec(), description="what every node runs")

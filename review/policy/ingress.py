@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
-from review.policy.public_ranges import open_ranges
+from components.contracts.public_ranges import open_ranges
 from review.policy.resources import (
     K8S_NETWORK_POLICY,
     K8S_SERVICE,

@@ -69,6 +69,12 @@ def test_defaults_are_safe() -> None:
     ({"allowedCidrs": ["banana"]}, "allowedCidrs[0]: 'banana' is not a CIDR block"),
     ({"allowedCidrs": ["0.0.0.0/0"]}, "allowedCidrs[0]: '0.0.0.0/0' opens the build port to the whole internet"),
     ({"allowedCidrs": ["::/0"]}, "allowedCidrs[0]: '::/0' opens the build port"),
+    # open is any union over a /8 of public space, not only /0 (the policy pack says the same)
+    ({"allowedCidrs": ["0.0.0.0/1", "128.0.0.0/1"]},
+     "allowedCidrs: admits 0.0.0.0/1, 128.0.0.0/1: together 3,702,258,432 public IPv4 addresses, more than a /8 "
+     "(16,777,216); set allowOpenIngress: true to allow it explicitly (mTLS still applies)"),
+    ({"allowedCidrs": ["10.0.0.0/8", "1.0.0.0/8", "2.0.0.0/15"]},
+     "allowedCidrs: admits 1.0.0.0/8, 2.0.0.0/15: together 16,908,288 public IPv4 addresses"),
     ({"volume": {"sizeGb": 5}}, "volume.sizeGb: 5 is not an integer from 20 to 16384 GiB"),
     ({"volume": {"sizeGb": 100000}}, "volume.sizeGb: 100000 is not an integer from 20 to 16384"),
     ({"volume": {"iops": 100}}, "volume.iops: 100 is not an integer from 3000 to 16000"),
@@ -135,6 +141,12 @@ def test_provider_keys_reach_the_backend_that_declares_them() -> None:
 def test_open_ingress_needs_explicit_opt_in() -> None:
     cfg = parse_config(aws_raw(allowedCidrs=["0.0.0.0/0"], allowOpenIngress=True), aws_region="us-east-1")
     assert cfg.allowed_cidrs == ("0.0.0.0/0",)
+    halves = ["0.0.0.0/1", "128.0.0.0/1"]
+    cfg = parse_config(aws_raw(allowedCidrs=halves, allowOpenIngress=True), aws_region="us-east-1")
+    assert cfg.allowed_cidrs == tuple(halves)
+    # private space is nobody's internet, and exactly a /8 of public space is still allowed
+    ok = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "1.0.0.0/8"]
+    assert parse_config(aws_raw(allowedCidrs=ok), aws_region="us-east-1").allowed_cidrs == tuple(ok)
 
 
 def test_all_problems_are_reported_at_once() -> None:

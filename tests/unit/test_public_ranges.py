@@ -1,5 +1,5 @@
 """Open ingress as any set of ranges whose union covers more than a /8 of public address space
-(review.policy.public_ranges; the policy pack's message is in test_policy)."""
+(components.contracts.public_ranges; the policy pack's message is in test_policy)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from review.policy.public_ranges import LIMIT, NOT_PUBLIC_V4, open_ranges, public_addresses
+from components.contracts.public_ranges import LIMIT, NOT_PUBLIC_V4, open_ranges, public_addresses
 
 
 def test_two_halves_are_the_whole_internet() -> None:

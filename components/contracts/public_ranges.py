@@ -6,8 +6,8 @@ reserved space is nobody's internet). A union is "open" when it covers more publ
 than a /8 of IPv4 (2**24). For IPv6 the same share is taken of the global unicast space
 (2000::/3): a /8 is 1/256 of IPv4, and 1/256 of 2000::/3 is a /11, so more than 2**117 addresses.
 
-Imported by the policy pack (review.policy.ingress, its own venv: stdlib only) and meant for the
-config validator, so both refuse the same sets with the same numbers.
+Imported by the policy pack (review.policy.ingress, its own venv: stdlib only) and by the config
+validator (components.config.farm), so both refuse the same sets with the same numbers.
 """
 
 from __future__ import annotations
