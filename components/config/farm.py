@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, Field, ValidationInfo
 
-from components.backends import BACKENDS as REGISTRY
+from components.backends.registry import BACKENDS as REGISTRY
 from components.config.base import ConfigModel, Problem, beside, problems
 from components.config.fields import Bool, Cidr, problem
 from components.config.nodes import NodeSpec
