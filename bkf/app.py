@@ -63,8 +63,9 @@ Outputs = Annotated[str | None, typer.Option(
 Client = Annotated[str | None, typer.Option(help="a client name of pki.clients (default: the first)")]
 Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# node errors and repository names are data, never Rich markup or emoji codes (":1234:" in an address)
+out = Console(highlight=False, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
 def _wake_data(outputs: dict[str, Any]) -> Wake | None:
@@ -136,14 +137,17 @@ def wake(nodes: Annotated[list[str] | None, typer.Argument(help="nodes to wake (
     with client_tls(data, client) as tls:
         pending = set(stopped)
         deadline = time.monotonic() + timeout
+        said: dict[str, float] = {}
         while pending:
             for n in sorted(pending):
                 node = st.node_status(by_name[n], tls, timeout=10)
+                now = time.monotonic()
                 if node.reachable:
-                    out.print(f"{n}: answers mTLS {time.monotonic() - t0:.0f} s after its start")
+                    out.print(f"{n}: answers mTLS {now - t0:.0f} s after its start")
                     pending.discard(n)
-                else:
-                    out.print(f"{n}: not yet ({time.monotonic() - t0:.0f} s): {node.error}")
+                elif now - said.get(n, -30.0) >= 30:  # a line per node every 30 s while it boots
+                    said[n] = now
+                    out.print(f"{n}: not yet ({now - t0:.0f} s): {node.error}")
             if pending and time.monotonic() >= deadline:
                 late = sorted(pending)
                 break
