@@ -182,7 +182,7 @@ def render_table(nodes: Sequence[NodeStatus], width: int = 200) -> str:
                       _size(n.cache_bytes), _size(n.gc_limit_bytes),
                       "-" if n.running is None else str(n.running), n.last_build or "-", n.cert_expiry or "-")
     out = io.StringIO()
-    Console(file=out, width=width, color_system=None).print(table)
+    Console(file=out, width=width, color_system=None, markup=False, emoji=False, highlight=False).print(table)
     lines = [x.rstrip() for x in out.getvalue().splitlines()]
     lines += [f"{n.name} ({n.endpoint}): {n.error}" for n in nodes if n.error]
     return "\n".join(lines) + "\n"
