@@ -73,10 +73,23 @@ def _wake_data(outputs: dict[str, Any]) -> Wake | None:
     return parse_wake(script) if isinstance(script, str) else None
 
 
+def _instance_states(data: dict[str, Any], silent: Sequence[str]) -> dict[str, str]:
+    """The EC2 state of the nodes that did not answer, when the stack has wake data (else none:
+    a silent node is then down)."""
+    wake = _wake_data(data)
+    if not wake or not silent:
+        return {}
+    try:
+        return aws.instance_states(wake, silent)
+    except UserError as e:
+        err.print(f"bkf: cannot tell a stopped node from a down one: {e}")
+        return {}
+
+
 @app.command()
 def status(stack: Stack = None, outputs: Outputs = None, client: Client = None, json_: Json = False,
            timeout: Annotated[float, typer.Option(help="seconds per node call")] = 15) -> None:
-    """Every node as its own daemon reports it. A node idle stop stopped is `stopped` (exit 0), not down.
+    """Every node as its own daemon reports it; a node stopped by idle stop shows as `stopped` (exit 0).
 
     A node is stopped on purpose when it does not answer and its EC2 instance is stopped or stopping
     (`waking`: pending). The instance ids are the wake data of the stack's create script (idle stop on
@@ -87,13 +100,7 @@ def status(stack: Stack = None, outputs: Outputs = None, client: Client = None, 
     need("buildctl", "farm status")
     with client_tls(data, client) as tls:
         nodes = st.farm_status(data["nodes"], tls, timeout)
-    wake = _wake_data(data)
-    silent = [n.name for n in nodes if not n.reachable]
-    if wake and silent:
-        try:
-            st.apply_instance_states(nodes, aws.instance_states(wake, silent))
-        except UserError as e:
-            err.print(f"bkf: cannot tell a stopped node from a down one: {e}")
+    st.apply_instance_states(nodes, _instance_states(data, [n.name for n in nodes if not n.reachable]))
     if json_:
         sys.stdout.write(json.dumps([asdict(n) for n in nodes], indent=2) + "\n")
     else:
@@ -208,7 +215,10 @@ def insights(stack: Stack = None, outputs: Outputs = None, client: Client = None
              by: Annotated[By, typer.Option(help="one row per repository, node or day")] = By.repo,
              chart: Annotated[Path | None, typer.Option(help="also draw a PNG chart here")] = None,
              timeout: Annotated[float, typer.Option(help="seconds per node")] = 30) -> None:
-    """Builds, failures, p50/p95, cache hit ratio and time saved, from every node's build history."""
+    """Builds, failures, p50/p95, cache hit ratio and time saved, from every node's build history.
+
+    A node that does not answer is down (exit 1), or stopped when idle stop stopped it (exit 0).
+    """
     from bkf import insights as ins
     from components.insights import report
 
@@ -218,7 +228,11 @@ def insights(stack: Stack = None, outputs: Outputs = None, client: Client = None
         builds, errors = ins.collect(data["nodes"], tls, timeout)
     group: GroupBy = by.value
     rows = report(builds, group)
-    states = {n["name"]: (f"down: {errors[n['name']]}" if n["name"] in errors else "up") for n in data["nodes"]}
+    stopped = {n: st.STOPPED_ON_PURPOSE[s] for n, s in _instance_states(data, list(errors)).items()
+               if s in st.STOPPED_ON_PURPOSE}
+    down = {n: e for n, e in errors.items() if n not in stopped}
+    states = {n["name"]: stopped.get(n["name"]) or (f"down: {down[n['name']]}" if n["name"] in down else "up")
+              for n in data["nodes"]}
     if chart:
         ins.chart(rows, group, chart)
     if json_:
@@ -228,9 +242,11 @@ def insights(stack: Stack = None, outputs: Outputs = None, client: Client = None
         running = sum(b.ended is None for b in builds)
         out.print(f"{sum(r.builds for r in rows)} builds finished, {running} running, on "
                   f"{len(states) - len(errors)} of {len(states)} nodes")
-        for name, e in errors.items():
+        for name, state in stopped.items():
+            out.print(f"{name}: {state} (idle stop): its history is read when it runs again")
+        for name, e in down.items():
             out.print(f"{name}: down ({e})")
-    raise typer.Exit(NODE_DOWN if errors else OK)
+    raise typer.Exit(NODE_DOWN if down else OK)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -177,6 +177,7 @@ def test_insights_counts_every_build_once_and_names_a_down_node(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # amd64-1 and arm64-1 both answer the same recorded history: its Refs count once
     out = world(tmp_path, monkeypatch, stopped={"amd64-2"})
+    (tmp_path / "bin" / "aws").write_text("#!/bin/bash\necho 'i-3 running'\n")  # EC2 runs it: down
     chart = tmp_path / "insights.png"
     r = bkf("insights", "--outputs", str(out), "--json", "--chart", str(chart))
     assert r.exit_code == 1, r.output  # a node could not be read
@@ -190,6 +191,10 @@ def test_insights_counts_every_build_once_and_names_a_down_node(tmp_path: Path,
     table = bkf("insights", "--outputs", str(out), "--by", "node").stdout
     assert table.split("\n")[1].split()[:3] == ["amd64-1", "4", "1"]
     assert "amd64-2: down (dial tcp 10.0.0.3:1234: connect: connection refused)" in table
+    # the same silent node is stopped, not down, when its instance is stopped
+    (tmp_path / "bin" / "aws").write_text("#!/bin/bash\necho 'i-3 stopped'\n")
+    r = bkf("insights", "--outputs", str(out), "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["nodes"]["amd64-2"] == "stopped"
 
 
 # ---- every user error: one line on stderr, a non-zero exit, no traceback ----
