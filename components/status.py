@@ -1,32 +1,34 @@
 """Farm status: every node as its own daemon reports it, from the stack outputs and a client cert.
 
-    pulumi stack output --json --show-secrets | python -m components.status [--json]
-    python -m components.status --stack local [--json]      (runs `pulumi stack output` itself)
-    python -m components.status --outputs outputs.json [--client NAME]
+    bkf status [--stack S | --outputs FILE] [--json]     (`python -m components.status` is the same)
 
-Per node: reachable or not (with the real error: TLS, refused, timeout), BuildKit version,
+Per node: its state (up; stopped or waking when idle stop stopped its instance on purpose; DOWN),
+with the real error of a node that does not answer (TLS, refused, timeout), BuildKit version,
 platforms, cache size (`buildctl du`) and the GC limit the daemon holds it to (its own policy from
 `debug workers`), builds running now and the last build's end (`debug histories`), and the expiry
 of the server cert the node serves. Works with any backend: it only dials the endpoints. Needs
-`buildctl` on PATH. Exit status 0 when every node answered, 1 otherwise.
+`buildctl` on PATH. The command (exit codes, reading the outputs) is bkf/app.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
+import io
 import json
-import shutil
 import socket
 import ssl
 import subprocess
-import sys
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+#: EC2 instance states of a node idle stop stopped (or that CI is waking): not a failure
+STOPPED_ON_PURPOSE = {"stopping": "stopped", "stopped": "stopped", "pending": "waking"}
 
 
 @dataclass
@@ -43,6 +45,11 @@ class NodeStatus:
     running: int | None = None
     last_build: str | None = None
     cert_expiry: str | None = None
+    #: up, down, or stopped / waking (idle stop stopped its instance on purpose); "" until known
+    state: str = ""
+
+    def condition(self) -> str:
+        return self.state or ("up" if self.reachable else "down")
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ def served_cert_expiry(node: dict[str, str], tls: Tls, timeout: float) -> str:
 
 
 def node_status(node: dict[str, str], tls: Tls, timeout: float = 15) -> NodeStatus:
-    st = NodeStatus(node["name"], node["platform"], node["endpoint"])
+    st = NodeStatus(node["name"], node["platform"], node["endpoint"], state="down")
     try:
         info = json.loads(_buildctl(node, tls, "--timeout", str(int(timeout)), "debug", "info",
                                     "--format", "{{json .}}", timeout=timeout + 5))
@@ -121,6 +128,7 @@ def node_status(node: dict[str, str], tls: Tls, timeout: float = 15) -> NodeStat
         st.error = str(e) if not isinstance(e, subprocess.TimeoutExpired) else f"no answer in {timeout:.0f} s"
         return st
     st.reachable = True
+    st.state = "up"
     try:
         workers = json.loads(_buildctl(node, tls, "debug", "workers", "--format", "{{json .}}", timeout=timeout))
         du = json.loads(_buildctl(node, tls, "du", "--format", "{{json .}}", timeout=timeout))
@@ -135,21 +143,22 @@ def node_status(node: dict[str, str], tls: Tls, timeout: float = 15) -> NodeStat
     return st
 
 
-def farm_status(outputs: dict[str, Any], client: str | None = None, timeout: float = 15) -> list[NodeStatus]:
-    if not shutil.which("buildctl"):
-        raise SystemExit("farm status needs buildctl on PATH")
-    cert = outputs["clientCerts"][client] if client else outputs["clientCert"]
-    key = outputs["clientKeys"][client] if client else outputs["clientKey"]
-    if not isinstance(key, str) or "PRIVATE KEY" not in key:
-        raise SystemExit("the client key is missing: use `pulumi stack output --json --show-secrets`")
-    with tempfile.TemporaryDirectory(prefix="bkf-status-") as d:
-        tls = Tls(Path(d, "ca.pem"), Path(d, "cert.pem"), Path(d, "key.pem"))
-        tls.ca.write_text(outputs["caCert"])
-        tls.cert.write_text(cert)
-        tls.key.touch(0o600)
-        tls.key.write_text(key)
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(pool.map(lambda n: node_status(n, tls, timeout), outputs["nodes"]))
+def farm_status(nodes: Sequence[dict[str, str]], tls: Tls, timeout: float = 15) -> list[NodeStatus]:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda n: node_status(n, tls, timeout), nodes))
+
+
+def apply_instance_states(nodes: Sequence[NodeStatus], instance_states: Mapping[str, str]) -> None:
+    """A node that does not answer while its instance is stopped (or starting) on purpose is
+    stopped / waking, not down; one whose instance runs (or whose state is unknown) stays down."""
+    for n in nodes:
+        if not n.reachable and instance_states.get(n.name) in STOPPED_ON_PURPOSE:
+            n.state = STOPPED_ON_PURPOSE[instance_states[n.name]]
+
+
+def healthy(nodes: Sequence[NodeStatus]) -> bool:
+    """Every node answered in full, or is stopped on purpose."""
+    return all((n.reachable and not n.error) or n.condition() in ("stopped", "waking") for n in nodes)
 
 
 def _size(n: int | None) -> str:
@@ -162,43 +171,31 @@ def _size(n: int | None) -> str:
     return "-"  # pragma: no cover
 
 
-def render_table(nodes: Sequence[NodeStatus]) -> str:
+def render_table(nodes: Sequence[NodeStatus], width: int = 200) -> str:
     head = ["NODE", "PLATFORM", "STATE", "BUILDKIT", "PLATFORMS", "CACHE", "GC LIMIT", "RUNNING",
             "LAST BUILD", "CERT EXPIRY"]
-    rows = [head]
+    table = Table(*head, box=None, pad_edge=False, show_edge=False, header_style="bold")
     for n in nodes:
-        rows.append([n.name, n.platform, "up" if n.reachable else "DOWN", n.version or "-",
-                     ",".join(n.platforms[:3]) + (",..." if len(n.platforms) > 3 else "") or "-",
-                     _size(n.cache_bytes), _size(n.gc_limit_bytes),
-                     "-" if n.running is None else str(n.running), n.last_build or "-", n.cert_expiry or "-"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    out += [f"{n.name} ({n.endpoint}): {n.error}" for n in nodes if n.error]
-    return "\n".join(out) + "\n"
+        state = n.condition()
+        table.add_row(n.name, n.platform, state.upper() if state == "down" else state, n.version or "-",
+                      ",".join(n.platforms[:3]) + (",..." if len(n.platforms) > 3 else "") or "-",
+                      _size(n.cache_bytes), _size(n.gc_limit_bytes),
+                      "-" if n.running is None else str(n.running), n.last_build or "-", n.cert_expiry or "-")
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, markup=False, emoji=False, highlight=False).print(table)
+    lines = [x.rstrip() for x in out.getvalue().splitlines()]
+    lines += [f"{n.name} ({n.endpoint}): {n.error}" for n in nodes if n.error]
+    return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m components.status", description=__doc__.split("\n\n")[0])
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--outputs", help="a file of `pulumi stack output --json --show-secrets` ('-': stdin)")
-    p.add_argument("--stack", help="run `pulumi stack output` for this stack")
-    p.add_argument("--client", help="a client name of pki.clients (default: the first)")
-    p.add_argument("--timeout", type=float, default=15, help="seconds per node call")
-    a = p.parse_args(argv)
-    if a.outputs and a.outputs != "-":
-        raw = Path(a.outputs).read_text()
-    elif a.outputs == "-" or (not a.stack and not sys.stdin.isatty()):
-        raw = sys.stdin.read()
-    else:
-        cmd = ["pulumi", "stack", "output", "--json", "--show-secrets", *(["--stack", a.stack] if a.stack else [])]
-        raw = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    nodes = farm_status(json.loads(raw), a.client, a.timeout)
-    if a.json:
-        print(json.dumps([asdict(n) for n in nodes], indent=2))
-    else:
-        sys.stdout.write(render_table(nodes))
-    return 0 if all(n.reachable and not n.error for n in nodes) else 1
+def main() -> None:
+    """`python -m components.status ARGS` is `bkf status ARGS`."""
+    import sys
+
+    from bkf.app import main as bkf
+
+    bkf(["status", *sys.argv[1:]])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -76,7 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in ("-h", "--help"):
         print(__doc__)
         return 0
-    text = Path(args[0]).read_text() if args and args[0] != "-" else sys.stdin.read()
+    try:
+        text = Path(args[0]).read_text() if args and args[0] != "-" else sys.stdin.read()
+    except OSError as e:
+        print(f"review.summary: cannot read the preview: {e.strerror}: {args[0]}", file=sys.stderr)
+        return 2
     try:
         preview = parse(text)
     except (ValueError, json.JSONDecodeError) as e:

@@ -8,10 +8,11 @@ driver takes paths, not PEM contents) and mode 0600.
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import yaml
 
 from components.builder.wake import Wake, render_wake
 
@@ -270,16 +271,19 @@ def setup_buildx_action(nodes: Sequence[BuilderNode]) -> dict[str, object]:
     }
 
 
+class _ActionYaml(yaml.SafeDumper):
+    """The `append` input's layout: lists indented under their key, keys plain, values double-quoted
+    (the bytes the stack output has always had, so an existing stack previews unchanged)."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+    def choose_scalar_style(self) -> str:
+        return "" if self.simple_key_context else '"'
+
+
 def _yaml_list(items: Sequence[dict[str, object]]) -> str:
-    """A tiny YAML emitter for the action's `append` input (strings and string lists)."""
-    out: list[str] = []
-    for item in items:
-        prefix = "- "
-        for k, v in item.items():
-            if isinstance(v, list):
-                out.append(f"{prefix}{k}:")
-                out += [f"    - {json.dumps(x)}" for x in v]
-            else:
-                out.append(f"{prefix}{k}: {json.dumps(v)}")
-            prefix = "  "
-    return "\n".join(out) + ("\n" if out else "")
+    """The action's `append` input (strings and string lists) as YAML."""
+    if not items:
+        return ""
+    return yaml.dump(list(items), Dumper=_ActionYaml, sort_keys=False, width=2**31, default_flow_style=False)

@@ -12,6 +12,7 @@ preflight as usual. The AWS CLI is `aws` on PATH with its usual credentials and 
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -69,3 +70,18 @@ def render_wake(wake: Wake) -> list[str]:
         "}",
     ]
     return lines
+
+
+_IID = re.compile(r"^iid\[(?P<node>[^\]]+)\]=(?P<id>\S+)$", re.M)
+_REGION = re.compile(r"aws ec2 describe-instances --region (?P<region>\S+) ")
+
+
+def parse_wake(script: str) -> Wake | None:
+    """The wake data of an exported create script (what render_wake put in it), or None when the
+    script does not wake (no idle stop on AWS). Tools outside the script (`bkf status`, `bkf wake`)
+    read it here so the node -> instance map lives in one stack output, written by this module."""
+    ids = {m["node"]: shlex.split(m["id"])[0] for m in _IID.finditer(script)}
+    region = _REGION.search(script)
+    if not ids or region is None:
+        return None
+    return Wake(shlex.split(region["region"])[0], ids)

@@ -2,6 +2,10 @@
 
 The farm's config is built in Python here instead of read from `buildkit-farm:*`
 stack keys; the same models validate it, with the same errors.
+
+Its venv gets the farm as a user's would: `pip install <a checkout of buildkit-farm>` (or
+`pip install "buildkit-farm @ git+<its repository>"`), which also installs the `bkf` command
+(tests/unit/test_embedding.py does this in a fresh venv).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components.builder.affinity import rank
 from components.builder.scripts import (
@@ -202,3 +203,18 @@ def test_spare_script_passes_shellcheck(tmp_path: Path) -> None:
     p = tmp_path / "create.sh"
     p.write_text(render_create_script("bkf", SPARE))
     subprocess.run(["shellcheck", str(p)], check=True)
+
+
+def test_the_actions_append_input_keeps_its_bytes() -> None:
+    """PyYAML writes it now; the bytes are the stack output's, as the hand-written emitter wrote them
+    (checked against it over generated node lists before it was removed): keys plain, values quoted."""
+    nodes = [*NODES, BuilderNode("amd64-2", "linux/amd64", "tcp://[fd00::3]:1234", "fd00::3")]
+    append = str(setup_buildx_action(nodes)["append"])
+    assert append == (
+        '- name: "arm64-1"\n  endpoint: "tcp://b.example:1234"\n  platforms: "linux/arm64"\n'
+        '  driver-opts:\n    - "servername=b.example"\n'
+        '- name: "amd64-2"\n  endpoint: "tcp://[fd00::3]:1234"\n  platforms: "linux/amd64"\n'
+        '  driver-opts:\n    - "servername=fd00::3"\n')
+    assert yaml.safe_load(append) == [
+        {"name": n.name, "endpoint": n.endpoint, "platforms": n.platform,
+         "driver-opts": [f"servername={n.server_name}"]} for n in nodes[1:]]

@@ -45,5 +45,42 @@ def test_the_project_installs_as_a_package_with_the_node_script(tmp_path: mockrt
     (wheel,) = tmp_path.glob("buildkit_farm-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"components/__init__.py", "components/farm.py", "components/node/bkf-node.sh",
-            "components/config/farm.py"} <= names
+            "components/config/farm.py", "bkf/app.py", "review/summary.py"} <= names
     assert not any(n.startswith(("tests/", "local/", "toolchain/")) for n in names)
+
+
+def test_a_fresh_venv_installs_the_project_from_its_path_and_gets_bkf(tmp_path: mockrt.Path) -> None:
+    """What a user of examples/embed does: `pip install <path>` into a venv of their own. The
+    dependencies are the dev venv's, seen through a .pth file (the unit tier stays offline for them
+    and fast); the project itself is built and installed by pip from the path."""
+    import subprocess
+    import sysconfig
+    import venv
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    mockrt.Path(purelib, "dev-deps.pth").write_text(str(mockrt.Path(sysconfig.get_paths()["purelib"]).resolve()))
+    subprocess.run([str(py), "-m", "pip", "install", "-q", str(mockrt.ROOT)], check=True, capture_output=True,
+                   cwd=tmp_path)
+    meta = subprocess.run([str(py), "-c", "import importlib.metadata as m; d = m.metadata('buildkit-farm'); "
+                           "print(d['Name'], d['Version'], d['License-Expression'])"],
+                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split()
+    assert meta == ["buildkit-farm", _version(), "Apache-2.0"]
+    # the example's imports, from the installed package (cwd is not the repository)
+    where = subprocess.run([str(py), "-c", "import components, bkf.app; "
+                            "from components import BuildkitFarm, FarmArgs, HostInputs, parse_config; "
+                            "print(components.__file__)"], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert where.stdout.startswith(str(env_dir)), where.stdout
+    r = subprocess.run([str(env_dir / "bin" / "bkf"), "--help"], capture_output=True, text=True, cwd=tmp_path,
+                       env={"PATH": "/usr/bin:/bin", "COLUMNS": "100"})
+    assert r.returncode == 0, r.stderr
+    assert {"status", "wake", "builder", "summary", "insights"} <= set(r.stdout.split()), r.stdout
+
+
+def _version() -> str:
+    import tomllib
+
+    return str(tomllib.loads((mockrt.ROOT / "pyproject.toml").read_text())["project"]["version"])

@@ -1,0 +1,3 @@
+from bkf.app import main
+
+main()

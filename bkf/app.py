@@ -1,0 +1,256 @@
+"""The `bkf` command: one entry point for the farm's operator tools (Typer; tables and progress in Rich).
+
+Exit codes, for every command:
+
+- 0: all good (every node up, or stopped on purpose by idle stop);
+- 1: a node is down or failed (status, insights, wake), or the create script failed (its own code);
+- 2: a usage or input error (a missing stack, file, tool or input), printed as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from bkf import aws
+from bkf.errors import NODE_DOWN, OK, USAGE, UserError
+from bkf.stack import client_pems, client_tls, need, read_outputs
+from components import status as st
+from components.builder.wake import Wake, parse_wake
+from components.insights import GroupBy
+
+
+class By(StrEnum):
+    repo = "repo"
+    node = "node"
+    day = "day"
+
+
+class _Group(TyperGroup):
+    """Turns a UserError from any command into one line on stderr and its exit code."""
+
+    # ctx is typer's (privately vendored) click Context
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            typer.echo(f"bkf: {e}", err=True)
+            raise typer.Exit(e.exit_code) from None
+
+
+app = typer.Typer(cls=_Group, help=__doc__, no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
+                  pretty_exceptions_enable=False)
+builder = typer.Typer(cls=_Group, help="The buildx builder CI and people build with.", no_args_is_help=True,
+                      rich_markup_mode="markdown")
+app.add_typer(builder, name="builder")
+
+Stack = Annotated[str | None, typer.Option(help="read the outputs with `pulumi stack output` for this stack")]
+Outputs = Annotated[str | None, typer.Option(
+    help="a file of `pulumi stack output --json --show-secrets` ('-': stdin; piped stdin is read too)")]
+Client = Annotated[str | None, typer.Option(help="a client name of pki.clients (default: the first)")]
+Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+# node errors and repository names are data, never Rich markup or emoji codes (":1234:" in an address)
+out = Console(highlight=False, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False)
+
+
+def _wake_data(outputs: dict[str, Any]) -> Wake | None:
+    script = outputs.get("buildxCreateScript")
+    return parse_wake(script) if isinstance(script, str) else None
+
+
+def _instance_states(data: dict[str, Any], silent: Sequence[str]) -> dict[str, str]:
+    """The EC2 state of the nodes that did not answer, when the stack has wake data (else none:
+    a silent node is then down)."""
+    wake = _wake_data(data)
+    if not wake or not silent:
+        return {}
+    try:
+        return aws.instance_states(wake, silent)
+    except UserError as e:
+        err.print(f"bkf: cannot tell a stopped node from a down one: {e}")
+        return {}
+
+
+@app.command()
+def status(stack: Stack = None, outputs: Outputs = None, client: Client = None, json_: Json = False,
+           timeout: Annotated[float, typer.Option(help="seconds per node call")] = 15) -> None:
+    """Every node as its own daemon reports it; a node stopped by idle stop shows as `stopped` (exit 0).
+
+    A node is stopped on purpose when it does not answer and its EC2 instance is stopped or stopping
+    (`waking`: pending). The instance ids are the wake data of the stack's create script (idle stop on
+    AWS); the state comes from `aws ec2 describe-instances`. Without that data (other backends), or
+    without the aws CLI, a node that does not answer is DOWN (exit 1).
+    """
+    data = read_outputs(stack, outputs)
+    need("buildctl", "farm status")
+    with client_tls(data, client) as tls:
+        nodes = st.farm_status(data["nodes"], tls, timeout)
+    st.apply_instance_states(nodes, _instance_states(data, [n.name for n in nodes if not n.reachable]))
+    if json_:
+        sys.stdout.write(json.dumps([asdict(n) for n in nodes], indent=2) + "\n")
+    else:
+        sys.stdout.write(st.render_table(nodes))
+    raise typer.Exit(OK if st.healthy(nodes) else NODE_DOWN)
+
+
+@app.command()
+def wake(nodes: Annotated[list[str] | None, typer.Argument(help="nodes to wake (default: every node)")] = None,
+         stack: Stack = None, outputs: Outputs = None, client: Client = None,
+         timeout: Annotated[float, typer.Option(help="seconds to wait for each node's mTLS")] = 600) -> None:
+    """Start the stopped nodes (idle stop on AWS) and wait until each answers mTLS, a line per node."""
+    data = read_outputs(stack, outputs)
+    wd = _wake_data(data)
+    if wd is None:
+        out.print("nothing to wake: this stack has no idle stop on AWS")
+        raise typer.Exit(OK)
+    names = list(nodes or [n["name"] for n in data["nodes"]])
+    unknown = sorted(set(names) - {n["name"] for n in data["nodes"]})
+    if unknown:
+        raise UserError(f"no node {', '.join(unknown)} in this stack")
+    need("buildctl", "waiting for a node")
+    states = aws.instance_states(wd, names)
+    for n in names:
+        out.print(f"{n}: {states.get(n, 'no instance')}")
+    stopping = [n for n in names if states.get(n) == "stopping"]
+    if stopping:
+        out.print(f"{', '.join(stopping)}: waiting for the stop to finish")
+        aws.wait(wd, "stopped", stopping)
+    stopped = [n for n in names if states.get(n) in ("stopped", "stopping")]
+    if not stopped:
+        out.print("nothing stopped")
+        raise typer.Exit(OK)
+    t0 = time.monotonic()
+    aws.start(wd, stopped)
+    out.print(f"{', '.join(stopped)}: starting")
+    aws.wait(wd, "running", stopped)
+    out.print(f"{', '.join(stopped)}: running after {time.monotonic() - t0:.0f} s, waiting for mTLS")
+    by_name = {n["name"]: n for n in data["nodes"]}
+    late = []
+    with client_tls(data, client) as tls:
+        pending = set(stopped)
+        deadline = time.monotonic() + timeout
+        said: dict[str, float] = {}
+        while pending:
+            for n in sorted(pending):
+                node = st.node_status(by_name[n], tls, timeout=10)
+                now = time.monotonic()
+                if node.reachable:
+                    out.print(f"{n}: answers mTLS {now - t0:.0f} s after its start")
+                    pending.discard(n)
+                elif now - said.get(n, -30.0) >= 30:  # a line per node every 30 s while it boots
+                    said[n] = now
+                    out.print(f"{n}: not yet ({now - t0:.0f} s): {node.error}")
+            if pending and time.monotonic() >= deadline:
+                late = sorted(pending)
+                break
+            if pending:
+                time.sleep(5)
+    if late:
+        err.print(f"bkf: {', '.join(late)} did not answer within {timeout:.0f} s")
+        raise typer.Exit(NODE_DOWN)
+
+
+@builder.command("create")
+def builder_create(key: Annotated[str | None, typer.Option(
+                       help="orders each platform's nodes (e.g. the repository); default $BKF_KEY")] = None,
+                   stack: Stack = None, outputs: Outputs = None, client: Client = None) -> None:
+    """Create the buildx builder by running the stack's own create script (same order and failover)."""
+    data = read_outputs(stack, outputs)
+    script = data.get("buildxCreateScript")
+    if not isinstance(script, str):
+        raise UserError("the stack outputs have no buildxCreateScript")
+    cert, pem_key = client_pems(data, client)
+    args: list[str] = []
+    if key:
+        if "--key)" in script:
+            args = ["--key", key]
+        else:
+            err.print("bkf: this farm has one node per platform: the key changes nothing")
+    env = {**os.environ, "BKF_TLS_CA": data["caCert"], "BKF_TLS_CERT": cert, "BKF_TLS_KEY": pem_key}
+    with tempfile.TemporaryDirectory(prefix="bkf-create-") as d:
+        path = Path(d, "create.sh")
+        path.write_text(script)
+        rc = subprocess.run(["bash", str(path), *args], env=env).returncode
+    raise typer.Exit(rc)
+
+
+@app.command()
+def summary(preview: Annotated[str, typer.Argument(help="`pulumi preview --json` output ('-': stdin)")]) -> None:
+    """The review summary (Markdown) of a preview, for a pull-request comment."""
+    from review.summary import parse, render
+
+    if preview == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(preview).read_text()
+        except OSError as e:
+            raise UserError(f"cannot read the preview: {e.strerror}: {preview}") from None
+    if not text.strip():
+        raise UserError(f"the preview is empty ({'stdin' if preview == '-' else preview})")
+    try:
+        parsed = parse(text)
+    except ValueError as e:
+        raise UserError(f"cannot read the preview: {e}") from None
+    sys.stdout.write(render(parsed))
+
+
+@app.command()
+def insights(stack: Stack = None, outputs: Outputs = None, client: Client = None, json_: Json = False,
+             by: Annotated[By, typer.Option(help="one row per repository, node or day")] = By.repo,
+             chart: Annotated[Path | None, typer.Option(help="also draw a PNG chart here")] = None,
+             timeout: Annotated[float, typer.Option(help="seconds per node")] = 30) -> None:
+    """Builds, failures, p50/p95, cache hit ratio and time saved, from every node's build history.
+
+    A node that does not answer is down (exit 1), or stopped when idle stop stopped it (exit 0).
+    """
+    from bkf import insights as ins
+    from components.insights import report
+
+    data = read_outputs(stack, outputs)
+    need("buildctl", "farm insights")
+    with client_tls(data, client) as tls:
+        builds, errors = ins.collect(data["nodes"], tls, timeout)
+    group: GroupBy = by.value
+    rows = report(builds, group)
+    stopped = {n: st.STOPPED_ON_PURPOSE[s] for n, s in _instance_states(data, list(errors)).items()
+               if s in st.STOPPED_ON_PURPOSE}
+    down = {n: e for n, e in errors.items() if n not in stopped}
+    states = {n["name"]: stopped.get(n["name"]) or (f"down: {down[n['name']]}" if n["name"] in down else "up")
+              for n in data["nodes"]}
+    if chart:
+        ins.chart(rows, group, chart)
+    if json_:
+        sys.stdout.write(json.dumps(ins.as_json(rows, group, states), indent=2) + "\n")
+    else:
+        out.print(ins.table(rows, group))
+        running = sum(b.ended is None for b in builds)
+        out.print(f"{sum(r.builds for r in rows)} builds finished, {running} running, on "
+                  f"{len(states) - len(errors)} of {len(states)} nodes")
+        for name, state in stopped.items():
+            out.print(f"{name}: {state} (idle stop): its history is read when it runs again")
+        for name, e in down.items():
+            out.print(f"{name}: down ({e})")
+    raise typer.Exit(NODE_DOWN if down else OK)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    app(args=list(argv) if argv is not None else None, prog_name="bkf")
+
+
+__all__ = ["USAGE", "app", "main"]
