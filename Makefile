@@ -1,4 +1,4 @@
-# The two set-up commands (see README):
+# The two set-up commands (see README.md):
 #   make farm   bring up the local farm (three test hosts on this machine: h1, h2, h16) and build the sample image
 #   make test   all tests: lint, types, unit, real daemons, end to end (the reliability suite reduced)
 # and, not part of make test:
