@@ -16,7 +16,7 @@ shellcheck -x components/node/bkf-node.sh local/*.sh scripts/*.sh toolchain/boot
   toolchain/steps/*.sh review/policy/run .ci/run
 actionlint examples/ci/github/*.yml
 # the docs site: a broken link, a missing anchor or a page left out of the nav fails (mkdocs.yml; output in .state/site)
-NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict  # not --quiet: it hides the warnings strict mode counts
 echo "== types"
 mypy
 if [ "${1:-}" = unit ]; then
