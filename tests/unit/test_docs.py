@@ -90,6 +90,15 @@ def test_each_quick_start_makes_a_valid_config_and_the_pages_repeat_it() -> None
         assert config_blocks(BACKEND_PAGES[backend].read_text())[backend] == lines
 
 
+def test_the_quick_starts_stack_is_not_an_example_stack() -> None:
+    # `pulumi stack init <name>` reads a Pulumi.<name>.yaml already in the clone: an example's keys
+    # (instanceType, the aws section) would mix into the quick start's config
+    pages = [README, *BACKEND_PAGES.values()]
+    names = {m for p in pages for m in re.findall(r"pulumi stack init (\S+)", p.read_text())}
+    assert len(names) == 1
+    assert not (ROOT / f"Pulumi.{names.pop()}.yaml").exists()
+
+
 def test_a_broken_quick_start_is_caught() -> None:
     lines = config_blocks(README.read_text())["aws"]
     raw, provider = config_from([ln.replace("linux/amd64", "linux/amd") for ln in lines])
