@@ -95,7 +95,7 @@ def _unknown_key(models: Mapping[str, type[BaseModel]], parent: Any, loc: list[s
     node_models = {b: type_at(m, ("nodes", 0))[0] for b, m in models.items()}
     if parent in node_models.values():
         common = set.intersection(*(set(n.keys()) for n in node_models.values()))
-        owners = [b for b, n in node_models.items() if key in n.keys() and key not in common]
+        owners = sorted(b for b, n in node_models.items() if key in n.keys() and key not in common)
         if owners:
             return f"{value!r} is only allowed with backend {' or '.join(owners)}"
     if moved := getattr(parent, "moved_keys", {}).get(key):

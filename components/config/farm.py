@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo
+from pydantic import AfterValidator, Field, ValidationInfo
 
-from components.config.aws import AwsNodeSpec, AwsSpec, Region, az_problem
+from components.backends.registry import BACKENDS as REGISTRY
 from components.config.base import ConfigModel, Problem, beside, problems
-from components.config.fields import Bool, Cidr, allowed_text, problem
-from components.config.kubernetes import KubernetesNodeSpec, KubernetesSpec, cross_node_problems
+from components.config.fields import Bool, Cidr, problem
 from components.config.nodes import NodeSpec
 from components.config.registries import Registries
 from components.config.sections import BuilderSpec, BuildkitSpec, IdleStopSpec, PkiSpec, VolumeSpec
-from components.config.ssh import SshNodeSpec, SshSpec
 from components.contracts.public_ranges import open_ranges
 from components.platforms import Platform
 
-Backend = Literal["aws", "kubernetes", "ssh"]
-BACKENDS: tuple[str, ...] = get_args(Backend)
+#: the backends' names, sorted (components/backends/__init__.py is the registry)
+BACKENDS: tuple[str, ...] = tuple(sorted(REGISTRY))
+Backend = Literal[BACKENDS]  # type: ignore[valid-type]
 
 
 def _some_nodes(nodes: tuple[NodeSpec, ...]) -> tuple[NodeSpec, ...]:
@@ -114,57 +113,5 @@ class FarmBase(ConfigModel):
         return list(dict.fromkeys(n.platform for n in self.nodes))
 
 
-def _zone_in_region(spec: AwsSpec, info: ValidationInfo) -> AwsSpec:
-    if (region := info.data.get("region")) is None:
-        return spec  # a bad region is its own problem
-    if bad := az_problem(spec, region):
-        raise problems([(("availabilityZone",), bad)])
-    return spec.in_region(region)
-
-
-class AwsFarmConfig(FarmBase):
-    provider_keys: ClassVar[tuple[str, ...]] = ("aws:region",)
-
-    backend: Literal["aws"] = Field("aws", description=BACKEND_DOC)
-    nodes: Nodes[AwsNodeSpec] = ()
-    allowed_cidrs: RequiredCidrs = ()
-    region: Region = Field(alias="aws:region", description="the AWS provider's region (`aws:region`)")
-    # after the region: the default availability zone derives from it
-    aws: Annotated[AwsSpec, AfterValidator(_zone_in_region)] = Field(
-        AwsSpec(), validate_default=True, description="EC2 placement and images")
-
-
-class SshFarmConfig(FarmBase):
-    backend: Literal["ssh"] = Field("ssh", description=BACKEND_DOC)
-    nodes: Nodes[SshNodeSpec] = ()
-    ssh: SshSpec = Field({}, validate_default=True, description="how Pulumi reaches the hosts")
-
-
-def _k8s_fits_nodes(spec: KubernetesSpec, info: ValidationInfo) -> KubernetesSpec:
-    found = list(cross_node_problems(spec, info.data["nodes"])) if "nodes" in info.data else []
-    if found:
-        raise problems(found)
-    return spec
-
-
-class KubernetesFarmConfig(FarmBase):
-    backend: Literal["kubernetes"] = Field("kubernetes", description=BACKEND_DOC)
-    nodes: Nodes[KubernetesNodeSpec] = ()
-    allowed_cidrs: RequiredCidrs = ()
-    kubernetes: Annotated[KubernetesSpec, AfterValidator(_k8s_fits_nodes)] = Field(
-        KubernetesSpec(), description="namespace, Services and resources")
-
-
-def _backend_of(data: Any) -> str:
-    return str(data.get("backend", "aws")) if isinstance(data, Mapping) else "aws"
-
-
-#: the model of each backend, by the value of `backend`
-MODELS: dict[str, type[FarmBase]] = {"aws": AwsFarmConfig, "kubernetes": KubernetesFarmConfig, "ssh": SshFarmConfig}
-#: The stack config: `backend` picks the model (aws if unset).
-FarmConfig = Annotated[
-    Annotated[AwsFarmConfig, Tag("aws")] | Annotated[KubernetesFarmConfig, Tag("kubernetes")]
-    | Annotated[SshFarmConfig, Tag("ssh")],
-    Discriminator(_backend_of, custom_error_type="config", custom_error_message=f"is not {allowed_text(Backend)}"),
-]
-AnyFarmConfig = AwsFarmConfig | KubernetesFarmConfig | SshFarmConfig
+#: Typing name for a parsed stack config: one backend's model (components/backends/<name>/config.py).
+AnyFarmConfig = FarmBase

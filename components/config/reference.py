@@ -22,14 +22,12 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from components.config.aws import AwsNodeSpec, AwsSpec
-from components.config.farm import BACKENDS, MODELS, AwsFarmConfig, Backend, FarmBase
+from components.backends import DEFAULT_BACKEND, config_models
+from components.config.farm import BACKENDS, Backend, FarmBase
 from components.config.fields import allowed_text
-from components.config.kubernetes import KubernetesNodeSpec, KubernetesSpec
-from components.config.loading import TOP_LEVEL_KEYS
+from components.config.loading import top_level_keys
 from components.config.nodes import NodeSpec
 from components.config.registries import RegistrySpec
-from components.config.ssh import SshNodeSpec, SshSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_PAGE = ROOT / "docs" / "reference" / "configuration.md"
@@ -78,26 +76,41 @@ def _rows(model: type[BaseModel] | None, prefix: str, skip: tuple[str, ...] = ()
 SECTIONS = ("volume", "buildkit", "pki", "builder")
 
 
+def _node_model(model: type[FarmBase]) -> type[BaseModel]:
+    # nodes: tuple[<Backend>NodeSpec, ...]
+    return get_args(model.model_fields["nodes"].annotation)[0]
+
+
 def reference_rows() -> list[Row]:
-    """Every key any backend accepts, in the order a stack file lists them (the aws model: the default backend)."""
-    top = (*SECTIONS, "nodes", "registries", *BACKENDS, *AwsFarmConfig.provider_keys)
-    rows = list(_rows(AwsFarmConfig, "", skip=top))
+    """Every key any backend accepts, in the order a stack file lists them: the shared keys (from the
+    default backend's model), node keys, sections, registries, then each backend's own (registry order)."""
+    models = config_models()
+    default = models[DEFAULT_BACKEND]
+    provider_keys = tuple(k for m in models.values() for k in m.provider_keys)
+    top = (*SECTIONS, "nodes", "registries", *BACKENDS, *provider_keys)
+    rows = list(_rows(default, "", skip=top))
     rows[0] = replace(rows[0], allowed=allowed_text(Backend))
     rows += _rows(NodeSpec, "nodes[].")
-    for backend, node in (("aws", AwsNodeSpec), ("ssh", SshNodeSpec), ("kubernetes", KubernetesNodeSpec)):
-        shared = (*NodeSpec.keys(), *(("host",) if backend == "kubernetes" else ()))  # host: one row, from ssh
+    seen = set(NodeSpec.keys())  # a node key two backends share (host) gets one row, from the first
+    for backend, model in models.items():
+        node = _node_model(model)
         rows += [replace(r, default=f"required ({backend})") if r.default == "required" else r
-                 for r in _rows(node, "nodes[].", skip=shared)]
+                 for r in _rows(node, "nodes[].", skip=tuple(seen))]
+        seen.update(node.model_fields[n].alias or n for n in node.model_fields)
     for section in SECTIONS:
         rows += _rows(_model(FarmBase.model_fields[section]), f"{section}.")
     registries = FarmBase.model_fields["registries"]
     rows.append(Row("registries", "—", f"an object: {allowed_text(get_args(registries.annotation)[0])} -> its "
                     "settings (below)", registries.description or ""))
     rows += _rows(RegistrySpec, "registries.<host>.")
-    region = AwsFarmConfig.model_fields["region"]
-    rows.append(Row("aws:region", "required (aws)", allowed_text(region.annotation, [region, *region.metadata]),
-                    region.description or ""))
-    return [*rows, *_rows(AwsSpec, "aws."), *_rows(KubernetesSpec, "kubernetes."), *_rows(SshSpec, "ssh.")]
+    for backend, model in models.items():
+        for key in model.provider_keys:
+            f = next(f for n, f in model.model_fields.items() if (f.alias or n) == key)
+            rows.append(Row(key, f"required ({backend})", allowed_text(f.annotation, [f, *f.metadata]),
+                            f.description or ""))
+    for backend, model in models.items():
+        rows += _rows(_model(model.model_fields[backend]), f"{backend}.")
+    return rows
 
 
 def render_markdown() -> str:
@@ -120,8 +133,8 @@ _TOP_DESCRIPTIONS = {
 def pulumi_config() -> dict[str, Any]:
     """Pulumi.yaml's `config:` block: each top-level key's type, default and description."""
     out: dict[str, Any] = {}
-    for key in TOP_LEVEL_KEYS:
-        f = next(f for m in MODELS.values() for n, f in m.model_fields.items() if (f.alias or n) == key)
+    for key in top_level_keys():
+        f = next(f for m in config_models().values() for n, f in m.model_fields.items() if (f.alias or n) == key)
         model = _model(f)
         if key == "nodes":
             decl: dict[str, Any] = {"type": "array", "items": {"type": "object"}}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
 
+from components import backends
 from components.backends import ADAPTERS, backend_type, read_inputs
 from components.backends.base import HostInputs
-from components.config import parse_config
+from components.config import ConfigError, loading, parse_config
 from components.config.farm import BACKENDS, FarmBase
 from components.contracts.payload import parse_env, payload_files
 from components.node.layout import ENV_FILE, ROOTLESS_LAYOUT
@@ -60,3 +62,70 @@ def test_a_pod_bundle_has_no_host_settings() -> None:
     assert toml["registry"]["docker.io"]["mirrors"] == ["mirror.internal:5000"]
     with pytest.raises(ValueError, match="runs no bkf-node"):
         bundle.payload()
+
+
+FOURTH_CONFIG = '''
+from typing import Literal
+
+from pydantic import Field
+
+from components.config.farm import BACKEND_DOC, FarmBase, Nodes
+from components.config.nodes import NodeSpec
+
+
+class FakeFarmConfig(FarmBase):
+    backend: Literal["fake"] = Field("fake", description=BACKEND_DOC)
+    nodes: Nodes[NodeSpec] = ()
+'''
+FOURTH_ADAPTER = '''
+from components.backends.base import Extras, HostInputs, StaticAddresses
+
+
+class FakeBackend:
+    def __init__(self, cfg, inputs, child):
+        self.cfg = cfg
+
+    @staticmethod
+    def read_inputs(cfg, stack):
+        return HostInputs(stack=stack)
+
+    def addresses(self):
+        return StaticAddresses([])
+
+    def nodes(self, addresses, pki):
+        return []
+
+    def extras(self, nodes):
+        return Extras()
+'''
+
+
+def test_a_fourth_backend_is_one_package_and_one_registry_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the guide in docs/adding-a-backend.md, done for real: a package with config.py and adapter.py, one Entry
+    pkg = tmp_path / "fourth"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "config.py").write_text(FOURTH_CONFIG)
+    (pkg / "adapter.py").write_text(FOURTH_ADAPTER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(backends.BACKENDS, "fake", backends.Entry("fourth.config:FakeFarmConfig",
+                                                                   "fourth.adapter:FakeBackend"))
+    for cached in (backends.config_models, loading._adapter, loading.top_level_keys):
+        cached.cache_clear()
+    try:
+        cfg = parse_config({"backend": "fake", "nodes": [{"name": "n-1", "platform": "linux/amd64"}]})
+        assert type(cfg).__name__ == "FakeFarmConfig" and cfg.platforms() == ["linux/amd64"]
+        assert read_inputs(cfg, "prod") == HostInputs(stack="prod")
+        assert getattr(backend_type("fake"), "__name__", None) == "FakeBackend"
+        with pytest.raises(ConfigError, match=r"nodes\[0\]\.name: 'N' is not a node name"):
+            parse_config({"backend": "fake", "nodes": [{"name": "N", "platform": "linux/amd64"}]})
+    finally:
+        monkeypatch.undo()
+        for cached in (backends.config_models, loading._adapter, loading.top_level_keys):
+            cached.cache_clear()
+    # and the registry is as it was
+    assert "fake" not in config_models_now()
+
+
+def config_models_now() -> dict[str, type[FarmBase]]:
+    return backends.config_models()

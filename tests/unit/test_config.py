@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from components.config import AwsFarmConfig, ConfigError, SshFarmConfig, parse_config
+from components.backends.aws.config import AwsFarmConfig
+from components.backends.ssh.config import SshFarmConfig
+from components.config import ConfigError, parse_config
 from components.platforms import instance_arch
 from tests.unit import mockrt
 

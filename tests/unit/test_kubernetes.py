@@ -26,9 +26,9 @@ from components import versions
 from components.backends.kubernetes import manifests as m
 from components.backends.kubernetes import pod
 from components.backends.kubernetes.components import load_balancer_address
-from components.config import ConfigError, KubernetesFarmConfig, parse_config
-from components.config.kubernetes import KubernetesNodeSpec as NodeSpec
-from components.config.kubernetes import KubernetesSpec
+from components.backends.kubernetes.config import KubernetesFarmConfig, KubernetesSpec
+from components.backends.kubernetes.config import KubernetesNodeSpec as NodeSpec
+from components.config import ConfigError, parse_config
 from components.node.buildkitd_toml import gc_limits
 from components.node.layout import ROOTLESS_LAYOUT
 from tests.unit import mockrt

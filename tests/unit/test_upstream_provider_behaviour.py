@@ -15,7 +15,8 @@ import pytest
 
 from bkf_providers import command, tls
 from components.backends import read_inputs
-from components.config import AnyFarmConfig, ConfigError, SshFarmConfig, parse_config
+from components.backends.ssh.config import SshFarmConfig
+from components.config import AnyFarmConfig, ConfigError, parse_config
 from components.pki import earliest
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKv3"

@@ -9,10 +9,10 @@ import pulumi
 
 from components.backends.aws.cache import CacheRepository, CacheRepositoryArgs
 from components.backends.aws.components import AwsNode, AwsNodeAddress, AwsNodeAddressArgs, AwsNodeArgs, ssm_prefix
+from components.backends.aws.config import AwsFarmConfig
 from components.backends.aws.iam import ci_wake_policy
 from components.backends.base import AddressComponents, Extras, HostInputs
 from components.builder.wake import Wake
-from components.config.farm import AwsFarmConfig
 from components.node.render import render
 from components.pki import Pki
 from components.resources import ChildNamer

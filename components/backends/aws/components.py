@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.backends.aws.config import AwsNodeSpec, AwsSpec
 from components.backends.aws.iam import ASSUME_EC2, SSM_CORE_POLICY, cert_read_policy
-from components.config.aws import AwsNodeSpec, AwsSpec
 from components.config.sections import VolumeSpec
 from components.node.address import NodeAddress
 from components.node.payload import USER_DATA_LIMIT

@@ -16,7 +16,7 @@ from components.backends.kubernetes.components import (
     KubernetesNodeAddressArgs,
     KubernetesNodeArgs,
 )
-from components.config.farm import KubernetesFarmConfig
+from components.backends.kubernetes.config import KubernetesFarmConfig
 from components.node.layout import ROOTLESS_LAYOUT
 from components.node.render import render
 from components.pki import Pki

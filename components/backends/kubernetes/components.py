@@ -24,7 +24,7 @@ import pulumi_kubernetes as k8s
 
 from components.backends.kubernetes import manifests as m
 from components.backends.kubernetes import pod
-from components.config.kubernetes import KubernetesNodeSpec, KubernetesSpec
+from components.backends.kubernetes.config import KubernetesNodeSpec, KubernetesSpec
 from components.node.address import NodeAddress
 from components.node.render import NodeBundle
 from components.pki import IssuedCert

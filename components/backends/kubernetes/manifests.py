@@ -20,8 +20,8 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from components.config.kubernetes import KubernetesNodeSpec as NodeSpec
-from components.config.kubernetes import KubernetesSpec
+from components.backends.kubernetes.config import KubernetesNodeSpec as NodeSpec
+from components.backends.kubernetes.config import KubernetesSpec
 from components.node.layout import ROOTLESS_LAYOUT
 
 LAYOUT = ROOTLESS_LAYOUT

@@ -10,6 +10,8 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from components.backends.kubernetes.config import KubernetesNodeSpec as NodeSpec
+from components.backends.kubernetes.config import KubernetesSpec
 from components.backends.kubernetes.manifests import (
     CONFIG_CHECKSUM,
     CONFIG_VOLUME,
@@ -31,8 +33,6 @@ from components.backends.kubernetes.manifests import (
     service_name,
     statefulset_name,
 )
-from components.config.kubernetes import KubernetesNodeSpec as NodeSpec
-from components.config.kubernetes import KubernetesSpec
 from components.platforms import ARCH_OF
 
 

@@ -8,8 +8,8 @@ import pulumi
 
 from components.backends.base import Extras, HostInputs, StaticAddresses
 from components.backends.ssh.components import SshNode, SshNodeArgs
+from components.backends.ssh.config import SshFarmConfig
 from components.backends.ssh.inputs import read_host_inputs
-from components.config.farm import SshFarmConfig
 from components.node.address import static_address
 from components.node.layout import INSTALL_DIR
 from components.node.payload import artifact_name

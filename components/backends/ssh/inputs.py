@@ -9,8 +9,8 @@ from pathlib import Path
 import pulumi
 
 from components.backends.base import HostInputs
+from components.backends.ssh.config import SshFarmConfig
 from components.config.errors import ConfigError
-from components.config.farm import SshFarmConfig
 from components.node.payload import artifact_name, sha256_file
 
 

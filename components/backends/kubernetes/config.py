@@ -6,9 +6,10 @@ import re
 from collections.abc import Iterable
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from components.config.base import ConfigModel, Problem, problems
+from components.config.farm import BACKEND_DOC, FarmBase, Nodes, RequiredCidrs
 from components.config.fields import DNS_NAME, Host, Int, Quantity, allows, integer, matching, quantity_amount
 from components.config.nodes import NodeSpec
 
@@ -84,3 +85,18 @@ def cross_node_problems(spec: KubernetesSpec, nodes: tuple[KubernetesNodeSpec, .
     if spec.node_port_base + max(len(nodes), 1) - 1 > 32767:
         yield (("nodePortBase",), f"{spec.node_port_base!r} leaves no room for {len(nodes)} nodes (node i gets "
                f"nodePortBase+i; allowed: 30000 to {32767 - len(nodes) + 1})")
+
+
+def _k8s_fits_nodes(spec: KubernetesSpec, info: ValidationInfo) -> KubernetesSpec:
+    found = list(cross_node_problems(spec, info.data["nodes"])) if "nodes" in info.data else []
+    if found:
+        raise problems(found)
+    return spec
+
+
+class KubernetesFarmConfig(FarmBase):
+    backend: Literal["kubernetes"] = Field("kubernetes", description=BACKEND_DOC)
+    nodes: Nodes[KubernetesNodeSpec] = ()
+    allowed_cidrs: RequiredCidrs = ()
+    kubernetes: Annotated[KubernetesSpec, AfterValidator(_k8s_fits_nodes)] = Field(
+        KubernetesSpec(), description="namespace, Services and resources")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo
 
 from components.config.base import ConfigModel
+from components.config.farm import BACKEND_DOC, FarmBase, Nodes
 from components.config.fields import Bool, Host, Int, Text, integer, matching
 from components.config.nodes import NodeSpec
 from components.platforms import ARCH_OF, Arch, Platform
@@ -52,3 +53,9 @@ class SshSpec(ConfigModel):
         None, description="SSH agent the command provider dials instead of $SSH_AUTH_SOCK (it dials one whenever "
         "either is set, and aborts if it cannot); unset: $SSH_AUTH_SOCK, checked before anything is created")
     remove_state_on_destroy: Bool = Field(False, description="`pulumi destroy` also deletes the build cache")
+
+
+class SshFarmConfig(FarmBase):
+    backend: Literal["ssh"] = Field("ssh", description=BACKEND_DOC)
+    nodes: Nodes[SshNodeSpec] = ()
+    ssh: SshSpec = Field({}, validate_default=True, description="how Pulumi reaches the hosts")

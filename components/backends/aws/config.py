@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Self
+from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from components import versions
 from components.config.base import ConfigModel, problems
+from components.config.farm import BACKEND_DOC, FarmBase, Nodes, RequiredCidrs
 from components.config.fields import DNS_NAME, Bool, Int, integer, matching
 from components.config.nodes import NodeSpec
 from components.platforms import DEFAULT_INSTANCE_TYPE, EC2_ARCH_OF, instance_arch
@@ -86,3 +87,23 @@ def az_problem(spec: AwsSpec, region: str) -> str | None:
     if spec.availability_zone and not re.match(rf"^{re.escape(region)}[a-z]$", spec.availability_zone):
         return f"{spec.availability_zone!r} is not in aws:region {region!r}"
     return None
+
+
+def _zone_in_region(spec: AwsSpec, info: ValidationInfo) -> AwsSpec:
+    if (region := info.data.get("region")) is None:
+        return spec  # a bad region is its own problem
+    if bad := az_problem(spec, region):
+        raise problems([(("availabilityZone",), bad)])
+    return spec.in_region(region)
+
+
+class AwsFarmConfig(FarmBase):
+    provider_keys: ClassVar[tuple[str, ...]] = ("aws:region",)
+
+    backend: Literal["aws"] = Field("aws", description=BACKEND_DOC)
+    nodes: Nodes[AwsNodeSpec] = ()
+    allowed_cidrs: RequiredCidrs = ()
+    region: Region = Field(alias="aws:region", description="the AWS provider's region (`aws:region`)")
+    # after the region: the default availability zone derives from it
+    aws: Annotated[AwsSpec, AfterValidator(_zone_in_region)] = Field(
+        AwsSpec(), validate_default=True, description="EC2 placement and images")
