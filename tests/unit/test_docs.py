@@ -119,3 +119,33 @@ def test_the_docs_pages_name_no_readme_section() -> None:
     # the README no longer holds the reference: a page pointing at "the README's ..." is stale
     stale = [p.name for p in (ROOT / "docs").rglob("*.md") if re.search(r"(this|the) README'?s?\b", p.read_text())]
     assert not stale
+
+
+#: configs a user gets wrong, each with the message troubleshooting.md quotes whole
+ARM = {"name": "arm64-1", "platform": "linux/arm64"}
+REGION = {"aws:region": "eu-west-1"}
+MISTAKES: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    ({"backend": "aws", "nodes": [ARM]}, {}),  # no allowedCidrs, no region
+    ({"backend": "aws", "nodes": [ARM], "allowedCidrs": ["0.0.0.0/0"]}, REGION),
+    ({"backend": "aws", "allowedCidrs": ["10.0.0.0/8"],
+      "nodes": [{"name": "amd64-1", "platform": "linux/amd"}, {"name": "amd64-1", "platform": "linux/amd64"}]}, REGION),
+    ({"backend": "aws", "allowedCidrs": ["10.0.0.0/8"], "nodes": [{**ARM, "instanceType": "c7i.xlarge"}]}, REGION),
+    ({"backend": "aws", "allowedCidrs": ["10.0.0.0/8"], "nodes": [{**ARM, "hostPlatform": "linux/amd64"}]}, REGION),
+    ({"backend": "ssh", "nodes": [ARM], "volume": {"size": 50}}, {}),  # no host, no key, a misspelt key
+    ({"backend": "ssh", "ssh": {"privateKeyPath": "/k"}}, {}),
+    ({"backend": "ssh", "nodes": [{**ARM, "host": "h"}], "ssh": {"privateKeyPath": "/k"},
+      "idleStop": {"afterMinutes": 30}, "pki": {"validityHours": 720, "earlyRenewalHours": 720}}, {}),
+    ({"backend": "kubernetes", "nodes": [ARM], "allowedCidrs": ["10.0.0.0/8"],
+      "kubernetes": {"drainTimeoutSeconds": 900}, "idleStop": {"afterMinutes": 30}}, {}),
+]
+
+
+def test_troubleshooting_quotes_the_config_errors_as_the_code_writes_them() -> None:
+    page = (ROOT / "docs" / "troubleshooting.md").read_text()
+    problems = []
+    for raw, provider in MISTAKES:
+        with pytest.raises(ConfigError) as e:
+            parse_config(raw, provider_config=provider)
+        problems += [ln.removeprefix("  - ") for ln in str(e.value).splitlines()[1:]]
+    assert len(problems) >= 15
+    assert not [p for p in problems if p not in page]
