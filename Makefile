@@ -1,10 +1,10 @@
-# The two set-up commands (see README):
+# The two set-up commands (see README.md):
 #   make farm   bring up the local farm (three test hosts on this machine: h1, h2, h16) and build the sample image
 #   make test   all tests: lint, types, unit, real daemons, end to end (the reliability suite reduced)
 # and, not part of make test:
 #   make reliability   the reliability suite with full counts; prints the table of figures
 #   make bench  builds a real Go program on a throwaway builder and on the farm, prints the table
-#               (BENCH_ARGS="--readme" also rewrites the README's table and docs/bench/bench.png;
+#               (BENCH_ARGS="--readme" also rewrites the table in docs/bench/index.md and docs/bench/bench.png;
 #               its smoke mode runs in make test)
 .PHONY: toolchain toolchain-farm farm farm-build farm-down test unit lint bench reliability simulate
 
@@ -31,7 +31,7 @@ test: toolchain
 unit:
 	bash scripts/test.sh unit
 
-# stands up its own farm on test hosts h41/h42 (torn down after); see README "Benchmarks"
+# stands up its own farm on test hosts h41/h42 (torn down after); see docs/bench/index.md
 bench: toolchain-farm
 	bash -c '. .toolchain/env.sh && exec python -m bench.farm_bench $(BENCH_ARGS)'
 

@@ -9,7 +9,8 @@ buildkitd per "ephemeral CI runner" build (bench/ephemeral.py), builds the workl
 (bench/workload.py: distribution's registry; --smoke: a one-file program, one run) and prints
 min/median/max per scenario and the ratios beside the issue's targets (bench/report.py). Writes
 bench/out/bench.json (raw figures), bench/out/bench.png (chart) and bench/out/README-table.md;
---readme also copies the chart to docs/bench/ and rewrites the README's bench block.
+--readme also copies the chart to docs/bench/ and rewrites the bench block of the benchmarks page,
+docs/bench/index.md.
 """
 
 from __future__ import annotations
@@ -261,11 +262,11 @@ def loadavg() -> float:
 
 
 def publish(data: dict[str, Any], out: Path, readme: bool) -> None:
-    """Table on stdout; bench.json, bench.png, README-table.md in out; with readme, the README's block
-    and docs/bench/bench.png too."""
+    """Table on stdout; bench.json, bench.png, README-table.md in out; with readme, the block of the
+    benchmarks page (docs/bench/index.md) and docs/bench/bench.png too."""
     meta = data["meta"]
     (out / "bench.json").write_text(json.dumps(data, indent=2) + "\n")
-    block = report.readme_block(data, "docs/bench/bench.png")
+    block = report.readme_block(data, "bench.png")  # beside the page, and beside README-table.md in out
     (out / "README-table.md").write_text(block + "\n")
     report.chart(data["scenarios"], out / "bench.png", f"{meta['workload']}, {meta['machine']}, {meta['date']}")
     print("\n" + report.table(data["scenarios"]))
@@ -276,9 +277,9 @@ def publish(data: dict[str, Any], out: Path, readme: bool) -> None:
     if readme:
         (ROOT / "docs" / "bench").mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "bench.png", ROOT / "docs" / "bench" / "bench.png")
-        path = ROOT / "README.md"
+        path = ROOT / "docs" / "bench" / "index.md"
         path.write_text(report.replace_block(path.read_text(), block))
-        print("README.md and docs/bench/bench.png updated")
+        print("docs/bench/index.md and docs/bench/bench.png updated")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=None, help="runs per scenario (default 3; --smoke: 1)")
     p.add_argument("--smoke", action="store_true", help="one run, the one-file workload (make test)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
-    p.add_argument("--readme", action="store_true", help="copy the chart to docs/bench/, rewrite README's block")
+    p.add_argument("--readme", action="store_true", help="also rewrite docs/bench/ (index.md, bench.png)")
     p.add_argument("--from-json", type=Path, help="run nothing: publish the figures of an earlier run's bench.json")
     p.add_argument("--arm64", action=argparse.BooleanOptionalAction, default=True)
     args = p.parse_args(argv)

@@ -1,5 +1,6 @@
 """The bench's figures: stats per scenario, the ratios against the issue's targets, the table, the
-README block, the chart. Pure functions (but the chart), unit-tested in tests/unit/test_bench_report.py.
+block of the benchmarks page (docs/bench/index.md), the chart. Pure functions (but the chart),
+unit-tested in tests/unit/test_bench_report.py.
 
 The raw figures are a dict the runner writes as JSON:
   {"meta": {...}, "scenarios": {key: {"title": str, "unit": "s", "samples": [float, ...]}}}
@@ -197,9 +198,9 @@ def readme_block(data: Mapping[str, Any], png: str) -> str:
 
 
 def replace_block(text: str, block: str) -> str:
-    """The README with the text between the bench markers replaced (markers must exist, once)."""
+    """The benchmarks page with the text between the bench markers replaced (markers must exist, once)."""
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ValueError(f"the README needs exactly one {BEGIN} ... {END} block")
+        raise ValueError(f"the benchmarks page needs exactly one {BEGIN} ... {END} block")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return head + block + tail

@@ -8,7 +8,7 @@ from components.farm import BuildkitFarm
 
 
 def export_outputs(farm: BuildkitFarm) -> None:
-    """Export everything CI needs (README: "Outputs and how CI uses them")."""
+    """Export everything CI needs (docs/ci.md: "Outputs and how CI uses them")."""
     pulumi.export("builderName", farm.builder_name)
     pulumi.export("buildxCreateScript", farm.create_script)
     pulumi.export("backend", farm.backend)

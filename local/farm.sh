@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local farm, the README's main job: three test hosts on this machine (h1, h2, h16), a real
+# The local farm (`make farm`): three test hosts on this machine (h1, h2, h16), a real
 # `pulumi up` of the ssh backend (stack "local", Pulumi.local.yaml) with a local
 # file backend and a generated passphrase, then a multi-platform sample build
 # through the builder the stack created, pushed as a two-platform image to a local registry

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test tier, with the toolchain toolchain/bootstrap.sh built:
-#   lint (ruff, shellcheck) -> types (mypy) -> unit (mocks) -> daemons (real buildkitd/buildx)
+#   lint (ruff, shellcheck, actionlint, the docs site) -> types (mypy) -> unit (mocks)
+#   -> daemons (real buildkitd/buildx)
 #   -> e2e (real pulumi up/preview/destroy against test hosts on this machine) -> ec2 (the AWS node
 #   path in a container) -> k8s (the Kubernetes objects on a single-node cluster, local/k8s.sh).
 #   scripts/test.sh [unit]    "unit" stops after the unit tier
@@ -14,6 +15,8 @@ ruff check .
 shellcheck -x components/node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh toolchain/lib/*.sh \
   toolchain/steps/*.sh review/policy/run .ci/run
 actionlint examples/ci/github/*.yml
+# the docs site: a broken link, a missing anchor or a page left out of the nav fails (mkdocs.yml; output in .state/site)
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict  # not --quiet: it hides the warnings strict mode counts
 echo "== types"
 mypy
 if [ "${1:-}" = unit ]; then

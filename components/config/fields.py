@@ -1,7 +1,7 @@
 """Config value types on stock pydantic, each carrying in its metadata the words for what it allows.
 
 The same words serve the error a user sees (``volume.sizeGb: 5 is not an integer from 20 to
-16384 GiB``, composed by ``errors.format_errors``) and the README's config reference, so the
+16384 GiB``, composed by ``errors.format_errors``) and the config reference page, so the
 two cannot drift apart.
 """
 

@@ -1,4 +1,4 @@
-"""Another Pulumi program that embeds a build farm (README: "Embedding the farm").
+"""Another Pulumi program that embeds a build farm (docs/embedding.md).
 
 The farm's config is built in Python here instead of read from `buildkit-farm:*`
 stack keys; the same models validate it, with the same errors.

@@ -2,7 +2,7 @@
 
 Two test hosts (network + mount namespaces with sshd, made by local/testhosts.sh)
 run the SAME bootstrap payload the program sends (certs on stdin); certs come
-from openssl here (tier 3 uses the tls plugin: the substitute, see README Toolchain). Tests run in file order: they
+from openssl here (tier 3 uses the tls plugin: the substitute, see docs/toolchain.md). Tests run in file order: they
 walk one farm through its life.
 
 Over 300 lines on purpose: the tier shares one pair of hosts and one PKI across its checks.

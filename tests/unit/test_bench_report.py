@@ -72,11 +72,11 @@ def test_table_lists_every_scenario_and_ratio() -> None:
 def test_readme_block_replaces_only_between_the_markers() -> None:
     data = {"meta": {"date": "2026-11-24 11:00 UTC", "machine": "2 cores, 24 GiB", "workload": "w", "runs": 3},
             "scenarios": FULL}
-    block = report.readme_block(data, "docs/bench/bench.png")
+    block = report.readme_block(data, "bench.png")
     text = f"intro\n{report.BEGIN}\nold table\n{report.END}\noutro\n"
     new = report.replace_block(text, block)
     assert new.startswith("intro\n") and new.endswith("\noutro\n") and "old table" not in new
-    assert "2 cores, 24 GiB" in new and "![bench chart](docs/bench/bench.png)" in new
+    assert "2 cores, 24 GiB" in new and "![bench chart](bench.png)" in new
     assert report.replace_block(new, block) == new  # idempotent
     with pytest.raises(ValueError):
         report.replace_block("no markers", block)

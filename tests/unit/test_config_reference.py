@@ -18,7 +18,7 @@ CONSUMERS_IN_CONFIG = {CONFIG_PKG / "files.py"}
 CONSENT = {"allow_open_ingress"}
 
 
-def test_readme_table_and_pulumi_yaml_are_generated_from_the_models() -> None:
+def test_reference_page_and_pulumi_yaml_are_generated_from_the_models() -> None:
     assert reference.main(["--check"]) == 0, "run: python -m components.config.reference --write"
 
 
@@ -33,11 +33,11 @@ def test_the_generated_table_lists_every_key_of_every_model() -> None:
     assert table.count("\n") == len(reference.reference_rows()) + 2
 
 
-def test_a_drifted_readme_is_caught(tmp_path: Path) -> None:
-    readme = reference.README.read_text()
-    edited = readme.replace("| `volume.sizeGb` | `100` |", "| `volume.sizeGb` | `200` |")
-    assert edited != readme
-    assert reference.render_readme(edited) == readme  # regenerating restores the models' truth
+def test_a_drifted_reference_page_is_caught(tmp_path: Path) -> None:
+    page = reference.REFERENCE_PAGE.read_text()
+    edited = page.replace("| `volume.sizeGb` | `100` |", "| `volume.sizeGb` | `200` |")
+    assert edited != page
+    assert reference.render_reference_page(edited) == page  # regenerating restores the models' truth
 
 
 def _config_models() -> list[type[ConfigModel]]:

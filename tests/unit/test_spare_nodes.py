@@ -40,5 +40,5 @@ def test_spare_nodes_are_full_nodes_and_the_script_takes_a_key(name: str, tmp_pa
     assert "rank()" in script and 'key=${BKF_KEY:-}' in script
     for n in nodes:
         assert f"ep[{n['name']}]={n['endpoint']}" in script
-    # the action form lists every node (it cannot pick by key: see README)
+    # the action form lists every node (it cannot pick by key: see docs/operations.md)
     assert r.values["setupBuildxAction"]["append"].count("- name:") == len(nodes) - 1
