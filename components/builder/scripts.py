@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from components.builder.readiness import WRONG_PLATFORM, Readiness, render_await
 from components.builder.wake import Wake, render_wake
 
 #: environment variables the create script reads PEM contents from
@@ -67,7 +68,7 @@ def _q(argv: Sequence[str]) -> str:
 
 
 def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx",
-                         wake: Wake | None = None) -> str:
+                         wake: Wake | None = None, ready: Readiness | None = None) -> str:
     """A bash script that checks every node, then (re)creates the builder.
 
     Reads PEMs from $BKF_TLS_CA/$BKF_TLS_CERT/$BKF_TLS_KEY; honours $BUILDX_CONFIG
@@ -79,6 +80,8 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
     buildx shows. buildx reports a refused or failed TLS dial only as "context
     deadline exceeded", so on failure the script asks buildctl (or openssl) for
     the real error. A failed preflight leaves an existing builder untouched.
+    With `ready` (a bound above 0), the preflight waits for booting nodes
+    (components.builder.readiness); without, it probes each node once.
     """
     if not nodes:
         raise ValueError("a builder needs at least one node")
@@ -130,16 +133,22 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         "  native=$(awk '$1==\"Platforms:\"{print $2; exit}' <<<\"$out\")",
         "  native=${native%,}",
         '  [ "$native" = "$platform" ] ||',
-        '    fail "node $name ($ep) should build $platform natively, but its daemon reports ${native:-nothing} first"',
+        f'    fail "node $name ($ep) should build $platform {WRONG_PLATFORM} ${{native:-nothing}} first"',
         '  echo "preflight: node $name ($ep) is up and builds $platform"',
         "}",
     ]
+    if ready is not None and ready.timeout_seconds <= 0:
+        ready = None  # one probe: the script renders as it did before waiting existed
     if has_spares(nodes) or wake is not None:
         # Only a farm with several nodes on some platform (or idle stop and wake) renders the key,
         # failover and wake part: any other farm keeps the script (the Builder's `create`) it had.
-        return "\n".join(lines + _affine_tail(builder, nodes, wake)) + "\n"
-    for n in nodes:
-        lines.append("check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]))
+        return "\n".join(lines + _affine_tail(builder, nodes, wake, ready)) + "\n"
+    if ready is None:
+        for n in nodes:
+            lines.append("check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]))
+    else:
+        lines += ["declare -A plat ep sn", *_node_table(nodes), *render_await(ready)]
+        lines += [f"await_any {n.name} || exit 1" for n in nodes]
     lines.append(f"bx rm {shlex.quote(builder)} >/dev/null 2>&1 || true")
     for argv in create_args(builder, nodes, _CERTS):
         lines.append(f"bx {_q(argv)} >/dev/null")
@@ -157,7 +166,14 @@ def has_spares(nodes: Sequence[BuilderNode]) -> bool:
     return len(set(platforms)) < len(platforms)
 
 
-def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None = None) -> list[str]:
+def _node_table(nodes: Sequence[BuilderNode]) -> list[str]:
+    """bash: each node's platform, endpoint and server name in the arrays plat, ep and sn."""
+    return [f"plat[{n.name}]={shlex.quote(n.platform)} ep[{n.name}]={shlex.quote(n.endpoint)} "
+            f"sn[{n.name}]={shlex.quote(n.server_name)}" for n in nodes]
+
+
+def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None = None,
+                 ready: Readiness | None = None) -> list[str]:
     """The rest of the create script for a farm with spare nodes: `--key` (or $BKF_KEY) orders
     each platform's nodes by rendezvous hashing (components.builder.affinity, computed here with
     sha256sum) and the first node that passes the preflight joins; without a key every node is
@@ -178,10 +194,30 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
         '  esac',
         'done',
         "declare -A plat ep sn",
+        *_node_table(nodes),
     ]
-    for n in nodes:
-        lines.append(f"plat[{n.name}]={shlex.quote(n.platform)} ep[{n.name}]={shlex.quote(n.endpoint)} "
-                     f"sn[{n.name}]={shlex.quote(n.server_name)}")
+    if ready is None:
+        check_all = ['  for n in "${all[@]}"; do check_node "$n" "${plat[$n]}" "${ep[$n]}" "${sn[$n]}"; '
+                     'joined+=("$n"); done']
+        pick = [
+            '    pick=""',
+            '    for n in "${order[@]}"; do',
+            "      # a subshell: a node that fails the preflight is skipped for the next in the key's order",
+            '      if ( check_node "$n" "$p" "${ep[$n]}" "${sn[$n]}" ); then pick=$n; break; fi',
+            '      echo "affinity: skipping $n" >&2',
+            '    done',
+            '    [ -n "$pick" ] || fail "no node of $p passed the preflight (tried ${order[*]})"',
+            '    joined+=("$pick")',
+        ]
+    else:
+        lines += render_await(ready)
+        check_all = ['  for n in "${all[@]}"; do await_any "$n" || exit 1; joined+=("$n"); done']
+        pick = [
+            "    # each round probes the key's order: the first node that answers joins",
+            '    await_any "${order[@]}" ||',
+            '      fail "no node of $p passed the preflight within ${ready_timeout}s (tried ${order[*]})"',
+            '    joined+=("$picked")',
+        ]
     lines += [
         "all=(" + " ".join(n.name for n in nodes) + ")",
         "platforms=(" + " ".join(shlex.quote(p) for p in platforms) + ")",
@@ -196,7 +232,7 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
         "joined=()",
         'if [ -z "$key" ]; then',
         *(['  wake "${all[@]}"'] if wake else []),
-        '  for n in "${all[@]}"; do check_node "$n" "${plat[$n]}" "${ep[$n]}" "${sn[$n]}"; joined+=("$n"); done',
+        *check_all,
         "else",
         "  declare -A orders; firsts=()",
         '  for p in "${platforms[@]}"; do',
@@ -208,14 +244,7 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
         *(['  wake "${firsts[@]}"'] if wake else []),
         '  for p in "${platforms[@]}"; do',
         '    read -ra order <<<"${orders[$p]}"',
-        '    pick=""',
-        '    for n in "${order[@]}"; do',
-        "      # a subshell: a node that fails the preflight is skipped for the next in the key's order",
-        '      if ( check_node "$n" "$p" "${ep[$n]}" "${sn[$n]}" ); then pick=$n; break; fi',
-        '      echo "affinity: skipping $n" >&2',
-        '    done',
-        '    [ -n "$pick" ] || fail "no node of $p passed the preflight (tried ${order[*]})"',
-        '    joined+=("$pick")',
+        *pick,
         '  done',
         "fi",
         f"bx rm {b} >/dev/null 2>&1 || true",

@@ -92,6 +92,8 @@ class FarmBase(ConfigModel):
 
     #: provider config keys (`<provider>:<key>`) this backend takes besides its own (see loading.parse_config)
     provider_keys: ClassVar[tuple[str, ...]] = ()
+    #: builder.readyTimeoutSeconds when unset: how long this backend's nodes may still be booting
+    default_ready_timeout: ClassVar[int] = 0
 
     backend: Backend = Field(description=BACKEND_DOC)
     allow_open_ingress: Bool = Field(False, description=(
@@ -109,6 +111,11 @@ class FarmBase(ConfigModel):
 
     nodes: tuple[NodeSpec, ...]
 
+    def ready_timeout(self) -> int:
+        """Seconds the builder's preflight waits for the nodes (0: it probes once)."""
+        t = self.builder.ready_timeout_seconds
+        return self.default_ready_timeout if t is None else t
+
     def platforms(self) -> list[Platform]:
         """Platforms in config order, each once."""
         return list(dict.fromkeys(n.platform for n in self.nodes))
@@ -124,6 +131,8 @@ def _zone_in_region(spec: AwsSpec, info: ValidationInfo) -> AwsSpec:
 
 class AwsFarmConfig(FarmBase):
     provider_keys: ClassVar[tuple[str, ...]] = ("aws:region",)
+    # a first `up` reaches the builder while cloud-init still downloads and starts BuildKit
+    default_ready_timeout: ClassVar[int] = 900
 
     backend: Literal["aws"] = Field("aws", description=BACKEND_DOC)
     nodes: Nodes[AwsNodeSpec] = ()
