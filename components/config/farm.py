@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo
 
-from components.config.aws import AwsNodeSpec, AwsSpec, Region, az_problem
+from components.config.aws import AwsNodeSpec, AwsSpec, Region, az_problem, endpoint_problems
 from components.config.base import ConfigModel, Problem, beside, problems
 from components.config.fields import Bool, Cidr, allowed_text, problem
 from components.config.kubernetes import KubernetesNodeSpec, KubernetesSpec, cross_node_problems
@@ -129,6 +129,13 @@ def _zone_in_region(spec: AwsSpec, info: ValidationInfo) -> AwsSpec:
     return spec.in_region(region)
 
 
+def _endpoint_fits_nodes(spec: AwsSpec, info: ValidationInfo) -> AwsSpec:
+    found = list(endpoint_problems(spec, info.data["nodes"])) if "nodes" in info.data else []
+    if found:
+        raise problems(found)
+    return spec
+
+
 class AwsFarmConfig(FarmBase):
     provider_keys: ClassVar[tuple[str, ...]] = ("aws:region",)
     # a first `up` reaches the builder while cloud-init still downloads and starts BuildKit
@@ -139,7 +146,7 @@ class AwsFarmConfig(FarmBase):
     allowed_cidrs: RequiredCidrs = ()
     region: Region = Field(alias="aws:region", description="the AWS provider's region (`aws:region`)")
     # after the region: the default availability zone derives from it
-    aws: Annotated[AwsSpec, AfterValidator(_zone_in_region)] = Field(
+    aws: Annotated[AwsSpec, AfterValidator(_zone_in_region), AfterValidator(_endpoint_fits_nodes)] = Field(
         AwsSpec(), validate_default=True, description="EC2 placement and images")
 
 
