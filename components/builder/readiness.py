@@ -17,6 +17,14 @@ from dataclasses import dataclass, field
 
 #: what check_node says of a daemon that answers with the wrong platform: no wait fixes that
 WRONG_PLATFORM = "natively, but its daemon reports"
+#: the failover script's steps with a bound: without a key every node is awaited; with one, each
+#: round probes a platform's nodes in the key's order and the first that answers joins
+AWAIT_ALL = '  for n in "${all[@]}"; do await_any "$n" || exit 1; joined+=("$n"); done'
+AWAIT_PICK = [
+    '    await_any "${order[@]}" ||',
+    '      fail "no node of $p passed the preflight within ${ready_timeout}s (tried ${order[*]})"',
+    '    joined+=("$picked")',
+]
 
 
 @dataclass(frozen=True)

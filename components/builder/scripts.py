@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components.builder.readiness import WRONG_PLATFORM, Readiness, render_await
+from components.builder.readiness import AWAIT_ALL, AWAIT_PICK, WRONG_PLATFORM, Readiness, render_await
 from components.builder.wake import Wake, render_wake
 
 #: environment variables the create script reads PEM contents from
@@ -80,8 +80,7 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
     buildx shows. buildx reports a refused or failed TLS dial only as "context
     deadline exceeded", so on failure the script asks buildctl (or openssl) for
     the real error. A failed preflight leaves an existing builder untouched.
-    With `ready` (a bound above 0), the preflight waits for booting nodes
-    (components.builder.readiness); without, it probes each node once.
+    With `ready` (components.builder.readiness) it waits for booting nodes.
     """
     if not nodes:
         raise ValueError("a builder needs at least one node")
@@ -137,15 +136,13 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         '  echo "preflight: node $name ($ep) is up and builds $platform"',
         "}",
     ]
-    if ready is not None and ready.timeout_seconds <= 0:
-        ready = None  # one probe: the script renders as it did before waiting existed
+    ready = ready if ready and ready.timeout_seconds > 0 else None  # 0: one probe, the script as before
     if has_spares(nodes) or wake is not None:
         # Only a farm with several nodes on some platform (or idle stop and wake) renders the key,
         # failover and wake part: any other farm keeps the script (the Builder's `create`) it had.
         return "\n".join(lines + _affine_tail(builder, nodes, wake, ready)) + "\n"
     if ready is None:
-        for n in nodes:
-            lines.append("check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]))
+        lines += ["check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]) for n in nodes]
     else:
         lines += ["declare -A plat ep sn", *_node_table(nodes), *render_await(ready)]
         lines += [f"await_any {n.name} || exit 1" for n in nodes]
@@ -196,28 +193,8 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
         "declare -A plat ep sn",
         *_node_table(nodes),
     ]
-    if ready is None:
-        check_all = ['  for n in "${all[@]}"; do check_node "$n" "${plat[$n]}" "${ep[$n]}" "${sn[$n]}"; '
-                     'joined+=("$n"); done']
-        pick = [
-            '    pick=""',
-            '    for n in "${order[@]}"; do',
-            "      # a subshell: a node that fails the preflight is skipped for the next in the key's order",
-            '      if ( check_node "$n" "$p" "${ep[$n]}" "${sn[$n]}" ); then pick=$n; break; fi',
-            '      echo "affinity: skipping $n" >&2',
-            '    done',
-            '    [ -n "$pick" ] || fail "no node of $p passed the preflight (tried ${order[*]})"',
-            '    joined+=("$pick")',
-        ]
-    else:
+    if ready is not None:
         lines += render_await(ready)
-        check_all = ['  for n in "${all[@]}"; do await_any "$n" || exit 1; joined+=("$n"); done']
-        pick = [
-            "    # each round probes the key's order: the first node that answers joins",
-            '    await_any "${order[@]}" ||',
-            '      fail "no node of $p passed the preflight within ${ready_timeout}s (tried ${order[*]})"',
-            '    joined+=("$picked")',
-        ]
     lines += [
         "all=(" + " ".join(n.name for n in nodes) + ")",
         "platforms=(" + " ".join(shlex.quote(p) for p in platforms) + ")",
@@ -232,7 +209,8 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
         "joined=()",
         'if [ -z "$key" ]; then',
         *(['  wake "${all[@]}"'] if wake else []),
-        *check_all,
+        *([AWAIT_ALL] if ready else [
+            '  for n in "${all[@]}"; do check_node "$n" "${plat[$n]}" "${ep[$n]}" "${sn[$n]}"; joined+=("$n"); done']),
         "else",
         "  declare -A orders; firsts=()",
         '  for p in "${platforms[@]}"; do',
@@ -244,7 +222,15 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
         *(['  wake "${firsts[@]}"'] if wake else []),
         '  for p in "${platforms[@]}"; do',
         '    read -ra order <<<"${orders[$p]}"',
-        *pick,
+        *(AWAIT_PICK if ready else [
+            '    pick=""',
+            '    for n in "${order[@]}"; do',
+            "      # a subshell: a node that fails the preflight is skipped for the next in the key's order",
+            '      if ( check_node "$n" "$p" "${ep[$n]}" "${sn[$n]}" ); then pick=$n; break; fi',
+            '      echo "affinity: skipping $n" >&2',
+            '    done',
+            '    [ -n "$pick" ] || fail "no node of $p passed the preflight (tried ${order[*]})"',
+            '    joined+=("$pick")']),
         '  done',
         "fi",
         f"bx rm {b} >/dev/null 2>&1 || true",
