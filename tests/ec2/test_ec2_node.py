@@ -364,9 +364,10 @@ def test_changed_cert_in_ssm_reaches_the_node_through_the_association_command(ti
 # ---------------------------------------------------------------- the builder's preflight against a booting instance
 
 
-def start_create_script(tier: Tier, node: Ec2Node, **env: str) -> tuple[subprocess.Popen[str], float]:
+def start_create_script(tier: Tier, node: Ec2Node, **env: str) -> tuple[subprocess.Popen[str], Path, float]:
     """The builder's create script for this node, as the program renders it for the dev stack (its bound,
-    the instance's boot-log command), started before the instance boots; the node's address is the tier's."""
+    the instance's boot-log command), started before the instance boots; the node's address is the tier's.
+    Its stdout goes to the returned file, read while it runs."""
     bins = need("docker-buildx", "buildctl")
     bound = parse_config(dict(DEV_RAW), aws_region=tier.dev.region).ready_timeout()
     script = render_create_script(
@@ -374,11 +375,24 @@ def start_create_script(tier: Tier, node: Ec2Node, **env: str) -> tuple[subproce
         buildx=bins["docker-buildx"],
         ready=Readiness(bound, {NODE: aws_boot_log(tier.dev.region, node.instance_id)}))
     (node.work / "create.sh").write_text(script)
-    proc = subprocess.Popen(
-        ["bash", str(node.work / "create.sh")], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "BUILDX_CONFIG": str(node.work / "buildx"), "BKF_TLS_CA": tier.ca.read_text(),
-             "BKF_TLS_CERT": tier.client.cert.read_text(), "BKF_TLS_KEY": tier.client.key.read_text(), **env})
-    return proc, time.monotonic()
+    out = node.work / "create.out"
+    with open(out, "w") as f:
+        proc = subprocess.Popen(
+            ["bash", str(node.work / "create.sh")], text=True, stdout=f, stderr=subprocess.PIPE,
+            env={**os.environ, "BUILDX_CONFIG": str(node.work / "buildx"), "BKF_TLS_CA": tier.ca.read_text(),
+                 "BKF_TLS_CERT": tier.client.cert.read_text(), "BKF_TLS_KEY": tier.client.key.read_text(), **env})
+    return proc, out, time.monotonic()
+
+
+def wait_for_text(proc: subprocess.Popen[str], out: Path, text: str, timeout: float) -> float:
+    """When (monotonic) the script printed text; fails if it exits or times out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in out.read_text():
+            return time.monotonic()
+        assert proc.poll() is None, f"the script exited {proc.returncode}: {out.read_text()}"
+        time.sleep(0.2)
+    raise AssertionError(f"no {text!r} within {timeout}s: {out.read_text()}")
 
 
 def test_the_builder_waits_for_a_booting_node_and_joins_it(tier: Tier) -> None:
@@ -386,19 +400,23 @@ def test_the_builder_waits_for_a_booting_node_and_joins_it(tier: Tier) -> None:
     try:
         n.create()
         put_certs(n, tier.dev, cert_values(tier, leaf(tier, f"{NODE}-c", f"IP:{n.addr}")))
-        proc, t0 = start_create_script(tier, n, BKF_READY_INTERVAL="2")
-        n.boot()  # meanwhile the script probes: the container starts, cloud-init runs the user data
-        booted = time.monotonic() - t0
-        out, err = proc.communicate(timeout=900)
+        proc, out, t0 = start_create_script(tier, n, BKF_READY_INTERVAL="2")
+        # buildx's own bootstrap retries a dial for ~20 s: boot once the script has waited past one probe
+        wait_for_text(proc, out, f"preflight: waiting for node {NODE} ", 120)
+        t_boot = time.monotonic()
+        n.boot(timeout=600)  # the container starts, cloud-init runs the user data, the script keeps probing
+        booted = time.monotonic() - t_boot
+        t_up = wait_for_text(proc, out, f"preflight: node {NODE} (tcp://{n.addr}:1234) is up and builds linux/amd64",
+                             900)
+        _, err = proc.communicate(timeout=300)
+        text = out.read_text()
         assert proc.returncode == 0, err
-        waiting = [line for line in out.splitlines() if line.startswith(f"preflight: waiting for node {NODE} ")]
-        assert waiting, out  # the node did not answer the first probe: the script waited for it
-        assert f"preflight: node {NODE} (tcp://{n.addr}:1234) is up and builds linux/amd64" in out, out
-        assert f"builder bkf-ec2 ready: {NODE}=linux/amd64" in out, out
-        ready = int(waiting[-1].split()[6].split("s/")[0])
-        tier.timings["builder start to node ready (booting instance)"] = time.monotonic() - t0
-        print(f"\nbuilder on a booting instance: {len(waiting)} waiting lines, last at {ready}s; "
-              f"cloud-init done {booted:.1f}s after the script started; first: {waiting[0]}")
+        waiting = [line for line in text.splitlines() if line.startswith(f"preflight: waiting for node {NODE} ")]
+        assert f"builder bkf-ec2 ready: {NODE}=linux/amd64" in text, text
+        tier.timings["builder: instance start to node ready"] = t_up - t_boot
+        print(f"\nbuilder on a booting instance: started {t_boot - t0:.1f}s before the instance; cloud-init done "
+              f"{booted:.1f}s and the node joined {t_up - t_boot:.1f}s after the instance started "
+              f"({t_up - t0:.1f}s after the script); {len(waiting)} waiting lines, the last: {waiting[-1]}")
     finally:
         n.destroy()
 
@@ -408,11 +426,11 @@ def test_the_builder_fails_within_its_bound_naming_the_error_and_the_boot_log(ti
     try:
         n.create()  # no cert parameters in SSM: the node's start fails, buildkitd never listens
         bound = 45
-        proc, t0 = start_create_script(tier, n, BKF_READY_TIMEOUT=str(bound), BKF_READY_INTERVAL="5")
+        proc, out, t0 = start_create_script(tier, n, BKF_READY_TIMEOUT=str(bound), BKF_READY_INTERVAL="5")
         n.boot()
-        out, err = proc.communicate(timeout=bound + 120)
+        _, err = proc.communicate(timeout=bound + 120)
         took = time.monotonic() - t0
-        assert proc.returncode != 0, out
+        assert proc.returncode != 0, out.read_text()
         assert took < bound + 35, took  # the bound, plus at most one probe
         assert f"preflight: node {NODE} (tcp://{n.addr}:1234) is not ready after" in err, err
         assert "last error: " in err and "connection refused" in err.split("last error: ")[1], err
