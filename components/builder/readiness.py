@@ -2,7 +2,7 @@
 
 A fresh EC2 node answers mTLS only once cloud-init has downloaded, unpacked and started
 BuildKit, minutes after the instance exists. With a bound, the preflight probes each node
-until the bound (one deadline for the whole preflight, counted from its start), printing a
+until the bound (one deadline for the whole preflight, from its first probe), printing a
 line per node and round, then fails with each node's last real error (buildctl's, not buildx's
 "context deadline exceeded") and the command that shows its boot log. Without a bound (SSH
 and Kubernetes: their nodes are up when `up` reaches the builder) nothing here is rendered
