@@ -19,6 +19,7 @@ import pulumi
 from components.backends import make_backend
 from components.backends.base import BuildCache, HostInputs
 from components.builder.component import Builder, BuilderArgs
+from components.builder.readiness import Readiness
 from components.builder.scripts import BuilderNode, render_create_script, setup_buildx_action
 from components.config.farm import AnyFarmConfig
 from components.pki import Pki, PkiArgs, ServerIdentity
@@ -86,6 +87,10 @@ class BuildkitFarm(pulumi.ComponentResource):
         # what only some backends have: waking stopped nodes (and CI's policy for it), a build cache
         extras = backend.extras(nodes)
         wake = extras.wake
+        ready = None
+        if (timeout := cfg.ready_timeout()) > 0:
+            boot_logs = extras.boot_logs if extras.boot_logs is not None else pulumi.Output.from_input({})
+            ready = boot_logs.apply(lambda logs: Readiness(timeout, logs))
         self.ci_wake_policy = extras.ci_wake_policy
         self.cache = extras.cache
 
@@ -99,14 +104,15 @@ class BuildkitFarm(pulumi.ComponentResource):
             builder = Builder(builder_res, BuilderArgs(
                 builder_name=builder_name, nodes=node_info, ca_cert_pem=pki.ca_cert_pem,
                 client_cert_pem=client.cert_pem, client_key_pem=client.private_key_pem,
-                buildx_config_dir=cfg.builder.config_dir, buildx=cfg.builder.buildx, wake=wake), builder_opts)
+                buildx_config_dir=cfg.builder.config_dir, buildx=cfg.builder.buildx, wake=wake, ready=ready),
+                builder_opts)
             self.builder_name = builder.builder_name
             self.create_script = builder.create_script
         else:
             # CI-only stacks: CI runs the create script itself.
             self.builder_name = pulumi.Output.from_input(builder_name)
-            self.create_script = pulumi.Output.all(node_info, wake).apply(
-                lambda v: render_create_script(builder_name, v[0], cfg.builder.buildx, v[1]))
+            self.create_script = pulumi.Output.all(node_info, wake, ready).apply(
+                lambda v: render_create_script(builder_name, v[0], cfg.builder.buildx, v[1], v[2]))
 
         self.backend = cfg.backend
         self.platforms = list(cfg.platforms())

@@ -53,6 +53,8 @@ class Extras:
     ci_wake_policy: pulumi.Output[str] | None = None
     #: stack outputs cacheRef and cacheFlags
     cache: BuildCache | None = None
+    #: node name -> how to read its boot log (the preflight names it when a node never comes up)
+    boot_logs: pulumi.Output[dict[str, str]] | None = None
 
 
 class Addresses(Protocol):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
+from components.builder.readiness import Readiness
 from components.builder.scripts import (
     ENV_CA,
     ENV_CERT,
@@ -32,6 +33,8 @@ class BuilderArgs:
     buildx: str = "docker buildx"
     #: idleStop on AWS: the script wakes stopped nodes (None: off)
     wake: pulumi.Output[Wake] | None = None
+    #: how long the preflight waits for booting nodes (None: one probe)
+    ready: pulumi.Output[Readiness] | None = None
 
 
 class Builder(pulumi.ComponentResource):
@@ -45,8 +48,10 @@ class Builder(pulumi.ComponentResource):
     def __init__(self, name: str, args: BuilderArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("buildkit-farm:index:Builder", name, None, opts)
         wake: pulumi.Output[Wake | None] = args.wake if args.wake is not None else pulumi.Output.from_input(None)
-        self.create_script = pulumi.Output.all(args.nodes, wake).apply(
-            lambda v: render_create_script(args.builder_name, v[0], args.buildx, v[1]))
+        ready: pulumi.Output[Readiness | None] = (
+            args.ready if args.ready is not None else pulumi.Output.from_input(None))
+        self.create_script = pulumi.Output.all(args.nodes, wake, ready).apply(
+            lambda v: render_create_script(args.builder_name, v[0], args.buildx, v[1], v[2]))
         env: dict[str, pulumi.Input[str]] = {
             ENV_CA: args.ca_cert_pem,
             ENV_CERT: args.client_cert_pem,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from components.builder.readiness import AWAIT_ALL, AWAIT_PICK, WRONG_PLATFORM, Readiness, render_await
 from components.builder.wake import Wake, render_wake
 
 #: environment variables the create script reads PEM contents from
@@ -68,7 +69,7 @@ def _q(argv: Sequence[str]) -> str:
 
 
 def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx",
-                         wake: Wake | None = None) -> str:
+                         wake: Wake | None = None, ready: Readiness | None = None) -> str:
     """A bash script that checks every node, then (re)creates the builder.
 
     Reads PEMs from $BKF_TLS_CA/$BKF_TLS_CERT/$BKF_TLS_KEY; honours $BUILDX_CONFIG
@@ -80,6 +81,7 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
     buildx shows. buildx reports a refused or failed TLS dial only as "context
     deadline exceeded", so on failure the script asks buildctl (or openssl) for
     the real error. A failed preflight leaves an existing builder untouched.
+    With `ready` (components.builder.readiness) it waits for booting nodes.
     """
     if not nodes:
         raise ValueError("a builder needs at least one node")
@@ -131,16 +133,20 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         "  native=$(awk '$1==\"Platforms:\"{print $2; exit}' <<<\"$out\")",
         "  native=${native%,}",
         '  [ "$native" = "$platform" ] ||',
-        '    fail "node $name ($ep) should build $platform natively, but its daemon reports ${native:-nothing} first"',
+        f'    fail "node $name ($ep) should build $platform {WRONG_PLATFORM} ${{native:-nothing}} first"',
         '  echo "preflight: node $name ($ep) is up and builds $platform"',
         "}",
     ]
+    ready = ready if ready and ready.timeout_seconds > 0 else None  # 0: one probe, the script as before
     if has_spares(nodes) or wake is not None:
         # Only a farm with several nodes on some platform (or idle stop and wake) renders the key,
         # failover and wake part: any other farm keeps the script (the Builder's `create`) it had.
-        return "\n".join(lines + _affine_tail(builder, nodes, wake)) + "\n"
-    for n in nodes:
-        lines.append("check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]))
+        return "\n".join(lines + _affine_tail(builder, nodes, wake, ready)) + "\n"
+    if ready is None:
+        lines += ["check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]) for n in nodes]
+    else:
+        lines += ["declare -A plat ep sn", *_node_table(nodes), *render_await(ready)]
+        lines += [f"await_any {n.name} || exit 1" for n in nodes]
     lines.append(f"bx rm {shlex.quote(builder)} >/dev/null 2>&1 || true")
     for argv in create_args(builder, nodes, _CERTS):
         lines.append(f"bx {_q(argv)} >/dev/null")
@@ -158,7 +164,14 @@ def has_spares(nodes: Sequence[BuilderNode]) -> bool:
     return len(set(platforms)) < len(platforms)
 
 
-def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None = None) -> list[str]:
+def _node_table(nodes: Sequence[BuilderNode]) -> list[str]:
+    """bash: each node's platform, endpoint and server name in the arrays plat, ep and sn."""
+    return [f"plat[{n.name}]={shlex.quote(n.platform)} ep[{n.name}]={shlex.quote(n.endpoint)} "
+            f"sn[{n.name}]={shlex.quote(n.server_name)}" for n in nodes]
+
+
+def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None = None,
+                 ready: Readiness | None = None) -> list[str]:
     """The rest of the create script for a farm with spare nodes: `--key` (or $BKF_KEY) orders
     each platform's nodes by rendezvous hashing (components.builder.affinity, computed here with
     sha256sum) and the first node that passes the preflight joins; without a key every node is
@@ -179,10 +192,10 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
         '  esac',
         'done',
         "declare -A plat ep sn",
+        *_node_table(nodes),
     ]
-    for n in nodes:
-        lines.append(f"plat[{n.name}]={shlex.quote(n.platform)} ep[{n.name}]={shlex.quote(n.endpoint)} "
-                     f"sn[{n.name}]={shlex.quote(n.server_name)}")
+    if ready is not None:
+        lines += render_await(ready)
     lines += [
         "all=(" + " ".join(n.name for n in nodes) + ")",
         "platforms=(" + " ".join(shlex.quote(p) for p in platforms) + ")",
@@ -197,7 +210,8 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
         "joined=()",
         'if [ -z "$key" ]; then',
         *(['  wake "${all[@]}"'] if wake else []),
-        '  for n in "${all[@]}"; do check_node "$n" "${plat[$n]}" "${ep[$n]}" "${sn[$n]}"; joined+=("$n"); done',
+        *([AWAIT_ALL] if ready else [
+            '  for n in "${all[@]}"; do check_node "$n" "${plat[$n]}" "${ep[$n]}" "${sn[$n]}"; joined+=("$n"); done']),
         "else",
         "  declare -A orders; firsts=()",
         '  for p in "${platforms[@]}"; do',
@@ -209,14 +223,15 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
         *(['  wake "${firsts[@]}"'] if wake else []),
         '  for p in "${platforms[@]}"; do',
         '    read -ra order <<<"${orders[$p]}"',
-        '    pick=""',
-        '    for n in "${order[@]}"; do',
-        "      # a subshell: a node that fails the preflight is skipped for the next in the key's order",
-        '      if ( check_node "$n" "$p" "${ep[$n]}" "${sn[$n]}" ); then pick=$n; break; fi',
-        '      echo "affinity: skipping $n" >&2',
-        '    done',
-        '    [ -n "$pick" ] || fail "no node of $p passed the preflight (tried ${order[*]})"',
-        '    joined+=("$pick")',
+        *(AWAIT_PICK if ready else [
+            '    pick=""',
+            '    for n in "${order[@]}"; do',
+            "      # a subshell: a node that fails the preflight is skipped for the next in the key's order",
+            '      if ( check_node "$n" "$p" "${ep[$n]}" "${sn[$n]}" ); then pick=$n; break; fi',
+            '      echo "affinity: skipping $n" >&2',
+            '    done',
+            '    [ -n "$pick" ] || fail "no node of $p passed the preflight (tried ${order[*]})"',
+            '    joined+=("$pick")']),
         '  done',
         "fi",
         f"bx rm {b} >/dev/null 2>&1 || true",

@@ -91,6 +91,8 @@ class FarmBase(ConfigModel):
 
     #: provider config keys (`<provider>:<key>`) this backend takes besides its own (see loading.parse_config)
     provider_keys: ClassVar[tuple[str, ...]] = ()
+    #: builder.readyTimeoutSeconds when unset: how long this backend's nodes may still be booting
+    default_ready_timeout: ClassVar[int] = 0
 
     backend: Backend = Field(description=BACKEND_DOC)
     allow_open_ingress: Bool = Field(False, description=(
@@ -107,6 +109,11 @@ class FarmBase(ConfigModel):
         IdleStopSpec(), description="stop idle nodes; CI wakes them")
 
     nodes: tuple[NodeSpec, ...]
+
+    def ready_timeout(self) -> int:
+        """Seconds the builder's preflight waits for the nodes (0: it probes once)."""
+        t = self.builder.ready_timeout_seconds
+        return self.default_ready_timeout if t is None else t
 
     def platforms(self) -> list[Platform]:
         """Platforms in config order, each once."""

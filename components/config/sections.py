@@ -124,6 +124,10 @@ class BuilderSpec(ConfigModel):
     config_dir: Annotated[str, matching(r"^(/[^\0]*)?$", "an absolute path")] = Field(
         "", description="absolute BUILDX_CONFIG for the builder and its cert files; empty: the caller's "
         "$BUILDX_CONFIG or ~/.docker/buildx")
+    ready_timeout_seconds: Annotated[Int, integer(0, 3600, " seconds")] | None = Field(
+        None, description="how long the builder's preflight waits for booting nodes (0: one probe); empty: 900 on "
+        "aws (cloud-init installs BuildKit on a fresh instance), 0 on ssh and kubernetes (their nodes are up "
+        "when `up` reaches the builder)")
 
 
 class IdleStopSpec(ConfigModel):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
 import re
 import shutil
 import ssl
@@ -32,7 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
+from components.builder.readiness import Readiness, aws_boot_log
+from components.builder.scripts import BuilderNode, render_create_script
+from components.config import parse_config
 from tests.ec2.node import Ec2Node, exclusive, sweep, tcp_open
 from tests.support.hosts import ROOT, Pem, buildctl, make_artifact, need, openssl_pki, run
 from tests.unit import mockrt
@@ -40,6 +45,9 @@ from tests.unit import mockrt
 pytestmark = pytest.mark.ec2
 
 DEV = mockrt.stack_config(ROOT / "Pulumi.dev.yaml")
+#: the dev stack's config as the program parses it (keys without the project prefix)
+DEV_RAW = {k.removeprefix("buildkit-farm:"): yaml.safe_load(v) for k, v in DEV.items()
+           if k.startswith("buildkit-farm:")}
 #: the dev stack's x86 node: this machine is x86_64 (the arm64 node's payload refuses to run here)
 NODE = "amd64-1"
 LOG = "/var/log/cloud-init-output.log"
@@ -351,6 +359,89 @@ def test_changed_cert_in_ssm_reaches_the_node_through_the_association_command(ti
     assert "certificates unchanged" in r.stderr, r.stderr
     assert unit(node, "MainPID")["MainPID"] == after
     bk(tier, node, "debug", "workers")
+
+
+# ---------------------------------------------------------------- the builder's preflight against a booting instance
+
+
+def start_create_script(tier: Tier, node: Ec2Node, **env: str) -> tuple[subprocess.Popen[str], Path, float]:
+    """The builder's create script for this node, as the program renders it for the dev stack (its bound,
+    the instance's boot-log command), started before the instance boots; the node's address is the tier's.
+    Its stdout goes to the returned file, read while it runs."""
+    bins = need("docker-buildx", "buildctl")
+    bound = parse_config(dict(DEV_RAW), aws_region=tier.dev.region).ready_timeout()
+    script = render_create_script(
+        "bkf-ec2", [BuilderNode(NODE, "linux/amd64", f"tcp://{node.addr}:1234", node.addr)],
+        buildx=bins["docker-buildx"],
+        ready=Readiness(bound, {NODE: aws_boot_log(tier.dev.region, node.instance_id)}))
+    (node.work / "create.sh").write_text(script)
+    out = node.work / "create.out"
+    with open(out, "w") as f:
+        proc = subprocess.Popen(
+            ["bash", str(node.work / "create.sh")], text=True, stdout=f, stderr=subprocess.PIPE,
+            env={**os.environ, "BUILDX_CONFIG": str(node.work / "buildx"), "BKF_TLS_CA": tier.ca.read_text(),
+                 "BKF_TLS_CERT": tier.client.cert.read_text(), "BKF_TLS_KEY": tier.client.key.read_text(), **env})
+    return proc, out, time.monotonic()
+
+
+def wait_for_text(proc: subprocess.Popen[str], out: Path, text: str, timeout: float) -> float:
+    """When (monotonic) the script printed text; fails if it exits or times out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in out.read_text():
+            return time.monotonic()
+        assert proc.poll() is None, f"the script exited {proc.returncode}: {out.read_text()}"
+        time.sleep(0.2)
+    raise AssertionError(f"no {text!r} within {timeout}s: {out.read_text()}")
+
+
+def test_the_builder_waits_for_a_booting_node_and_joins_it(tier: Tier) -> None:
+    n = new_node(tier, 32, "c")
+    try:
+        n.create()
+        put_certs(n, tier.dev, cert_values(tier, leaf(tier, f"{NODE}-c", f"IP:{n.addr}")))
+        proc, out, t0 = start_create_script(tier, n, BKF_READY_INTERVAL="2")
+        # buildx's own bootstrap retries a dial for ~20 s: boot once the script has waited past one probe
+        wait_for_text(proc, out, f"preflight: waiting for node {NODE} ", 120)
+        t_boot = time.monotonic()
+        n.boot(timeout=600)  # the container starts, cloud-init runs the user data, the script keeps probing
+        booted = time.monotonic() - t_boot
+        t_up = wait_for_text(proc, out, f"preflight: node {NODE} (tcp://{n.addr}:1234) is up and builds linux/amd64",
+                             900)
+        _, err = proc.communicate(timeout=300)
+        text = out.read_text()
+        assert proc.returncode == 0, err
+        waiting = [line for line in text.splitlines() if line.startswith(f"preflight: waiting for node {NODE} ")]
+        assert f"builder bkf-ec2 ready: {NODE}=linux/amd64" in text, text
+        tier.timings["builder: instance start to node ready"] = t_up - t_boot
+        print(f"\nbuilder on a booting instance: started {t_boot - t0:.1f}s before the instance; cloud-init done "
+              f"{booted:.1f}s and the node joined {t_up - t_boot:.1f}s after the instance started "
+              f"({t_up - t0:.1f}s after the script); {len(waiting)} waiting lines, the last: {waiting[-1]}")
+    finally:
+        n.destroy()
+
+
+def test_the_builder_fails_within_its_bound_naming_the_error_and_the_boot_log(tier: Tier) -> None:
+    n = new_node(tier, 33, "d")
+    try:
+        n.create()  # no cert parameters in SSM: the node's start fails, buildkitd never listens
+        bound = 45
+        proc, out, t0 = start_create_script(tier, n, BKF_READY_TIMEOUT=str(bound), BKF_READY_INTERVAL="5")
+        n.boot()
+        _, err = proc.communicate(timeout=bound + 120)
+        took = time.monotonic() - t0
+        assert proc.returncode != 0, out.read_text()
+        assert took < bound + 35, took  # the bound, plus at most one probe
+        assert f"preflight: node {NODE} (tcp://{n.addr}:1234) is not ready after" in err, err
+        assert "last error: " in err and "connection refused" in err.split("last error: ")[1], err
+        assert (f"preflight: boot log of {NODE}: aws ec2 get-console-output --region {tier.dev.region} "
+                f"--instance-id {n.instance_id} --latest") in err, err
+        # ...and that log says why
+        assert f"cannot read {tier.dev.prefix}/ca from SSM Parameter Store" in n.sh(f"cat {LOG}").stdout
+        print(f"\nbuilder on a node that never starts: failed after {took:.1f}s (bound {bound}s): "
+              f"{next(line for line in err.splitlines() if 'not ready' in line)}")
+    finally:
+        n.destroy()
 
 
 # ---------------------------------------------------------------- an instance that cannot read its certs

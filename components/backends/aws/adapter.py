@@ -12,6 +12,7 @@ from components.backends.aws.components import AwsNode, AwsNodeAddress, AwsNodeA
 from components.backends.aws.config import AwsFarmConfig
 from components.backends.aws.iam import ci_wake_policy
 from components.backends.base import AddressComponents, Extras, HostInputs
+from components.builder.readiness import aws_boot_log
 from components.builder.wake import Wake
 from components.node.render import render
 from components.pki import Pki
@@ -53,14 +54,15 @@ class AwsBackend:
 
     def extras(self, nodes: Sequence[pulumi.Resource]) -> Extras:
         wake = policy = cache = None
+        region, names = self.cfg.region, [n.name for n in self.cfg.nodes]
+        ids = pulumi.Output.all(*[n.instance_id for n in nodes if isinstance(n, AwsNode)])
+        boot_logs = ids.apply(lambda i: {n: aws_boot_log(region, iid) for n, iid in zip(names, i, strict=True)})
         if self.cfg.idle_stop.enabled:
             # the create script wakes stopped instances; CI gets a policy for exactly those
-            region, names = self.cfg.region, [n.name for n in self.cfg.nodes]
-            ids = pulumi.Output.all(*[n.instance_id for n in nodes if isinstance(n, AwsNode)])
             wake = ids.apply(lambda i: Wake(region, dict(zip(names, i, strict=True))))
             policy = ids.apply(lambda i: ci_wake_policy(region, i))
         if self.cfg.aws.cache_repository:
             cache_name, cache_opts = self.child("cache")
             cache = CacheRepository(cache_name, CacheRepositoryArgs(
                 self.cfg.aws.cache_repository, self.cfg.aws.cache_expire_days, self.cfg.platforms()), cache_opts)
-        return Extras(wake=wake, ci_wake_policy=policy, cache=cache)
+        return Extras(wake=wake, ci_wake_policy=policy, cache=cache, boot_logs=boot_logs)

@@ -2,8 +2,8 @@
 
 Two components per node, created in dependency order:
 
-* ``AwsNodeAddress``: the Elastic IP (and optional Route 53 record) clients dial;
-  it exists before the server cert that names it.
+* ``AwsNodeAddress``: the Elastic IP or the configured private IP (and optional Route 53
+  record) clients dial; it exists before the server cert that names it.
 * ``AwsNode``: security group, role, cert parameters in SSM Parameter Store, the
   encrypted gp3 data volume with its own attachment, and the instance whose user
   data is the shared bootstrap payload (no key material in it).
@@ -65,35 +65,51 @@ class AwsNodeAddressArgs:
 
 
 class AwsNodeAddress(pulumi.ComponentResource):
-    """Elastic IP (+ optional DNS record): the stable endpoint, made before the cert."""
+    """What clients dial, made before the cert that names it: an Elastic IP (aws.endpoint public) or
+    the node's configured private IP (private: nothing to create), and an optional DNS record.
 
-    public_ip: pulumi.Output[str]
-    """The Elastic IP."""
-    allocation_id: pulumi.Output[str]
-    """The Elastic IP's allocation id."""
+    Both addresses a node has go in its cert: the Elastic IP and, when configured, the private IP.
+    The private IP is fixed in config (nodes[].privateIp, in aws.subnetId) because EC2 assigns
+    one only when the instance exists, and the instance boots with the cert that must name it.
+    """
+
+    public_ip: pulumi.Output[str] | None
+    """The Elastic IP (None with aws.endpoint private)."""
+    allocation_id: pulumi.Output[str] | None
+    """The Elastic IP's allocation id (None with aws.endpoint private)."""
     address: NodeAddress
     """What clients dial and the server cert names."""
 
     def __init__(self, name: str, args: AwsNodeAddressArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("buildkit-farm:index:AwsNodeAddress", name, None, opts)
         node, spec, port = args.node, args.aws, args.port
-        eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags={"Name": name},
-                          opts=pulumi.ResourceOptions(parent=self))
-        self.public_ip = eip.public_ip
-        self.allocation_id = eip.allocation_id
-        host: pulumi.Output[str] = eip.public_ip
-        sans: list[pulumi.Input[str]] = [eip.public_ip]
+        private = [node.private_ip] if node.private_ip else []
+        ip: pulumi.Output[str]
+        if spec.endpoint == "private":
+            if not node.private_ip:
+                raise ValueError(f"{node.name}: aws.endpoint private needs the node's privateIp")
+            self.public_ip = self.allocation_id = None
+            ip = pulumi.Output.from_input(node.private_ip)
+            addresses: list[pulumi.Input[str]] = [ip]
+        else:
+            eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags={"Name": name},
+                              opts=pulumi.ResourceOptions(parent=self))
+            self.public_ip = ip = eip.public_ip
+            self.allocation_id = eip.allocation_id
+            addresses = [ip, *private]
+        host: pulumi.Output[str] = ip
+        sans: list[pulumi.Input[str]] = addresses
         if spec.dns_zone_id and spec.dns_domain:
             fqdn = f"{node.name}.{spec.dns_domain}"
             record = aws.route53.Record(f"{name}-dns", zone_id=spec.dns_zone_id, name=fqdn,
-                                        type="A", ttl=300, records=[eip.public_ip],
+                                        type="A", ttl=300, records=[ip],
                                         opts=pulumi.ResourceOptions(parent=self))
             host = record.fqdn
-            sans = [record.fqdn, eip.public_ip]
+            sans = [record.fqdn, *addresses]
         self.address = NodeAddress(
             name=node.name, platform=node.platform, port=port, host=host,
             sans=pulumi.Output.all(*sans, *node.extra_sans).apply(list))
-        self.register_outputs({"public_ip": self.public_ip})
+        self.register_outputs({"public_ip": self.public_ip} if self.public_ip is not None else {})
 
 
 @dataclass(frozen=True)
@@ -210,16 +226,21 @@ class AwsNode(pulumi.ComponentResource):
             instance_market_options=market,
             # idleStop powers the OS off: stop, never terminate (unset when off: inputs as before)
             instance_initiated_shutdown_behavior="stop" if args.bundle.idle else None,
+            # the address the cert names (unset: EC2 picks one, inputs as before)
+            private_ip=node.private_ip,
             tags={"Name": name, "buildkit-farm/platform": node.platform},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=params))
+            # a fixed private IP is held by the old instance until it is gone: delete it first
+            opts=pulumi.ResourceOptions(parent=self, depends_on=params,
+                                        delete_before_replace=True if node.private_ip else None))
 
         aws.ec2.VolumeAttachment(
             f"{name}-cache-attachment", device_name=ATTACH_DEVICE, volume_id=volume.id,
             instance_id=instance.id, stop_instance_before_detaching=True,
             # detach from the old instance before attaching to its replacement
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True))
-        aws.ec2.EipAssociation(f"{name}-eip-association", allocation_id=args.address.allocation_id,
-                               instance_id=instance.id, opts=child)
+        if args.address.allocation_id is not None:
+            aws.ec2.EipAssociation(f"{name}-eip-association", allocation_id=args.address.allocation_id,
+                                   instance_id=instance.id, opts=child)
 
         # Renewed certs reach the node without replacing it: SSM Run Command
         # re-runs `bkf-node.sh certs` whenever the cert (and so the command) changes.
