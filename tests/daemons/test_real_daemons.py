@@ -29,7 +29,7 @@ from components.builder.scripts import BuilderNode, render_create_script
 from components.node.buildkitd_toml import render_buildkitd_toml
 from components.node.payload import render_cert_bundle, render_payload, sha256_file
 from components.node.settings import NodeSettings
-from tests.support.hosts import (
+from harness.hosts import (
     TESTHOSTS,
     Host,
     HostSet,

@@ -6,7 +6,7 @@ The dev stack's x86 node (Pulumi.dev.yaml, amd64-1) boots as a systemd-nspawn co
 systemd as PID 1. Its user data is EXACTLY the instance's ``userDataBase64`` from the program run
 under Pulumi mocks (tests/unit/mockrt.py), never re-rendered here; the SSM parameter names and
 types and the SSM association's command come from the same run. Certificates are real (openssl,
-tests/support/hosts.openssl_pki). Tests run in file order: they walk one instance through its life
+harness/hosts.openssl_pki). Tests run in file order: they walk one instance through its life
 (boot, build, crash, reboot, cert rotation), then a second instance whose certificates cannot be read.
 
 Each survival and refusal check was seen to fail once against a broken copy of the payload
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.hosts import ROOT, Pem, buildctl, make_artifact, need, openssl_pki, run
 from tests.ec2.node import Ec2Node, exclusive, sweep, tcp_open
-from tests.support.hosts import ROOT, Pem, buildctl, make_artifact, need, openssl_pki, run
 from tests.unit import mockrt
 
 pytestmark = pytest.mark.ec2

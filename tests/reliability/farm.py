@@ -13,8 +13,8 @@ from pathlib import Path
 from components.node.buildkitd_toml import render_buildkitd_toml
 from components.node.payload import render_cert_bundle, render_payload, sha256_file
 from components.node.settings import NodeSettings
+from harness.hosts import ROOT, TESTHOSTS, Host, HostSet, make_artifact, need, run
 from tests.support import pki
-from tests.support.hosts import ROOT, TESTHOSTS, Host, HostSet, need, run
 
 PORT = 1234
 PLATFORM = "linux/amd64"
@@ -53,8 +53,6 @@ class Farm:
     @classmethod
     def make(cls, hosts: HostSet, d: Path, volume_gb: int = 20) -> Farm:
         need("buildkitd", "buildctl", "openssl", "ssh")
-        from tests.support.hosts import make_artifact
-
         ca = pki.make_ca("bkf reliability CA")
         servers = {h.name: pki.make_server(ca, [h.addr]) for h in hosts.hosts}
         client = write_client(d / "pki", "client", ca.cert_pem, pki.make_client(ca, "ci"))
