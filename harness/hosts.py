@@ -101,6 +101,15 @@ def make_artifact(dest_dir: Path) -> Path:
                      versions.BUILDKIT_VERSION]).stdout.strip())
 
 
+def sample_context(ctx: Path) -> Path:
+    """The local farm's sample build (local/sample, with rootfs-<arch>.tar from local/rootfs.sh) in
+    ``ctx``, made on the first call."""
+    if not ctx.exists():
+        shutil.copytree(ROOT / "local" / "sample", ctx)
+        run(["bash", str(ROOT / "local" / "rootfs.sh"), str(ctx)])
+    return ctx
+
+
 @dataclass(frozen=True)
 class Pem:
     cert: Path

@@ -40,6 +40,7 @@ from harness.hosts import (
     openssl_pki,
     run,
     running_hosts,
+    sample_context,
 )
 
 pytestmark = pytest.mark.daemons
@@ -109,10 +110,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
 
 def build(farm: Farm, *args: str, dest: Path | None = None) -> str:
     bx = need("docker-buildx")["docker-buildx"]
-    sample = farm.dir / "sample"
-    if not sample.exists():
-        shutil.copytree(Path(__file__).resolve().parents[2] / "local" / "sample", sample)
-        run(["bash", str(Path(__file__).resolve().parents[2] / "local" / "rootfs.sh"), str(sample)])
+    sample = sample_context(farm.dir / "sample")
     out = dest or farm.dir / "out"
     shutil.rmtree(out, ignore_errors=True)
     r = run([bx, "build", "--builder", BUILDER, "--progress", "plain", *args,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.farm import Farm, running_farm
-from harness.hosts import ROOT, buildctl, need, run, running_hosts
+from harness.hosts import buildctl, need, run, running_hosts, sample_context
 
 pytestmark = pytest.mark.e2e
 
@@ -90,11 +90,7 @@ def test_each_node_answers_mtls_with_the_exported_client_cert_only(stack: Farm) 
 
 
 def sample_build(stack: Farm, *args: str) -> tuple[str, dict[str, str]]:
-    ctx = stack.dir / "sample"
-    if not ctx.exists():
-        ctx.mkdir()
-        shutil.copy(ROOT / "local" / "sample" / "Dockerfile", ctx)
-        run(["bash", str(ROOT / "local" / "rootfs.sh"), str(ctx)])
+    ctx = sample_context(stack.dir / "sample")
     out = stack.dir / "out"
     shutil.rmtree(out, ignore_errors=True)
     r = stack.build(ctx, "--platform", "linux/amd64,linux/arm64", *args, "--output", f"type=local,dest={out}")

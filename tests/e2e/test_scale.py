@@ -22,7 +22,7 @@ import pytest
 
 from components.builder.affinity import rank
 from harness.farm import Farm, running_farm
-from harness.hosts import ROOT, need, run, running_hosts
+from harness.hosts import ROOT, need, run, running_hosts, sample_context
 
 pytestmark = pytest.mark.e2e
 
@@ -42,11 +42,7 @@ def create_builder(farm: Farm, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def build_amd64(farm: Farm, bust: str) -> None:
-    ctx = farm.dir / "sample"
-    if not ctx.exists():
-        ctx.mkdir()
-        shutil.copy(ROOT / "local" / "sample" / "Dockerfile", ctx)
-        run(["bash", str(ROOT / "local" / "rootfs.sh"), str(ctx)])
+    ctx = sample_context(farm.dir / "sample")
     out = farm.dir / "out"
     shutil.rmtree(out, ignore_errors=True)
     farm.build(ctx, "--platform", "linux/amd64", "--build-arg", f"BUST={bust}", "--output", f"type=local,dest={out}")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.hosts import ROOT, Pem, buildctl, make_artifact, need, openssl_pki, run
+from harness.hosts import ROOT, Pem, buildctl, make_artifact, need, openssl_pki, run, sample_context
 from tests.ec2.node import Ec2Node, exclusive, sweep, tcp_open
 from tests.unit import mockrt
 
@@ -181,10 +181,7 @@ def bk(tier: Tier, node: Ec2Node, *args: str, check: bool = True) -> subprocess.
 
 def build(tier: Tier, node: Ec2Node, bust: str) -> str:
     """local/sample through the node: its RUN step counts its runs in a cache mount."""
-    sample = tier.dir / "sample"
-    if not sample.exists():
-        shutil.copytree(ROOT / "local" / "sample", sample)
-        run(["bash", str(ROOT / "local" / "rootfs.sh"), str(sample)])
+    sample = sample_context(tier.dir / "sample")
     out = tier.dir / "out"
     shutil.rmtree(out, ignore_errors=True)
     bk(tier, node, "build", "--frontend", "dockerfile.v0", "--local", f"context={sample}", "--local",
