@@ -67,6 +67,15 @@ class HostSet:
         return run(["bash", str(TESTHOSTS), "ssh", host.name, command], input=stdin, env=self.env,
                    check=check, timeout=timeout)
 
+    def install(self, host: Host, artifact: Path, payload: str, bundle: str) -> str:
+        """Copy the artifact and run the node payload over SSH (the certificate bundle on stdin), as
+        the SshNode component does; the payload's log."""
+        with open(artifact, "rb") as f:
+            subprocess.run(["bash", str(TESTHOSTS), "ssh", host.name, "mkdir -p /opt/buildkit-farm/artifacts && "
+                            f"cat > /opt/buildkit-farm/artifacts/{artifact.name}"],
+                           stdin=f, env=self.env, check=True, timeout=120)
+        return self.ssh(host, payload, stdin=bundle).stderr
+
     def netns_pids(self, host: Host) -> list[str]:
         return run(["ip", "netns", "pids", f"bkf-{host.name}"], check=False).stdout.split()
 

@@ -83,12 +83,7 @@ class Farm:
         return self.host(host).addr
 
     def install(self, host: str) -> str:
-        """Copy the artifact and run the payload over SSH, as the SshNode component does."""
-        with open(self.artifact, "rb") as f:
-            subprocess.run(["bash", str(TESTHOSTS), "ssh", host, "mkdir -p /opt/buildkit-farm/artifacts && "
-                            f"cat > /opt/buildkit-farm/artifacts/{self.artifact.name}"],
-                           stdin=f, env=self.hosts.env, check=True, timeout=120)
-        return self.hosts.ssh(self.host(host), self.payload(host), stdin=self.bundle(host)).stderr
+        return self.hosts.install(self.host(host), self.artifact, self.payload(host), self.bundle(host))
 
     def buildx_env(self) -> dict[str, str]:
         return {**os.environ, "BUILDX_CONFIG": str(self.buildx_config), "BKF_TLS_CA": self.ca.read_text(),

@@ -13,7 +13,7 @@ from pathlib import Path
 from components.node.buildkitd_toml import render_buildkitd_toml
 from components.node.payload import render_cert_bundle, render_payload, sha256_file
 from components.node.settings import NodeSettings
-from harness.hosts import ROOT, TESTHOSTS, Host, HostSet, make_artifact, need, run
+from harness.hosts import ROOT, Host, HostSet, make_artifact, need, run
 from tests.support import pki
 
 PORT = 1234
@@ -75,14 +75,10 @@ class Farm:
         return render_payload(settings, toml, action)
 
     def install(self, host: str) -> str:
-        """Copy the artifact and run the payload over SSH, as the SshNode component does; its log."""
-        with open(self.artifact, "rb") as f:
-            subprocess.run(["bash", str(TESTHOSTS), "ssh", host, "mkdir -p /opt/buildkit-farm/artifacts && "
-                            f"cat > /opt/buildkit-farm/artifacts/{self.artifact.name}"],
-                           stdin=f, env=self.hosts.env, check=True, timeout=120)
+        """The node's install payload with its server cert (HostSet.install); its log."""
         s = self.servers[host]
         bundle = render_cert_bundle(self.ca.cert_pem, s.cert_pem, s.key_pem)
-        return self.hosts.ssh(self.host(host), self.payload(host), stdin=bundle).stderr
+        return self.hosts.install(self.host(host), self.artifact, self.payload(host), bundle)
 
     def ssh(self, host: str, command: str, *, check: bool = True,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
