@@ -3,7 +3,6 @@ always destroyed and removed at the end (also when the block fails)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import secrets
@@ -66,6 +65,8 @@ def init_salt(name: str, project: Path, scratch_parent: Path, env: dict[str, str
 
 @dataclass
 class Stack:
+    """A stack of the program on its own file backend; its pulumi commands and config files."""
+
     name: str
     dir: Path
     env: dict[str, str]
@@ -84,7 +85,7 @@ class Stack:
         cwd = cwd or self.project
         config = config or self.config
         # pulumi reads Pulumi.<stack>.yaml beside Pulumi.yaml by itself; any other file is named to
-        # the commands that run the program (`stack ...` commands read only the backend)
+        # the commands that run the program (`pulumi stack ...` has no --config-file flag: it refuses it)
         found = config == cwd / f"Pulumi.{self.name}.yaml"
         named = [] if found or args[0] not in RUNS_PROGRAM else ["--config-file", str(config)]
         return run(["pulumi", *args, "--stack", self.name, "--non-interactive", *named], cwd=cwd,
@@ -105,14 +106,14 @@ class Stack:
 
     def variant(self, name: str, change: Callable[[dict[str, Any]], object]) -> Path:
         """Another config file of this stack (``<dir>/<name>.yaml``): the current config, changed by ``change``."""
-        cfg = copy.deepcopy(self.read_config())
+        cfg = self.read_config()
         change(cfg)
         return self.write_config(cfg, self.dir / f"{name}.yaml")
 
 
 @contextmanager
 def running_stack(name: str, d: Path, cfg: dict[str, Any], *, env: dict[str, str] | None = None,
-               config: Path | None = None, project: Path = ROOT) -> Iterator[Stack]:
+                  config: Path | None = None, project: Path = ROOT) -> Iterator[Stack]:
     """A stack ``name`` of ``project`` on a file backend under ``d`` (``env``: file_backend(d) by
     default), its config ``cfg`` in ``config`` (default: Pulumi.<name>.yaml in the project, as
     pulumi finds it); at the end destroyed, removed and its config file deleted."""
