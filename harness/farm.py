@@ -67,7 +67,7 @@ class Farm:
 
     def host(self, node: str) -> Host:
         name = next(h for h, n in self.nodes_on.items() if n == node)
-        return next(h for h in self.hosts.hosts if h.name == name)
+        return self.hosts.host(name)
 
     def node(self, name: str) -> dict[str, str]:
         return dict(next(n for n in self.outputs["nodes"] if n["name"] == name))

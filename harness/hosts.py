@@ -62,6 +62,9 @@ class HostSet:
             env["BKF_TEST_DATA_GB"] = str(self.data_gb)
         return env
 
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
     def ssh(self, host: Host, command: str, *, stdin: str | None = None, check: bool = True,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return run(["bash", str(TESTHOSTS), "ssh", host.name, command], input=stdin, env=self.env,

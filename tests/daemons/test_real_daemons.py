@@ -77,7 +77,7 @@ class Farm:
         return render_cert_bundle(self.ca.read_text(), s.cert.read_text(), s.key.read_text())
 
     def host(self, name: str) -> Host:
-        return next(h for h in self.hosts.hosts if h.name == name)
+        return self.hosts.host(name)
 
     def addr(self, host: str) -> str:
         return self.host(host).addr

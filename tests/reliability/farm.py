@@ -60,7 +60,7 @@ class Farm:
 
     # ------------------------------------------------------------ nodes
     def host(self, name: str) -> Host:
-        return next(h for h in self.hosts.hosts if h.name == name)
+        return self.hosts.host(name)
 
     def endpoint(self, host: str) -> str:
         return f"tcp://{self.host(host).addr}:{PORT}"
