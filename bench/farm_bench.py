@@ -32,8 +32,10 @@ import yaml
 
 from bench import report, workload
 from bench.ephemeral import ephemeral_buildkitd
-from bench.farm import BUILDER, REGISTRY, Farm, bench_farm
-from tests.support.hosts import ROOT, file_backend
+from bench.farm import BUILDER, REGISTRY, bench_farm, daemon_pid, kill9, reinstall, restart
+from harness.farm import Farm
+from harness.hosts import ROOT
+from harness.stack import file_backend
 
 AMD, ARM = "amd64-1", "arm64-1"
 PREVIEW_SUBNET = "10.77.0."  # preview nodes get .100 up: addresses no test host uses (h90+)
@@ -126,7 +128,7 @@ class Bench:
             s, out = self.build(BUILDER, self.ctx)
             self.record("s4_farm_noop", s, f"{cached(out)} steps CACHED")
         for _ in range(self.args.runs):
-            self.record("s8_ready_restart", farm.restart(AMD))
+            self.record("s8_ready_restart", restart(farm, AMD))
             self.change(self.ctx)
             s, _ = self.build(BUILDER, self.ctx)
             self.record("s5_farm_restart_change", s)
@@ -152,7 +154,7 @@ class Bench:
         from inside the host (nsenter into buildkitd's mount and network namespaces)."""
         build = ["build", "--frontend", "dockerfile.v0", "--local", f"context={self.ctx}", "--local",
                  f"dockerfile={self.ctx}", "--opt", "platform=linux/amd64"]
-        pid = farm.daemon_pid(AMD)
+        pid = daemon_pid(farm, AMD)
         paths = {"s7_noop_mtls_tcp": [*farm.buildctl_argv(AMD), *build],
                  "s7_noop_unix": ["nsenter", "-t", str(pid), "-m", "-n", "buildctl", "--addr",
                                   "unix:///run/buildkit/buildkitd.sock", *build]}
@@ -166,9 +168,9 @@ class Bench:
 
     def ready_times(self, farm: Farm) -> None:
         for _ in range(self.args.runs):
-            self.record("s8_ready_kill9", farm.kill9(AMD))
+            self.record("s8_ready_kill9", kill9(farm, AMD))
         for _ in range(self.args.runs):
-            self.record("s8_ready_fresh_install", farm.reinstall(AMD))
+            self.record("s8_ready_fresh_install", reinstall(farm, AMD))
 
     def arm64(self, farm: Farm) -> None:
         """Emulated here (QEMU user mode): a full Go build takes many times longer, so the arm64
@@ -229,10 +231,10 @@ class Bench:
     def run_all(self) -> None:
         steps: list[tuple[str, Callable[[], None]]] = [("1: ephemeral builder, full build", self.ephemeral_full)]
         with bench_farm(self.workdir, log) as farm:
-            log(f"farm up in {farm.standup_seconds:.1f} s (pulumi up, both nodes)")
+            log(f"farm up in {farm.up_seconds:.1f} s (pulumi up, both nodes)")
             self.env["BUILDX_CONFIG"] = farm.env["BUILDX_CONFIG"]  # where the program created the builder
             self.notes.append(f"farm stand-up (pulumi up of 2 nodes on fresh test hosts): "
-                              f"{farm.standup_seconds:.1f} s")
+                              f"{farm.up_seconds:.1f} s")
             steps += [
                 ("farm warm-up", lambda: self.warm_farm(farm)),
                 ("3, 4, 5, 6: the farm's builds", lambda: self.farm_builds(farm)),

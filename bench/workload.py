@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.versions import versions_env
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_ROOT = Path(os.environ.get("BUILDKIT_FARM_CACHE", Path.home() / ".cache" / "buildkit-farm"))
 DIST_MOD = "github.com/distribution/distribution/v3"
@@ -64,15 +66,6 @@ def dockerfile(pkg: str, cache_mounts: bool = True) -> str:
     """The Dockerfile; ``cache_mounts=False`` is the same build without the two cache mounts."""
     return DOCKERFILE.format(pkg=pkg, modcache=MODCACHE if cache_mounts else "",
                              buildcache=BUILDCACHE if cache_mounts else "")
-
-
-def versions_env() -> dict[str, str]:
-    out = {}
-    for line in (ROOT / "toolchain" / "versions.env").read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            k, v = line.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
 
 
 def go_version() -> str:

@@ -29,7 +29,7 @@ from components.builder.scripts import BuilderNode, render_create_script
 from components.node.buildkitd_toml import render_buildkitd_toml
 from components.node.payload import render_cert_bundle, render_payload, sha256_file
 from components.node.settings import NodeSettings
-from tests.support.hosts import (
+from harness.hosts import (
     TESTHOSTS,
     Host,
     HostSet,
@@ -40,6 +40,7 @@ from tests.support.hosts import (
     openssl_pki,
     run,
     running_hosts,
+    sample_context,
 )
 
 pytestmark = pytest.mark.daemons
@@ -76,18 +77,13 @@ class Farm:
         return render_cert_bundle(self.ca.read_text(), s.cert.read_text(), s.key.read_text())
 
     def host(self, name: str) -> Host:
-        return next(h for h in self.hosts.hosts if h.name == name)
+        return self.hosts.host(name)
 
     def addr(self, host: str) -> str:
         return self.host(host).addr
 
     def install(self, host: str) -> str:
-        """Copy the artifact and run the payload over SSH, as the SshNode component does."""
-        with open(self.artifact, "rb") as f:
-            subprocess.run(["bash", str(TESTHOSTS), "ssh", host, "mkdir -p /opt/buildkit-farm/artifacts && "
-                            f"cat > /opt/buildkit-farm/artifacts/{self.artifact.name}"],
-                           stdin=f, env=self.hosts.env, check=True, timeout=120)
-        return self.hosts.ssh(self.host(host), self.payload(host), stdin=self.bundle(host)).stderr
+        return self.hosts.install(self.host(host), self.artifact, self.payload(host), self.bundle(host))
 
     def buildx_env(self) -> dict[str, str]:
         return {**os.environ, "BUILDX_CONFIG": str(self.buildx_config), "BKF_TLS_CA": self.ca.read_text(),
@@ -109,10 +105,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
 
 def build(farm: Farm, *args: str, dest: Path | None = None) -> str:
     bx = need("docker-buildx")["docker-buildx"]
-    sample = farm.dir / "sample"
-    if not sample.exists():
-        shutil.copytree(Path(__file__).resolve().parents[2] / "local" / "sample", sample)
-        run(["bash", str(Path(__file__).resolve().parents[2] / "local" / "rootfs.sh"), str(sample)])
+    sample = sample_context(farm.dir / "sample")
     out = dest or farm.dir / "out"
     shutil.rmtree(out, ignore_errors=True)
     r = run([bx, "build", "--builder", BUILDER, "--progress", "plain", *args,

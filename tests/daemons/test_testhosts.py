@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hosts import TESTHOSTS, run
+from harness.hosts import TESTHOSTS, run
 
 pytestmark = pytest.mark.daemons
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench import report
-from tests.support.hosts import ROOT, need, run
+from harness.hosts import ROOT, need, run
 
 pytestmark = pytest.mark.e2e
 

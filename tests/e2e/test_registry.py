@@ -16,30 +16,19 @@ registry workflow; split over modules, the farm would come up once per module.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.support.hosts import (
-    ROOT,
-    HostSet,
-    Pem,
-    buildctl,
-    file_backend,
-    make_artifact,
-    need,
-    run,
-    running_hosts,
-    write_stack_config,
-)
+from harness.farm import Farm, running_farm
+from harness.hosts import ROOT, HostSet, need, run, running_hosts
+from harness.registries import Registries, running_registries
+from harness.stack import file_backend
 
 pytestmark = pytest.mark.e2e
 
@@ -48,117 +37,54 @@ HOSTS = {"h11": "amd64-1", "h12": "arm64-1"}
 BUILDER = "bkf-registry-e2e"
 BRIDGE = "10.77.0.1"
 MAIN, UPSTREAM, MIRROR, UNTRUSTED, PLAIN = (f"{BRIDGE}:{p}" for p in (5461, 5462, 5463, 5464, 5465))
-REGISTRY_SH = ROOT / "local" / "registry.sh"
-
-
-@dataclass
-class Farm:
-    hosts: HostSet
-    dir: Path
-    env: dict[str, str]
-    registry_dir: Path
-    ca: Path
-    outputs: dict
-
-    def buildx(self, *args: str, check: bool = True, timeout: float = 900,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return run(["docker-buildx", *args], env={**self.env, **(env or {})}, check=check, timeout=timeout,
-                   cwd=self.dir)
-
-    def build(self, ctx: Path, *args: str, check: bool = True,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return self.buildx("build", "--builder", BUILDER, "--progress", "plain", *args, str(ctx), check=check, env=env)
-
-    def node(self, name: str) -> tuple[str, str, Pem]:
-        """(address, server name, client cert) of a node, from the stack outputs."""
-        n = next(n for n in self.outputs["nodes"] if n["name"] == name)
-        return n["endpoint"], n["serverName"], Pem(self.dir / "client.pem", self.dir / "client.key")
-
-    def buildctl(self, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        addr, server, pem = self.node(node)
-        return buildctl(addr, server, self.dir / "farm-ca.pem", pem, *args, check=check)
-
-    def histories(self, node: str) -> list[dict]:
-        out = self.buildctl(node, "debug", "histories", "--format", "json").stdout
-        return [json.loads(line)["record"] for line in out.splitlines() if line.strip()]
-
-    def registry_get(self, registry: str, path: str, accept: str = "") -> tuple[dict, str]:
-        """GET https://<registry>/v2/<path> with the local CA: (json body, Docker-Content-Digest)."""
-        argv = ["curl", "-fsS", "-D", "/dev/stderr", "--cacert", str(self.ca), f"https://{registry}/v2/{path}"]
-        if accept:
-            argv += ["-H", f"Accept: {accept}"]
-        r = run(argv)
-        digest = re.search(r"(?im)^docker-content-digest: (\S+)", r.stderr)
-        return json.loads(r.stdout), digest.group(1) if digest else ""
-
-    def log(self, name: str) -> str:
-        return (self.registry_dir / name / "registry.log").read_text()
-
-
-def registry(env: dict[str, str], *args: str) -> None:
-    run(["bash", str(REGISTRY_SH), *args], env=env)
 
 
 @pytest.fixture(scope="module")
-def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     need("pulumi", "pulumi-language-python", "buildkitd", "buildctl", "docker-buildx", "registry", "ssh", "openssl",
          "curl")
-    d = tmp_path_factory.mktemp("registry")
-    reg_dir = d / "registries"
-    reg_env = {**os.environ, "BKF_REGISTRY_DIR": str(reg_dir)}
-    ca = Path(run(["bash", str(REGISTRY_SH), "ca"], env=reg_env).stdout.strip())
-    with running_hosts(list(HOSTS), d / "state") as hs:
-        try:
-            registry(reg_env, "up", "main", MAIN)
-            registry(reg_env, "up", "upstream", UPSTREAM)
-            registry(reg_env, "up", "mirror", MIRROR, "--proxy", f"https://{UPSTREAM}")
-            registry(reg_env, "up", "untrusted", UNTRUSTED, "--ca-dir", str(d / "other-ca"))
-            registry(reg_env, "up", "plain", PLAIN, "--plain")
-            artifacts = d / "artifacts"
-            make_artifact(artifacts)
-            config = write_stack_config(d / f"Pulumi.{STACK}.yaml", HOSTS, BUILDER, d / "state", artifacts)
-            doc = yaml.safe_load(config.read_text())
-            pem = ca.read_text()
-            doc["config"]["buildkit-farm:registries"] = {
-                MAIN: {"ca": pem},
-                UPSTREAM: {"ca": pem, "mirrors": [MIRROR]},
-                MIRROR: {"ca": pem},
-                # the nodes trust the local CA here too, but this registry's cert has another issuer
-                UNTRUSTED: {"ca": pem},
-                # plain HTTP: the explicit opt-in, allowed for this private address
-                PLAIN: {"http": True},
-            }
-            config.write_text(yaml.safe_dump(doc, sort_keys=False))
-            bundle = run(["bash", str(REGISTRY_SH), "bundle"], env=reg_env).stdout.strip()
-            # buildx writes the multi-platform index from this machine: it trusts the local CA too
-            env = {**file_backend(d, reg_env), "SSL_CERT_FILE": bundle}
+    return tmp_path_factory.mktemp("registry")
 
-            def pulumi(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-                return run(["pulumi", *args, "--stack", STACK, "--non-interactive", "--config-file", str(config)],
-                           cwd=ROOT, env=env, check=check, timeout=900)
-            # (stack init in a scratch copy of the project: it writes the salt into Pulumi.<stack>.yaml there)
-            scratch = d / "project"
-            scratch.mkdir()
-            (scratch / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
-            run(["pulumi", "stack", "init", STACK, "--non-interactive"], cwd=scratch, env=env)
-            salt = (scratch / f"Pulumi.{STACK}.yaml").read_text()
-            config.write_text(salt + config.read_text())
-            try:
-                pulumi("up", "--yes", "--skip-preview")
-                outputs = json.loads(run(["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", STACK,
-                                          "--non-interactive"], cwd=ROOT, env=env).stdout)
-                (d / "farm-ca.pem").write_text(outputs["caCert"])
-                (d / "client.pem").write_text(outputs["clientCert"])
-                (d / "client.key").write_text(outputs["clientKey"])
-                (d / "client.key").chmod(0o600)
-                yield Farm(hs, d, env, reg_dir, ca, outputs)
-            finally:
-                pulumi("destroy", "--yes", "--skip-preview", check=False)
-        finally:
-            run(["bash", str(REGISTRY_SH), "down"], env=reg_env, check=False)
+
+@pytest.fixture(scope="module")
+def hosts(workdir: Path) -> Iterator[HostSet]:
+    with running_hosts(list(HOSTS), workdir / "state") as hs:
+        yield hs
+
+
+@pytest.fixture(scope="module")
+def registries(workdir: Path, hosts: HostSet) -> Iterator[Registries]:
+    """The five registries, on the bridge the test hosts brought up."""
+    with running_registries(workdir / "registries") as regs:
+        regs.sh("ca")
+        regs.up("main", MAIN)
+        regs.up("upstream", UPSTREAM)
+        regs.up("mirror", MIRROR, "--proxy", f"https://{UPSTREAM}")
+        regs.up("untrusted", UNTRUSTED, "--ca-dir", str(workdir / "other-ca"))
+        regs.up("plain", PLAIN, "--plain")
+        yield regs
     leftovers = [line for line in run(["pgrep", "-af", "registry serve"], check=False).stdout.splitlines()
-                 if str(reg_dir) in line]
+                 if str(regs.dir) in line]
     assert not leftovers, leftovers
+
+
+@pytest.fixture(scope="module")
+def farm(workdir: Path, hosts: HostSet, registries: Registries) -> Iterator[Farm]:
+    pem = registries.ca.read_text()
+    trusted = {
+        MAIN: {"ca": pem},
+        UPSTREAM: {"ca": pem, "mirrors": [MIRROR]},
+        MIRROR: {"ca": pem},
+        # the nodes trust the local CA here too, but this registry's cert has another issuer
+        UNTRUSTED: {"ca": pem},
+        # plain HTTP: the explicit opt-in, allowed for this private address
+        PLAIN: {"http": True},
+    }
+    # buildx writes the multi-platform index from this machine: it trusts the local CA too
+    env = {**file_backend(workdir, registries.env), "SSL_CERT_FILE": registries.bundle()}
+    with running_farm(hosts, STACK, workdir, HOSTS, BUILDER, registries=trusted, env=env,
+                      config=workdir / f"Pulumi.{STACK}.yaml") as f:
+        yield f
 
 
 def context(d: Path, name: str, dockerfile: str) -> Path:
@@ -181,7 +107,7 @@ def platforms_of(index: dict) -> dict[str, str]:
 INDEX = "application/vnd.oci.image.index.v1+json"
 
 
-def test_multi_platform_push_gives_an_index_each_platform_built_on_its_node(farm: Farm) -> None:
+def test_multi_platform_push_gives_an_index_each_platform_built_on_its_node(farm: Farm, registries: Registries) -> None:
     ctx = context(farm.dir, "multi", BASE + "FROM base\nARG TARGETPLATFORM\nARG RUN_ID\n"
                   "RUN echo \"$TARGETPLATFORM $(uname -m) $RUN_ID\" > /built-on\n")
     ref = f"{MAIN}/bkf/multi:t1"
@@ -190,28 +116,28 @@ def test_multi_platform_push_gives_an_index_each_platform_built_on_its_node(farm
     farm.build(ctx, "--platform", "linux/amd64,linux/arm64", "--build-arg", f"RUN_ID={run_id}", "--push", "-t", ref)
     wall = time.monotonic() - t0
     print(f"\n[registry] multi-platform build + --push of {ref}: {wall:.1f} s wall")
-    index, _ = farm.registry_get(MAIN, "bkf/multi/manifests/t1", INDEX)
+    index, _ = registries.get(MAIN, "bkf/multi/manifests/t1", INDEX)
     final = platforms_of(index)
     assert set(final) == {"linux/amd64", "linux/arm64"}, index
     # From the nodes: each node's build record shows the push of its own platform only, and the index
     # that node pushed (by digest) holds exactly the manifest the final index lists for that platform.
     for node, platform in (("amd64-1", "linux/amd64"), ("arm64-1", "linux/arm64")):
-        records = [r for r in farm.histories(node) if r["FrontendAttrs"].get("build-arg:RUN_ID") == run_id]
+        records = [r for r in farm.history(node) if r["FrontendAttrs"].get("build-arg:RUN_ID") == run_id]
         assert len(records) == 1, (node, records)
         rec = records[0]
         assert rec["FrontendAttrs"]["platform"] == platform
         (image,) = [e for e in rec["Exporters"] if e["Type"] == "image"]
         assert image["Attrs"]["name"] == f"{MAIN}/bkf/multi" and image["Attrs"]["push"] == "true"
         pushed = rec["Result"]["ResultDeprecated"]["digest"]
-        node_index, _ = farm.registry_get(MAIN, f"bkf/multi/manifests/{pushed}", INDEX)
+        node_index, _ = registries.get(MAIN, f"bkf/multi/manifests/{pushed}", INDEX)
         assert platforms_of(node_index) == {platform: final[platform]}, (node, node_index)
     # the registry saw each platform's blobs pushed by its own node's address
-    log = farm.log("main")
+    log = registries.log("main")
     for host in farm.hosts.hosts:
         assert re.search(rf'{re.escape(host.addr)} .*"PUT /v2/bkf/multi/manifests/sha256:', log), host
 
 
-def test_a_registry_not_signed_by_a_configured_ca_is_refused(farm: Farm) -> None:
+def test_a_registry_not_signed_by_a_configured_ca_is_refused(farm: Farm, registries: Registries) -> None:
     ctx = context(farm.dir, "untrusted", BASE + "FROM base\nRUN echo untrusted > /x\n")
     r = farm.build(ctx, "--platform", "linux/amd64", "--push", "-t", f"{UNTRUSTED}/bkf/refused:1", check=False)
     assert r.returncode != 0
@@ -224,16 +150,16 @@ def test_a_registry_not_signed_by_a_configured_ca_is_refused(farm: Farm) -> None
     catalog = run(["curl", "-fsS", "--cacert", str(farm.dir / "other-ca" / "ca.pem"),
                    f"https://{UNTRUSTED}/v2/_catalog"]).stdout
     assert json.loads(catalog) == {"repositories": []}
-    assert "/v2/bkf/refused" not in farm.log("untrusted")
+    assert "/v2/bkf/refused" not in registries.log("untrusted")
 
 
-def test_plain_http_only_with_the_opt_in(farm: Farm) -> None:
+def test_plain_http_only_with_the_opt_in(farm: Farm, registries: Registries) -> None:
     ctx = context(farm.dir, "plain", BASE + "FROM base\nRUN echo plain > /x\n")
     farm.build(ctx, "--platform", "linux/amd64", "--push", "-t", f"{PLAIN}/bkf/plain:1")
     catalog = json.loads(run(["curl", "-fsS", f"http://{PLAIN}/v2/_catalog"]).stdout)
     assert catalog == {"repositories": ["bkf/plain"]}
     node = farm.hosts.hosts[0].addr
-    assert re.search(rf'^{re.escape(node)} .*"PUT /v2/bkf/plain/manifests/1 ', farm.log("plain"), re.M)
+    assert re.search(rf'^{re.escape(node)} .*"PUT /v2/bkf/plain/manifests/1 ', registries.log("plain"), re.M)
 
 
 CACHE_DOCKERFILE = BASE + """FROM base
@@ -256,7 +182,7 @@ def cached_steps(output: str) -> int:
         and not re.search(rf"(?m)^{s} \d+\.\d+ ", output)))
 
 
-def test_registry_cache_round_trip(farm: Farm) -> None:
+def test_registry_cache_round_trip(farm: Farm, registries: Registries) -> None:
     ctx = context(farm.dir, "cache", CACHE_DOCKERFILE)
     seed = secrets.token_hex(4)
     cache = f"{MAIN}/bkf/cache:amd64"
@@ -291,19 +217,19 @@ def test_registry_cache_round_trip(farm: Farm) -> None:
           f"(with --cache-to), after `buildctl prune --all` from the registry cache {t_warm:.1f} s "
           f"({cached_steps(warm.stderr)} of 3 RUN steps CACHED or pulled, {marked} "
           f"CACHED lines), then from the node's own cache {t_local:.1f} s")
-    assert re.search(r'"(GET|HEAD) /v2/bkf/cache/manifests/amd64', farm.log("main"))
+    assert re.search(r'"(GET|HEAD) /v2/bkf/cache/manifests/amd64', registries.log("main"))
 
 
-def test_base_image_pulled_through_the_mirror(farm: Farm) -> None:
+def test_base_image_pulled_through_the_mirror(farm: Farm, registries: Registries) -> None:
     base_ref = f"{UPSTREAM}/base/busybox:1"
     ctx = context(farm.dir, "base", BASE)
     farm.build(ctx, "--platform", "linux/amd64,linux/arm64", "--push", "-t", base_ref)
-    mark_up, mark_mirror = len(farm.log("upstream")), len(farm.log("mirror"))
+    mark_up, mark_mirror = len(registries.log("upstream")), len(registries.log("mirror"))
     ctx2 = context(farm.dir, "from-base", f"FROM {base_ref}\nARG N\nRUN echo from-mirror-$N > /x\n")
     farm.build(ctx2, "--platform", "linux/amd64,linux/arm64", "--build-arg", f"N={secrets.token_hex(4)}",
                "--output", "type=cacheonly")
-    mirror_log = farm.log("mirror")[mark_mirror:]
-    upstream_log = farm.log("upstream")[mark_up:]
+    mirror_log = registries.log("mirror")[mark_mirror:]
+    upstream_log = registries.log("upstream")[mark_up:]
     for host in farm.hosts.hosts:
         # each node asked the mirror for the base image ...
         assert re.search(rf'{re.escape(host.addr)} .*"(GET|HEAD) /v2/base/busybox/manifests/1\b', mirror_log), \
@@ -380,14 +306,12 @@ def test_load_into_a_real_docker_engine(farm: Farm, dockerd: str) -> None:
 
 def test_dropping_the_registries_removes_their_ca_files_from_the_nodes(farm: Farm) -> None:
     """Last (it changes the stack): a config without `registries` leaves no CA file on a host."""
-    config = farm.dir / f"Pulumi.{STACK}.yaml"
     for h in farm.hosts.hosts:
         assert farm.hosts.ssh(h, "ls /etc/buildkit/registry").stdout.strip(), h.name  # there before
-    doc = yaml.safe_load(config.read_text())
-    del doc["config"]["buildkit-farm:registries"]
-    config.write_text(yaml.safe_dump(doc, sort_keys=False))
-    run(["pulumi", "up", "--yes", "--skip-preview", "--stack", STACK, "--non-interactive", "--config-file",
-         str(config)], cwd=ROOT, env=farm.env, timeout=900)
+    cfg = farm.stack.read_config()
+    del cfg["buildkit-farm:registries"]
+    farm.stack.write_config(cfg)
+    farm.up()
     for h in farm.hosts.hosts:
         left = farm.hosts.ssh(h, "ls -A /etc/buildkit").stdout.split()
         assert "registry" not in left and "buildkitd.toml" in left, (h.name, left)

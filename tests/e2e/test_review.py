@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
+from harness.farm import Farm, running_farm
+from harness.hosts import ROOT, need, run, running_hosts
+from harness.stack import init_salt
 from review import summary
-from tests.support.hosts import ROOT, HostSet, file_backend, make_artifact, need, run, running_hosts
 from tests.support.previews import trim
 
 pytestmark = pytest.mark.e2e
@@ -36,57 +34,6 @@ POLICY_PACK = ROOT / "review" / "policy" / "run"
 POLICY_VENV = ROOT / ".policy-venv"
 
 
-@dataclass
-class Farm:
-    hosts: HostSet
-    dir: Path
-    env: dict[str, str]
-    config: dict[str, Any]
-
-    def pulumi(self, *args: str, config: Path | None = None, check: bool = True,
-               env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-        return run(["pulumi", *args, "--stack", STACK, "--non-interactive",
-                    "--config-file", str(config or self.dir / "base.yaml")],
-                   cwd=cwd, env={**self.env, **(env or {})}, check=check, timeout=900)
-
-    def variant(self, name: str, change: Any) -> Path:
-        cfg = json.loads(json.dumps(self.config))
-        change(cfg)
-        path = self.dir / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({"encryptionsalt": self.salt, "config": cfg}, sort_keys=False))
-        return path
-
-    @property
-    def salt(self) -> str:
-        return str(yaml.safe_load((self.dir / "base.yaml").read_text())["encryptionsalt"])
-
-
-def stack_config(state: Path, artifacts: Path) -> dict[str, Any]:
-    cfg: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())["config"]
-    # the nodes this test names (the local farm's spare amd64-2 is left out)
-    cfg["buildkit-farm:nodes"] = [n for n in cfg["buildkit-farm:nodes"] if n["name"] in HOSTS.values()]
-    for node, (host, name) in zip(cfg["buildkit-farm:nodes"], HOSTS.items(), strict=True):
-        assert node["name"] == name
-        node["host"] = f"10.77.0.{10 + int(host[1:])}"
-        node["dataDevice"] = f"/run/bkf-testhosts/{host}/data-device"
-        node["sshHostKey"] = (state / "hosts" / host / "ssh_host_ed25519_key.pub").read_text().strip()
-    cfg["buildkit-farm:builder"]["name"] = BUILDER
-    cfg["buildkit-farm:ssh"] = {"privateKeyPath": str(state / "ssh" / "id_ed25519"), "artifactDir": str(artifacts)}
-    return cfg
-
-
-def init_stack(project: Path, scratch_parent: Path, env: dict[str, str]) -> str:
-    """`stack init` in a scratch copy of the project's Pulumi.yaml (init writes the passphrase salt
-    into Pulumi.<stack>.yaml of the project it runs in); returns that salt."""
-    scratch = scratch_parent / f"init-{secrets.token_hex(4)}"
-    scratch.mkdir()
-    shutil.copy(project / "Pulumi.yaml", scratch)
-    run(["pulumi", "stack", "init", STACK, "--non-interactive"], cwd=scratch, env=env)
-    salt = str(yaml.safe_load((scratch / f"Pulumi.{STACK}.yaml").read_text())["encryptionsalt"])
-    shutil.rmtree(scratch)
-    return salt
-
-
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Farm]:
     need("pulumi", "pulumi-language-python", "buildkitd", "buildctl", "docker-buildx", "ssh")
@@ -94,18 +41,13 @@ def farm(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         pytest.fail(f"no policy venv at {POLICY_VENV}: run toolchain/bootstrap.sh")
     t0 = time.monotonic()
     d = tmp_path_factory.mktemp("review")
-    env = file_backend(d)
     with running_hosts(list(HOSTS), d / "state") as hs:
-        make_artifact(d / "artifacts")
-        cfg = stack_config(d / "state", d / "artifacts")
-        salt = init_stack(ROOT, d, env)
-        (d / "base.yaml").write_text(yaml.safe_dump({"encryptionsalt": salt, "config": cfg}, sort_keys=False))
-        f = Farm(hs, d, env, cfg)
         try:
-            yield f
+            with running_farm(hs, STACK, d, HOSTS, BUILDER, config=d / "base.yaml", up=False) as f:
+                # the nodes this test names, in its order (the local farm's spare amd64-2 is left out)
+                assert [n["name"] for n in f.stack.read_config()["buildkit-farm:nodes"]] == list(HOSTS.values())
+                yield f
         finally:
-            f.pulumi("destroy", "--yes", "--skip-preview", check=False)
-            f.pulumi("stack", "rm", "--yes", "--force", check=False)
             # the CI time this file adds, printed past pytest's output capture
             with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
                 print(f"\ntests/e2e/test_review.py: {time.monotonic() - t0:.1f} s from hosts up to teardown")
@@ -134,17 +76,17 @@ def consequences(p: summary.Preview) -> list[str]:
 
 
 def test_previews_say_what_a_change_means(farm: Farm) -> None:
-    same, _ = summary_of(farm, farm.dir / "base.yaml")
+    same, _ = summary_of(farm, farm.stack.config)
     state = run(["pulumi", "stack", "export", "--stack", STACK], cwd=ROOT, env=farm.env).stdout
     made = [r for r in json.loads(state)["deployment"]["resources"] if not r["type"].startswith("pulumi:providers:")]
     assert summary.counts_line(same.counts) == f"{len(made)} unchanged" and consequences(same) == []
 
-    vol = farm.variant("volume", lambda c: c["buildkit-farm:volume"].update(sizeGb=30))
+    vol = farm.stack.variant("volume", lambda c: c["buildkit-farm:volume"].update(sizeGb=30))
     p, _ = summary_of(farm, vol)
     assert consequences(p) == [f"node {n} restarts (buildkitd.toml changed): builds running on it are cut"
                                for n in ("amd64-1", "arm64-1")]
 
-    validity = farm.variant("validity", lambda c: c["buildkit-farm:pki"].update(validityHours=17520))
+    validity = farm.stack.variant("validity", lambda c: c["buildkit-farm:pki"].update(validityHours=17520))
     p, _ = summary_of(farm, validity)
     assert consequences(p) == sorted([
         "CA updated in place (earlyRenewalHours): the certificate itself stays the same",
@@ -155,7 +97,7 @@ def test_previews_say_what_a_change_means(farm: Farm) -> None:
     ])
 
     # never dialled: a preview only plans (the address is TEST-NET-1)
-    new = farm.variant("add-node", lambda c: c["buildkit-farm:nodes"].append(
+    new = farm.stack.variant("add-node", lambda c: c["buildkit-farm:nodes"].append(
         {"name": "amd64-2", "platform": "linux/amd64", "host": "192.0.2.19"}))
     p, _ = summary_of(farm, new)
     assert summary.counts_line(p.counts) == f"7 to create, 1 to replace, {len(made) - 1} unchanged"
@@ -166,7 +108,7 @@ def test_previews_say_what_a_change_means(farm: Farm) -> None:
         "buildxCreateScript, or add the node to setup-buildx-action's `append`)",
     ]
 
-    gone = farm.variant("remove-node", lambda c: c["buildkit-farm:nodes"].pop())
+    gone = farm.stack.variant("remove-node", lambda c: c["buildkit-farm:nodes"].pop())
     p, _ = summary_of(farm, gone)
     assert summary.counts_line(p.counts) == f"1 to replace, 7 to delete, {len(made) - 8} unchanged"
     assert "node arm64-1 (linux/arm64) removed: no node may be left for linux/arm64 (then its builds fail); CI " \
@@ -174,7 +116,7 @@ def test_previews_say_what_a_change_means(farm: Farm) -> None:
 
 
 def test_the_streamed_preview_carries_the_policy_findings(farm: Farm) -> None:
-    validity = farm.variant("validity-events", lambda c: c["buildkit-farm:pki"].update(validityHours=17520))
+    validity = farm.stack.variant("validity-events", lambda c: c["buildkit-farm:pki"].update(validityHours=17520))
     r = farm.pulumi("preview", "--json", "--policy-pack", str(POLICY_PACK), config=validity,
                     env={"PULUMI_ENABLE_STREAMING_JSON_PREVIEW": "true"})
     md = summary.render(summary.parse(r.stdout))
@@ -190,7 +132,7 @@ def test_a_bad_stack_is_stopped_by_the_mandatory_policies(farm: Farm) -> None:
     spec = yaml.safe_load((project / "Pulumi.yaml").read_text())
     spec["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
     (project / "Pulumi.yaml").write_text(yaml.safe_dump(spec))
-    salt = init_stack(project, farm.dir, farm.env)
+    salt = init_salt(STACK, project, farm.dir, farm.env)
     (project / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"encryptionsalt": salt}))
     args = ["pulumi", "preview", "--stack", STACK, "--non-interactive", "--policy-pack", str(POLICY_PACK)]
     try:

@@ -16,26 +16,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from components.builder.affinity import rank
-from tests.support.hosts import (
-    ROOT,
-    HostSet,
-    Pem,
-    buildctl,
-    file_backend,
-    make_artifact,
-    need,
-    run,
-    running_hosts,
-    write_stack_config,
-)
+from harness.farm import Farm, running_farm
+from harness.hosts import ROOT, need, run, running_hosts, sample_context
 
 pytestmark = pytest.mark.e2e
 
@@ -45,84 +32,35 @@ BUILDER = "bkf-scale"
 AMD = ["amd64-1", "amd64-2"]
 
 
-@dataclass
-class Farm:
-    hosts: HostSet
-    dir: Path
-    env: dict[str, str]
-    outputs: dict[str, Any]
-    ca: Path
-    client: Pem
+def create_builder(farm: Farm, *args: str) -> subprocess.CompletedProcess[str]:
+    """The exported create script, run as CI runs it (PEMs in the environment)."""
+    script = farm.dir / "create.sh"
+    script.write_text(farm.outputs["buildxCreateScript"])
+    env = {**farm.env, "BKF_TLS_CA": farm.outputs["caCert"], "BKF_TLS_CERT": farm.outputs["clientCert"],
+           "BKF_TLS_KEY": farm.outputs["clientKey"]}
+    return run(["bash", str(script), *args], env=env)
 
-    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(["pulumi", *args, "--stack", STACK, "--non-interactive"], cwd=ROOT, env=self.env, check=check,
-                   timeout=900)
 
-    def host(self, node: str):  # -> Host
-        name = next(h for h, n in HOSTS.items() if n == node)
-        return next(h for h in self.hosts.hosts if h.name == name)
+def build_amd64(farm: Farm, bust: str) -> None:
+    ctx = sample_context(farm.dir / "sample")
+    out = farm.dir / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    farm.build(ctx, "--platform", "linux/amd64", "--build-arg", f"BUST={bust}", "--output", f"type=local,dest={out}")
+    assert f"bust={bust}" in (out / "built-on").read_text()
 
-    def node(self, name: str) -> dict[str, str]:
-        return next(n for n in self.outputs["nodes"] if n["name"] == name)
 
-    def buildctl(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        n = self.node(name)
-        return buildctl(n["endpoint"], n["serverName"], self.ca, self.client, *args, check=check)
-
-    def history(self, name: str) -> list[dict[str, Any]]:
-        out = self.buildctl(name, "debug", "histories", "--format", "{{json .}}").stdout
-        return [json.loads(x)["record"] for x in out.splitlines() if x.strip()]
-
-    def create_builder(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """The exported create script, run as CI runs it (PEMs in the environment)."""
-        script = self.dir / "create.sh"
-        script.write_text(self.outputs["buildxCreateScript"])
-        env = {**self.env, "BKF_TLS_CA": self.outputs["caCert"], "BKF_TLS_CERT": self.outputs["clientCert"],
-               "BKF_TLS_KEY": self.outputs["clientKey"]}
-        return run(["bash", str(script), *args], env=env)
-
-    def build_amd64(self, bust: str) -> None:
-        ctx = self.dir / "sample"
-        if not ctx.exists():
-            ctx.mkdir()
-            shutil.copy(ROOT / "local" / "sample" / "Dockerfile", ctx)
-            run(["bash", str(ROOT / "local" / "rootfs.sh"), str(ctx)])
-        out = self.dir / "out"
-        shutil.rmtree(out, ignore_errors=True)
-        run(["docker-buildx", "build", "--builder", BUILDER, "--platform", "linux/amd64", "--build-arg",
-             f"BUST={bust}", "--output", f"type=local,dest={out}", str(ctx)], env=self.env)
-        assert f"bust={bust}" in (out / "built-on").read_text()
-
-    def ran_on(self, bust: str) -> list[str]:
-        """The nodes whose daemon history holds the build with this BUST."""
-        return [n for n in HOSTS.values()
-                if any(r["FrontendAttrs"].get("build-arg:BUST") == bust for r in self.history(n))]
+def ran_on(farm: Farm, bust: str) -> list[str]:
+    """The nodes whose daemon history holds the build with this BUST."""
+    return [n for n in HOSTS.values()
+            if any(r["FrontendAttrs"].get("build-arg:BUST") == bust for r in farm.history(n))]
 
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
     need("pulumi", "pulumi-language-python", "buildkitd", "buildctl", "docker-buildx", "ssh", "openssl")
     d = tmp_path_factory.mktemp("scale")
-    with running_hosts(list(HOSTS), d / "state") as hs:
-        artifacts = d / "artifacts"
-        make_artifact(artifacts)
-        config = ROOT / f"Pulumi.{STACK}.yaml"
-        write_stack_config(config, HOSTS, BUILDER, d / "state", artifacts)
-        env = file_backend(d)
-        run(["pulumi", "stack", "init", STACK, "--non-interactive"], cwd=ROOT, env=env)
-        f = Farm(hs, d, env, {}, d / "ca.pem", Pem(d / "client.pem", d / "client.key"))
-        try:
-            f.pulumi("up", "--yes", "--skip-preview")
-            f.outputs = json.loads(f.pulumi("stack", "output", "--json", "--show-secrets").stdout)
-            f.ca.write_text(f.outputs["caCert"])
-            f.client.cert.write_text(f.outputs["clientCert"])
-            f.client.key.write_text(f.outputs["clientKey"])
-            f.client.key.chmod(0o600)
-            yield f
-        finally:
-            f.pulumi("destroy", "--yes", "--skip-preview", check=False)
-            f.pulumi("stack", "rm", "--yes", "--force", check=False)
-            config.unlink(missing_ok=True)
+    with running_hosts(list(HOSTS), d / "state") as hs, running_farm(hs, STACK, d, HOSTS, BUILDER) as f:
+        yield f
 
 
 def keys_for_each_amd64_node() -> dict[str, str]:
@@ -144,16 +82,16 @@ def test_the_program_made_a_three_node_farm_whose_builder_has_every_node(farm: F
 
 def test_two_keys_build_on_the_two_amd64_nodes_their_hash_picks(farm: Farm) -> None:
     for node, key in keys_for_each_amd64_node().items():
-        r = farm.create_builder("--key", key)
+        r = create_builder(farm, "--key", key)
         assert f"builder {BUILDER} ready: {node}=linux/amd64 arm64-1=linux/arm64" in r.stdout, r.stdout
         bust = f"affinity-{node}-{secrets.token_hex(4)}"
-        farm.build_amd64(bust)
-        assert farm.ran_on(bust) == [node]
+        build_amd64(farm, bust)
+        assert ran_on(farm, bust) == [node]
         # the same key again: the same node (its cache stays warm)
-        farm.create_builder("--key", key)
+        create_builder(farm, "--key", key)
         bust2 = f"again-{secrets.token_hex(4)}"
-        farm.build_amd64(bust2)
-        assert farm.ran_on(bust2) == [node]
+        build_amd64(farm, bust2)
+        assert ran_on(farm, bust2) == [node]
 
 
 def status(farm: Farm) -> tuple[int, list[dict[str, Any]], str]:
@@ -204,11 +142,11 @@ def test_a_stopped_amd64_node_sends_its_keys_to_the_other(farm: Farm) -> None:
     keys = keys_for_each_amd64_node()
     farm.hosts.ssh(farm.host("amd64-2"), "/opt/buildkit-farm/bkf-node.sh stop")
     try:
-        r = farm.create_builder("--key", keys["amd64-2"])
+        r = create_builder(farm, "--key", keys["amd64-2"])
         assert "affinity: skipping amd64-2" in r.stderr, r.stderr
         assert f"builder {BUILDER} ready: amd64-1=linux/amd64 arm64-1=linux/arm64" in r.stdout, r.stdout
         bust = f"failover-{secrets.token_hex(4)}"
-        farm.build_amd64(bust)
+        build_amd64(farm, bust)
         # (amd64-2 cannot be asked while it is down: its history is checked after it is back)
         assert any(x["FrontendAttrs"].get("build-arg:BUST") == bust for x in farm.history("amd64-1"))
         # status names the down node and its real error
@@ -220,8 +158,8 @@ def test_a_stopped_amd64_node_sends_its_keys_to_the_other(farm: Farm) -> None:
     finally:
         farm.hosts.ssh(farm.host("amd64-2"), "/opt/buildkit-farm/bkf-node.sh start")
     # back up: the key returns to its own node
-    assert farm.ran_on(bust) == ["amd64-1"]
-    r = farm.create_builder("--key", keys["amd64-2"])
+    assert ran_on(farm, bust) == ["amd64-1"]
+    r = create_builder(farm, "--key", keys["amd64-2"])
     assert "ready: amd64-2=linux/amd64" in r.stdout
 
 
@@ -232,12 +170,11 @@ def answers(farm: Farm, node: str) -> bool:
 def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) -> None:
     """idleStop on for the running farm (1 minute, checked every 5 s; here the "stop" is the daemon's
     stop): a long build keeps amd64-1 up while amd64-2 goes idle and stops; then it is woken."""
-    cfg_path = ROOT / f"Pulumi.{STACK}.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["config"]["buildkit-farm:idleStop"] = {"afterMinutes": 1, "checkSeconds": 5,
-                                               "command": "/opt/buildkit-farm/bkf-node.sh stop"}
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    farm.pulumi("up", "--yes", "--skip-preview")
+    cfg = farm.stack.read_config()
+    cfg["buildkit-farm:idleStop"] = {"afterMinutes": 1, "checkSeconds": 5,
+                                     "command": "/opt/buildkit-farm/bkf-node.sh stop"}
+    farm.stack.write_config(cfg)
+    farm.up()
     enabled = time.monotonic()
     for node in HOSTS.values():
         assert any("bkf-idle.sh loop" in p for p in farm.hosts.processes(farm.host(node))), node
@@ -246,12 +183,10 @@ def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) 
     ctx.mkdir(exist_ok=True)
     run(["bash", str(ROOT / "local" / "rootfs.sh"), str(ctx)])
     (ctx / "Dockerfile").write_text("FROM scratch\nADD rootfs-amd64.tar /\nARG BUST\nRUN sleep 150 && echo $BUST\n")
-    n = farm.node("amd64-1")
     busy = subprocess.Popen(
-        ["buildctl", "--addr", n["endpoint"], "--tlsservername", n["serverName"], "--tlscacert", str(farm.ca),
-         "--tlscert", str(farm.client.cert), "--tlskey", str(farm.client.key), "build", "--frontend",
-         "dockerfile.v0", "--local", f"context={ctx}", "--local", f"dockerfile={ctx}", "--opt",
-         f"build-arg:BUST=busy-{secrets.token_hex(4)}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [*farm.buildctl_argv("amd64-1"), "build", "--frontend", "dockerfile.v0", "--local", f"context={ctx}",
+         "--local", f"dockerfile={ctx}", "--opt", f"build-arg:BUST=busy-{secrets.token_hex(4)}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 150
         while answers(farm, "amd64-2") and time.monotonic() < deadline:
@@ -279,11 +214,11 @@ def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) 
     for node in ("amd64-2", "arm64-1"):
         farm.hosts.ssh(farm.host(node), "/opt/buildkit-farm/bkf-node.sh start")
     t1 = time.monotonic()
-    r = farm.create_builder("--key", key)
+    r = create_builder(farm, "--key", key)
     t2 = time.monotonic()
     assert "ready: amd64-2=linux/amd64" in r.stdout, r.stdout
     bust = f"woken-{secrets.token_hex(4)}"
-    farm.build_amd64(bust)
+    build_amd64(farm, bust)
     t3 = time.monotonic()
     print(f"wake (node side): two daemons started {t1 - t0:.2f} s, create script with --key {t2 - t1:.2f} s, "
           f"first build {t3 - t2:.2f} s, total {t3 - t0:.2f} s")

@@ -9,13 +9,13 @@ against a test host whose sshd config has no `Subsystem sftp` line.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from components.backends.ssh.sftp import NO_SFTP_MESSAGE, render_artifact_dir_script
-from tests.support.hosts import ROOT, file_backend, make_artifact, need, run, running_hosts, write_stack_config
+from harness.hosts import make_artifact, need, running_hosts
+from harness.stack import file_backend, running_stack, stack_config
 
 pytestmark = pytest.mark.e2e
 
@@ -39,29 +39,18 @@ def test_a_host_without_sftp_is_stopped_before_the_copy_with_the_way_out(tmp_pat
         assert r.returncode == 0 and r.stderr == "", r.stderr
         artifacts = tmp_path / "artifacts"
         make_artifact(artifacts)
-        # (the stack's own config file: `stack init` adds the secrets salt to it)
-        config = write_stack_config(ROOT / f"Pulumi.{STACK}.yaml", HOSTS, "bkf-nosftp", hs.state, artifacts)
-
-        def pulumi(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-            return run(["pulumi", *args, "--stack", STACK, "--non-interactive"], cwd=ROOT, env=env, check=check,
-                       timeout=900)
-
-        try:
-            run(["pulumi", "stack", "init", STACK, "--non-interactive"], cwd=ROOT, env=env)
-            up = pulumi("up", "--yes", "--skip-preview", check=False)
+        with running_stack(STACK, tmp_path, stack_config(HOSTS, "bkf-nosftp", hs.state, artifacts), env=env) as stack:
+            up = stack.pulumi("up", "--yes", "--skip-preview", check=False)
             out = up.stdout + up.stderr
             assert up.returncode != 0, out[-3000:]
             assert "has no sftp subsystem" in out, out
             assert "Add 'Subsystem sftp internal-sftp' to" in out and "unset ssh.artifactDir" in out, out[-3000:]
             assert "subsystem request failed on channel" not in out  # stopped before the copy tried
             made = {r["urn"].rsplit("::", 1)[-1] for r in json.loads(
-                run(["pulumi", "stack", "export", "--stack", STACK], cwd=ROOT, env=env).stdout)["deployment"]
-                .get("resources", [])}
+                stack.pulumi("stack", "export").stdout)["deployment"].get("resources", [])}
             assert "bkf-amd64-1-artifact" not in made and "bkf-amd64-1-buildkitd" not in made, made
             assert not any("buildkitd" in p for p in hs.processes(no_sftp))
             assert hs.ssh(no_sftp, "ls /opt/buildkit-farm/artifacts").stdout.strip() == ""  # nothing copied
-        finally:
-            down = pulumi("destroy", "--yes", "--skip-preview", check=False)
-            pulumi("stack", "rm", "--yes", "--force", check=False)
-            config.unlink(missing_ok=True)
+        down = stack.down
+        assert down is not None
         assert down.returncode == 0, down.stderr[-3000:]

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hosts import ROOT, file_backend, make_artifact, need, run, running_hosts, write_stack_config
+from harness.hosts import ROOT, make_artifact, need, running_hosts
+from harness.stack import file_backend, running_stack, stack_config
 
 pytestmark = pytest.mark.e2e
 
@@ -44,31 +45,26 @@ def test_the_previous_release_stack_upgrades_in_place(tmp_path: Path) -> None:
     (old / ".venv").symlink_to(ROOT / ".venv")  # same pinned SDKs; the baseline needs nothing more
     env = file_backend(tmp_path)
 
-    def pulumi(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(["pulumi", *args, "--stack", STACK, "--non-interactive", "--config-file", str(config)],
-                   cwd=cwd, env=env, check=check, timeout=900)
-
     def changes(cwd: Path) -> tuple[list[tuple[str, str]], dict[str, int]]:
-        plan = json.loads(pulumi(cwd, "preview", "--json").stdout)
+        plan = json.loads(stack.pulumi("preview", "--json", cwd=cwd).stdout)
         steps = [(s["op"], s["urn"].rsplit("::", 1)[-1]) for s in plan["steps"] if s["op"] != "same"]
         return sorted(steps), plan["changeSummary"]
 
     with running_hosts(list(HOSTS), tmp_path / "state") as hs:
         artifacts = tmp_path / "artifacts"
         make_artifact(artifacts)
-        config = write_stack_config(old / f"Pulumi.{STACK}.yaml", HOSTS, "bkf-upgrade", hs.state, artifacts)
-        run(["pulumi", "stack", "init", STACK, "--non-interactive"], cwd=old, env=env)
-        try:
-            pulumi(old, "up", "--yes", "--skip-preview")
-            state = run(["pulumi", "stack", "export", "--stack", STACK], cwd=old, env=env).stdout
+        cfg = stack_config(HOSTS, "bkf-upgrade", hs.state, artifacts)
+        with running_stack(STACK, tmp_path, cfg, env=env, config=old / f"Pulumi.{STACK}.yaml") as stack:
+            stack.pulumi("up", "--yes", "--skip-preview", cwd=old)
+            state = stack.pulumi("stack", "export", cwd=old).stdout
             certs = {r["urn"]: r["outputs"].get("certPem") for r in json.loads(state)["deployment"]["resources"]
                      if r["type"] == "tls:index/locallySignedCert:LocallySignedCert"}
             changed, summary = changes(ROOT)
             print(f"\nupgrade from {BASELINE}: {summary}")
             assert changed == EXPECTED, changed
-            pulumi(ROOT, "up", "--yes", "--skip-preview")
+            stack.pulumi("up", "--yes", "--skip-preview")
             assert changes(ROOT)[0] == []  # settled: no perpetual diff
-            state = run(["pulumi", "stack", "export", "--stack", STACK], cwd=ROOT, env=env).stdout
+            state = stack.pulumi("stack", "export").stdout
             after = {r["urn"]: r["outputs"].get("certPem") for r in json.loads(state)["deployment"]["resources"]
                      if r["type"] == "tls:index/locallySignedCert:LocallySignedCert"}
             assert after == certs and certs  # the same certificates: nothing under the PKI moved
@@ -76,9 +72,8 @@ def test_the_previous_release_stack_upgrades_in_place(tmp_path: Path) -> None:
                 env_file = hs.ssh(h, "cat /etc/buildkit-farm/node.env").stdout
                 assert "BKF_DRAIN_TIMEOUT=600" in env_file, env_file  # the new payload is what runs
                 assert any("buildkitd" in p for p in hs.processes(h)), h.name
-        finally:
-            down = pulumi(ROOT, "destroy", "--yes", "--skip-preview", check=False)
-            pulumi(ROOT, "stack", "rm", "--yes", "--force", check=False)
+        down = stack.down
+        assert down is not None
         assert down.returncode == 0, down.stderr[-3000:]
         for h in hs.hosts:
             assert not any("buildkitd" in p for p in hs.processes(h)), h.name

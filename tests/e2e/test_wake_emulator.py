@@ -22,7 +22,7 @@ from components.backends.aws.iam import ci_wake_policy
 from components.builder.affinity import rank
 from components.builder.scripts import BuilderNode, render_create_script
 from components.builder.wake import Wake
-from tests.support.hosts import ROOT, run
+from harness.hosts import ROOT, run
 
 pytestmark = pytest.mark.e2e
 

@@ -57,7 +57,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.hosts import ROOT, run
+from harness.hosts import ROOT, run
 
 BRIDGE = "bkf-br0"
 SUBNET = "10.77.0"

@@ -6,7 +6,7 @@ The dev stack's x86 node (Pulumi.dev.yaml, amd64-1) boots as a systemd-nspawn co
 systemd as PID 1. Its user data is EXACTLY the instance's ``userDataBase64`` from the program run
 under Pulumi mocks (tests/unit/mockrt.py), never re-rendered here; the SSM parameter names and
 types and the SSM association's command come from the same run. Certificates are real (openssl,
-tests/support/hosts.openssl_pki). Tests run in file order: they walk one instance through its life
+harness/hosts.openssl_pki). Tests run in file order: they walk one instance through its life
 (boot, build, crash, reboot, cert rotation), then a second instance whose certificates cannot be read.
 
 Each survival and refusal check was seen to fail once against a broken copy of the payload
@@ -38,8 +38,8 @@ import yaml
 from components.builder.readiness import Readiness, aws_boot_log
 from components.builder.scripts import BuilderNode, render_create_script
 from components.config import parse_config
+from harness.hosts import ROOT, Pem, buildctl, make_artifact, need, openssl_pki, run, sample_context
 from tests.ec2.node import Ec2Node, exclusive, sweep, tcp_open
-from tests.support.hosts import ROOT, Pem, buildctl, make_artifact, need, openssl_pki, run
 from tests.unit import mockrt
 
 pytestmark = pytest.mark.ec2
@@ -189,10 +189,7 @@ def bk(tier: Tier, node: Ec2Node, *args: str, check: bool = True) -> subprocess.
 
 def build(tier: Tier, node: Ec2Node, bust: str) -> str:
     """local/sample through the node: its RUN step counts its runs in a cache mount."""
-    sample = tier.dir / "sample"
-    if not sample.exists():
-        shutil.copytree(ROOT / "local" / "sample", sample)
-        run(["bash", str(ROOT / "local" / "rootfs.sh"), str(sample)])
+    sample = sample_context(tier.dir / "sample")
     out = tier.dir / "out"
     shutil.rmtree(out, ignore_errors=True)
     bk(tier, node, "build", "--frontend", "dockerfile.v0", "--local", f"context={sample}", "--local",

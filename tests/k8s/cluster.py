@@ -25,8 +25,9 @@ from typing import Any
 
 import yaml
 
+from harness.hosts import run
+from harness.versions import versions_env
 from tests.support import rendered
-from tests.support.hosts import run
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_SH = ROOT / "local" / "k8s.sh"
@@ -36,15 +37,6 @@ STORAGE_CLASS = "bkf-local"
 #: the addresses clients dial (nodes[].host), on the cluster's bridge
 NODE_HOSTS = {"amd64-1": "10.79.0.11", "amd64-2": "10.79.0.12"}
 ALLOWED = "10.79.0.0/24"
-
-
-def versions_env() -> dict[str, str]:
-    out = {}
-    for line in (ROOT / "toolchain" / "versions.env").read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            k, v = line.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
 
 
 def cache_root() -> Path:

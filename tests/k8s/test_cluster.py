@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from components.backends.kubernetes import manifests as m
+from harness.hosts import Pem, buildctl, need, run
 from tests.k8s.cluster import (
     NAMESPACE,
     NODE_HOSTS,
@@ -45,7 +46,6 @@ from tests.k8s.cluster import (
     stack_yaml,
 )
 from tests.support import rendered
-from tests.support.hosts import Pem, buildctl, need, run
 
 pytestmark = pytest.mark.k8s
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.hosts import running_hosts
 from tests.reliability import figures
 from tests.reliability.farm import Farm
-from tests.support.hosts import running_hosts
 
 NODES = ("h43", "h44")
 #: not a node: its namespace plays the cloud metadata service (169.254.169.254) for the RUN-step probes

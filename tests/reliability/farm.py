@@ -13,8 +13,8 @@ from pathlib import Path
 from components.node.buildkitd_toml import render_buildkitd_toml
 from components.node.payload import render_cert_bundle, render_payload, sha256_file
 from components.node.settings import NodeSettings
+from harness.hosts import ROOT, Host, HostSet, make_artifact, need, run
 from tests.support import pki
-from tests.support.hosts import ROOT, TESTHOSTS, Host, HostSet, need, run
 
 PORT = 1234
 PLATFORM = "linux/amd64"
@@ -53,8 +53,6 @@ class Farm:
     @classmethod
     def make(cls, hosts: HostSet, d: Path, volume_gb: int = 20) -> Farm:
         need("buildkitd", "buildctl", "openssl", "ssh")
-        from tests.support.hosts import make_artifact
-
         ca = pki.make_ca("bkf reliability CA")
         servers = {h.name: pki.make_server(ca, [h.addr]) for h in hosts.hosts}
         client = write_client(d / "pki", "client", ca.cert_pem, pki.make_client(ca, "ci"))
@@ -62,7 +60,7 @@ class Farm:
 
     # ------------------------------------------------------------ nodes
     def host(self, name: str) -> Host:
-        return next(h for h in self.hosts.hosts if h.name == name)
+        return self.hosts.host(name)
 
     def endpoint(self, host: str) -> str:
         return f"tcp://{self.host(host).addr}:{PORT}"
@@ -77,14 +75,10 @@ class Farm:
         return render_payload(settings, toml, action)
 
     def install(self, host: str) -> str:
-        """Copy the artifact and run the payload over SSH, as the SshNode component does; its log."""
-        with open(self.artifact, "rb") as f:
-            subprocess.run(["bash", str(TESTHOSTS), "ssh", host, "mkdir -p /opt/buildkit-farm/artifacts && "
-                            f"cat > /opt/buildkit-farm/artifacts/{self.artifact.name}"],
-                           stdin=f, env=self.hosts.env, check=True, timeout=120)
+        """The node's install payload with its server cert (HostSet.install); its log."""
         s = self.servers[host]
         bundle = render_cert_bundle(self.ca.cert_pem, s.cert_pem, s.key_pem)
-        return self.hosts.ssh(self.host(host), self.payload(host), stdin=bundle).stderr
+        return self.hosts.install(self.host(host), self.artifact, self.payload(host), bundle)
 
     def ssh(self, host: str, command: str, *, check: bool = True,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:

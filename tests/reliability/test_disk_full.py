@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.hosts import run, running_hosts
 from tests.reliability import figures
 from tests.reliability.farm import Farm
-from tests.support.hosts import run, running_hosts
 
 pytestmark = pytest.mark.reliability
 

@@ -7,25 +7,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from harness.farm import Farm, running_farm
+from harness.hosts import need, running_hosts
 from tests.reliability import figures
-from tests.support.hosts import (
-    ROOT,
-    HostSet,
-    file_backend,
-    make_artifact,
-    need,
-    run,
-    running_hosts,
-    write_stack_config,
-)
 
 pytestmark = pytest.mark.reliability
 
@@ -36,37 +26,15 @@ BUILDER = "bkf-rel"
 NODE_DIRS = "/etc/buildkit /etc/buildkit-farm /opt/buildkit-farm /run/buildkit /var/log/buildkit-farm"
 
 
-@dataclass
-class Stack:
-    hosts: HostSet
-    dir: Path
-    env: dict[str, str]
-
-    def pulumi(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return run(["pulumi", *args, "--stack", STACK, "--non-interactive"], cwd=ROOT, env=self.env,
-                   check=check, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
     need("pulumi", "pulumi-language-python", "buildkitd", "buildctl", "docker-buildx", "ssh")
     d = tmp_path_factory.mktemp("updown")
-    with running_hosts(list(HOSTS), d / "state") as hs:
-        artifacts = d / "artifacts"
-        make_artifact(artifacts)
-        config = ROOT / f"Pulumi.{STACK}.yaml"
-        write_stack_config(config, HOSTS, BUILDER, d / "state", artifacts)
-        s = Stack(hs, d, file_backend(d))
-        s.pulumi("stack", "init")
-        try:
-            yield s
-        finally:
-            s.pulumi("destroy", "--yes", "--skip-preview", check=False)
-            s.pulumi("stack", "rm", "--yes", "--force", check=False)
-            config.unlink(missing_ok=True)
+    with running_hosts(list(HOSTS), d / "state") as hs, running_farm(hs, STACK, d, HOSTS, BUILDER, up=False) as f:
+        yield f
 
 
-def private_keys(s: Stack) -> list[str]:
+def private_keys(s: Farm) -> list[str]:
     """The farm's private keys (every tls PrivateKey in the state) as the PEM line that carries the
     secret: an EC key's first body line holds its private scalar (the rest is mostly the public
     point, which is public and turns up legitimately)."""
@@ -120,7 +88,7 @@ class CmdlineWatch:
         self._t.join()
 
 
-def fstabs(s: Stack) -> dict[str, str]:
+def fstabs(s: Farm) -> dict[str, str]:
     """This machine's /etc/fstab and each test host's own (local/testhosts.sh), by digest."""
     out = {"machine": hashlib.sha256(Path("/etc/fstab").read_bytes()).hexdigest()}
     for h in s.hosts.hosts:
@@ -130,7 +98,7 @@ def fstabs(s: Stack) -> dict[str, str]:
     return out
 
 
-def leftovers(s: Stack) -> list[str]:
+def leftovers(s: Farm) -> list[str]:
     left = []
     for h in s.hosts.hosts:
         procs = [p for p in s.hosts.processes(h) if not p.startswith(("/usr/sbin/sshd", "sshd"))]
@@ -140,7 +108,7 @@ def leftovers(s: Stack) -> list[str]:
     return left
 
 
-def test_private_keys_do_not_leak(stack: Stack) -> None:
+def test_private_keys_do_not_leak(stack: Farm) -> None:
     preview = stack.pulumi("preview")
     with CmdlineWatch() as watch:
         up = stack.pulumi("up", "--yes", "--skip-preview")
@@ -191,7 +159,7 @@ def test_private_keys_do_not_leak(stack: Stack) -> None:
     stack.pulumi("destroy", "--yes", "--skip-preview")
 
 
-def test_up_down_cycles_are_clean(stack: Stack) -> None:
+def test_up_down_cycles_are_clean(stack: Farm) -> None:
     before = fstabs(stack)
     clean = 0
     problems: list[str] = []

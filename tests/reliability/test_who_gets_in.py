@@ -17,11 +17,11 @@ from collections.abc import Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from harness.hosts import need, run
 from tests.reliability import figures
 from tests.reliability.conftest import METADATA_HOST, NODES
 from tests.reliability.farm import PORT, Client, Farm, write_client
 from tests.support import pki
-from tests.support.hosts import need, run
 
 pytestmark = pytest.mark.reliability
 
