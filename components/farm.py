@@ -20,7 +20,8 @@ from components.backends import make_backend
 from components.backends.base import BuildCache, HostInputs
 from components.builder.component import Builder, BuilderArgs
 from components.builder.readiness import Readiness
-from components.builder.scripts import BuilderNode, render_create_script, setup_buildx_action
+from components.builder.scripts import BuilderNode, render_create_script
+from components.builder.setup_action import setup_buildx_action
 from components.config.farm import AnyFarmConfig
 from components.pki import Pki, PkiArgs, ServerIdentity
 from components.resources import child_namer

@@ -16,8 +16,8 @@ from components.builder.scripts import (
     driver_opts,
     has_spares,
     render_create_script,
-    setup_buildx_action,
 )
+from components.builder.setup_action import setup_buildx_action
 
 NODES = [BuilderNode("amd64-1", "linux/amd64", "tcp://10.0.0.1:1234", "10.0.0.1"),
          BuilderNode("arm64-1", "linux/arm64", "tcp://b.example:1234", "b.example")]
