@@ -81,7 +81,9 @@ status=0
 BKF_TLS_CA=$ca BKF_TLS_CERT=$cert BKF_TLS_KEY=$client_key BKF_KEY=$key \
   bash "$work/create.sh" | tee "$work/out" || status=$?
 [ "$status" = 0 ] || die "no builder: the create script failed (exit $status), its messages are above"
-ready=$(grep -m1 "^builder $builder ready: " "$work/out") ||
+# a literal prefix (a builder name may hold regex characters)
+ready=$(awk -v p="builder $builder ready: " 'index($0, p) == 1 { print; exit }' "$work/out")
+[ -n "$ready" ] ||
   die "the create script made no builder named $builder: builder-name must be the stack output builderName"
 nodes=${ready#*ready: }
 
