@@ -6,9 +6,10 @@
   commit SHA, its release in a trailing comment.
 * GitLab files: they parse, use only keywords GitLab documents (docs.gitlab.com, "CI/CD YAML syntax
   reference"), and their scripts pass shellcheck as POSIX sh.
-* Every stack output the examples name exists in the program's exports (read from the source:
-  `export("NAME"` in __main__.py and any module under components/), and the keys they read from
-  setupBuildxAction are the keys the program really exports (the program under mocks).
+* Every stack output the examples and the CI action's run.sh name exists in the program's exports
+  (read from the source: `export("NAME"` in __main__.py and any module under components/), and the
+  keys docs/ci.md reads from setupBuildxAction are the keys the program really exports (the program
+  under mocks). The action itself: tests/unit/test_ci_action.py.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def unpinned_actions(text: str) -> list[str]:
 
 def test_third_party_actions_are_pinned_by_commit_sha() -> None:
     uses = [u for p in GITHUB for u in USES.findall(p.read_text())]
-    assert len(uses) == 14  # every step that uses an action was seen
+    assert len(uses) == 12  # every step that uses an action was seen
     assert {p.name: unpinned_actions(p.read_text()) for p in GITHUB} == {"app.yml": [], "infra.yml": []}
 
 
@@ -155,12 +156,14 @@ def gitlab_problems(doc: Any) -> list[str]:
 
 
 def test_gitlab_files_parse_and_use_only_documented_keywords() -> None:
-    assert [p.name for p in GITLAB] == ["app.gitlab-ci.yml", "infra.gitlab-ci.yml"]
+    assert [p.name for p in GITLAB] == ["app.gitlab-ci.yml", "buildkit-farm.gitlab-ci.yml", "infra.gitlab-ci.yml"]
     for path in GITLAB:
         doc = yaml.safe_load(path.read_text())
         assert gitlab_problems(doc) == [], path.name
-        jobs = [k for k, v in doc.items() if k not in GITLAB_GLOBAL and isinstance(v, dict)]
-        assert jobs and all(doc[j]["stage"] in doc["stages"] for j in jobs), path.name
+        # hidden jobs (.name: a template's, for `extends:`) take the stage of the job that extends them
+        jobs = [k for k, v in doc.items() if k not in GITLAB_GLOBAL and isinstance(v, dict) and k[0] != "."]
+        hidden = [k for k in doc if k.startswith(".")]
+        assert (jobs or hidden) and all(doc[j]["stage"] in doc["stages"] for j in jobs), path.name
 
 
 def test_the_gitlab_keyword_check_catches_mistakes() -> None:
@@ -179,9 +182,10 @@ def test_gitlab_scripts_pass_shellcheck(tmp_path: Path) -> None:
         doc = yaml.safe_load(path.read_text())
         default = doc.get("default") or {}
         for name, job in doc.items():
-            if not isinstance(job, dict) or "script" not in job:
+            # a template's hidden job may hold only a before_script
+            if not isinstance(job, dict) or not {"script", "before_script"} & set(job):
                 continue
-            lines = [*job.get("before_script", default.get("before_script", [])), *job["script"]]
+            lines = [*job.get("before_script", default.get("before_script", [])), *job.get("script", [])]
             script = tmp_path / f"{path.stem}-{name}.sh"
             script.write_text("#!/bin/sh\nset -eu\n" + "\n".join(lines) + "\n")
             r = subprocess.run([shellcheck, "-s", "sh", str(script)], capture_output=True, text=True, timeout=120)
@@ -206,12 +210,12 @@ def referenced_outputs() -> dict[str, set[str]]:
     return out
 
 
-def setup_buildx_keys_used() -> set[str]:
-    text = (EXAMPLES / "github" / "app.yml").read_text()
-    keys = {a or b for a, b in re.findall(r"fromJSON\(vars\.BKF_SETUP_BUILDX\)(?:\.([A-Za-z][\w-]*)|\['([\w-]+)'\])",
-                                          text)}
-    keys |= set(re.findall(r"jq -r '\.(\w+)", text))
-    return keys
+def setup_buildx_step() -> dict[str, Any]:
+    """The docker/setup-buildx-action step docs/ci.md shows (the way without the farm's action)."""
+    ci = (ROOT / "docs" / "ci.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", ci, re.S) if "docker/setup-buildx-action" in b)
+    step: dict[str, Any] = yaml.safe_load(block)[0]
+    return step
 
 
 def test_every_output_the_examples_name_is_exported() -> None:
@@ -232,11 +236,21 @@ def test_the_setup_buildx_keys_are_the_real_ones(tmp_path: Path) -> None:
     (tmp_path / "buildkit-v0.32.2.linux-amd64.tar.gz").write_bytes(b"tarball")
     cfg["buildkit-farm:ssh"] = json.dumps({"privateKeyPath": str(tmp_path / "id"), "artifactDir": str(tmp_path)})
     real = mockrt.run_main(cfg, stack="local").values["setupBuildxAction"]
-    used = setup_buildx_keys_used()
-    assert used == {"endpoint", "platforms", "driver-opts", "append", "env"}, used
+    step = setup_buildx_step()
+    used = set(step["with"])
+    assert used == {"driver", "endpoint", "platforms", "driver-opts", "append"}, used
     assert used <= set(real), set(real)
-    assert real["driver"] == "remote" and "driver: remote" in (EXAMPLES / "github" / "app.yml").read_text()
-    # app.yml maps every output named in setupBuildxAction.env to a secret
-    case = (EXAMPLES / "github" / "app.yml").read_text()
-    for output in set(real["env"].values()):
-        assert re.search(rf"^\s+{output}\) value=", case, re.M), output
+    assert real["driver"] == step["with"]["driver"] == "remote"
+    # the env names the docs set are the ones setupBuildxAction.env names, each from the output it maps to
+    docs = (ROOT / "docs" / "ci.md").read_text()
+    assert set(step["env"]) <= set(real["env"]) and len(step["env"]) == 6, (set(real["env"]), set(step["env"]))
+    for name, output in real["env"].items():
+        if name.startswith("BUILDER_NODE_0_"):
+            assert re.search(rf"^\s+{name}: .*# {output}$", docs, re.M), (name, output)
+
+
+def test_the_outputs_the_ci_action_reads_are_exported() -> None:
+    run_sh = (ROOT / ".github" / "actions" / "buildkit-farm" / "run.sh").read_text()
+    read = set(re.findall(r"\$\(field (\w+)\)", run_sh))
+    assert read == {"buildxCreateScript", "builderName", "caCert", "clientCert", "clientKey"}
+    assert read <= program_exports()
