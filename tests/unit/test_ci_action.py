@@ -20,6 +20,7 @@ from components.builder.affinity import rank
 from components.builder.readiness import Readiness
 from components.builder.scripts import BuilderNode, render_create_script
 from components.builder.wake import Wake
+from tests.support.standins import fake_aws
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTION = ROOT / ".github" / "actions" / "buildkit-farm"
@@ -138,15 +139,7 @@ fi
 exit 0
 """)
     (bin_ / "buildctl").write_text('#!/bin/bash\necho "error: connect: connection refused" >&2; exit 1\n')
-    (bin_ / "aws").write_text(f"""#!/bin/bash
-echo "$*" >> {tmp}/aws.log
-ids=(); grab=0; for a in "$@"; do
-  case $a in --instance-ids) grab=1;; --*) grab=0;; *) [ $grab = 1 ] && ids+=("$a");; esac; done
-case "$2" in
-  describe-instances) for i in "${{ids[@]}}"; do echo "$i $(cat {state}/$i)"; done;;
-  start-instances) for i in "${{ids[@]}}"; do echo running > {state}/$i; done;;
-esac
-""")
+    fake_aws(bin_, tmp, state)
     for f in ("docker", "buildctl", "aws"):
         (bin_ / f).chmod(0o755)
     (tmp / "github_env").write_text("")

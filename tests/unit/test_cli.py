@@ -16,6 +16,7 @@ from bkf.app import app
 from components import status
 from components.builder.scripts import BuilderNode, render_create_script
 from components.builder.wake import Wake, parse_wake
+from tests.support.standins import fake_aws
 from tests.unit.test_status import DU, HIST, INFO, WORKERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,15 +67,7 @@ case "$*" in
   *"debug histories"*) cat {tmp}/hist.jsonl;;
 esac
 """)
-    (bin_ / "aws").write_text(f"""#!/bin/bash
-echo "$*" >> {tmp}/aws.log
-ids=(); grab=0; for a in "$@"; do
-  case $a in --instance-ids) grab=1;; --*) grab=0;; *) [ $grab = 1 ] && ids+=("$a");; esac; done
-case "$2" in
-  describe-instances) for i in "${{ids[@]}}"; do echo "$i $(cat {state}/$i)"; done;;
-  start-instances) for i in "${{ids[@]}}"; do echo running > {state}/$i; done;;
-esac
-""")
+    fake_aws(bin_, tmp, state)
     for f in ("buildctl", "aws"):
         (bin_ / f).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_}:/usr/bin:/bin")

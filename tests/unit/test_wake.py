@@ -11,6 +11,7 @@ from components.backends.aws.iam import ci_wake_policy
 from components.builder.affinity import rank
 from components.builder.scripts import BuilderNode, render_create_script
 from components.builder.wake import Wake
+from tests.support.standins import fake_aws
 from tests.unit import mockrt
 from tests.unit.test_policy import example_config
 
@@ -55,16 +56,7 @@ def fake_world(tmp: Path, stopped: set[str]) -> dict[str, str]:
         (state / i).write_text("stopped" if n in stopped else "running")
     bin_ = tmp / "bin"
     bin_.mkdir()
-    (bin_ / "aws").write_text(f"""#!/bin/bash
-echo "$*" >> {tmp}/aws.log
-ids=(); grab=0; for a in "$@"; do
-  case $a in --instance-ids) grab=1;; --*) grab=0;; *) [ $grab = 1 ] && ids+=("$a");; esac; done
-case "$2" in
-  describe-instances) for i in "${{ids[@]}}"; do echo "$i $(cat {state}/$i)"; done;;
-  start-instances) for i in "${{ids[@]}}"; do echo running > {state}/$i; done;;
-  wait) ;;
-esac
-""")
+    fake_aws(bin_, tmp, state)
     (bin_ / "buildx").write_text(f"""#!/bin/bash
 if [ "$1 $2" = "inspect --bootstrap" ]; then
   n=${{3#probe-}}
