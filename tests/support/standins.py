@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from pathlib import Path
+
+
+def fake_ec2(tmp: Path, ids: Mapping[str, str], stopped: Collection[str]) -> tuple[Path, Path]:
+    """<tmp>/bin with a fake `aws` in it, and <tmp>/state holding each node's instance state
+    (`ids`: node -> instance id; the `stopped` nodes start stopped, the others running)."""
+    state, bin_dir = tmp / "state", tmp / "bin"
+    state.mkdir()
+    bin_dir.mkdir()
+    for node, iid in ids.items():
+        (state / iid).write_text("stopped" if node in stopped else "running")
+    fake_aws(bin_dir, tmp, state)
+    return bin_dir, state
 
 
 def fake_aws(bin_dir: Path, log_dir: Path, state_dir: Path) -> Path:

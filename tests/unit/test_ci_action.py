@@ -20,7 +20,7 @@ from components.builder.affinity import rank
 from components.builder.readiness import Readiness
 from components.builder.scripts import BuilderNode, render_create_script
 from components.builder.wake import Wake
-from tests.support.standins import fake_aws
+from tests.support.standins import fake_ec2
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTION = ROOT / ".github" / "actions" / "buildkit-farm"
@@ -120,12 +120,7 @@ def test_the_gitlab_template_runs_the_same_script() -> None:
 def world(tmp: Path, down: Collection[str] = (), stopped: Collection[str] = ()) -> dict[str, str]:
     """Stand-ins: `docker buildx` whose node answers while running and not down, `buildctl` that
     reports a refused dial, `aws` with instance states in files."""
-    state = tmp / "state"
-    state.mkdir()
-    for n, i in IDS.items():
-        (state / i).write_text("stopped" if n in stopped else "running")
-    bin_ = tmp / "bin"
-    bin_.mkdir()
+    bin_, state = fake_ec2(tmp, IDS, stopped)
     (bin_ / "docker").write_text(f"""#!/bin/bash
 [ "$1" = buildx ] || exit 1; shift
 echo "$*" >> {tmp}/bx.log
@@ -139,7 +134,6 @@ fi
 exit 0
 """)
     (bin_ / "buildctl").write_text('#!/bin/bash\necho "error: connect: connection refused" >&2; exit 1\n')
-    fake_aws(bin_, tmp, state)
     for f in ("docker", "buildctl", "aws"):
         (bin_ / f).chmod(0o755)
     (tmp / "github_env").write_text("")

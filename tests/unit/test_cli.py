@@ -16,7 +16,7 @@ from bkf.app import app
 from components import status
 from components.builder.scripts import BuilderNode, render_create_script
 from components.builder.wake import Wake, parse_wake
-from tests.support.standins import fake_aws
+from tests.support.standins import fake_ec2
 from tests.unit.test_status import DU, HIST, INFO, WORKERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,13 +41,8 @@ def world(tmp: Path, monkeypatch: pytest.MonkeyPatch, stopped: set[str], running
           ) -> Path:
     """Stand-in buildctl (a node answers while its instance runs) and aws (instance state in files);
     returns the outputs file."""
-    state = tmp / "state"
-    state.mkdir()
-    for n, i in IDS.items():
-        (state / i).write_text("stopped" if n in stopped else "running")
+    bin_, state = fake_ec2(tmp, IDS, stopped)
     answers = {n.endpoint: IDS[n.name] for n in NODES if n.name not in stopped or n.name in running}
-    bin_ = tmp / "bin"
-    bin_.mkdir()
     (tmp / "info.json").write_text(json.dumps(INFO))
     (tmp / "workers.json").write_text(json.dumps(WORKERS))
     (tmp / "du.json").write_text(json.dumps(DU))
@@ -67,7 +62,6 @@ case "$*" in
   *"debug histories"*) cat {tmp}/hist.jsonl;;
 esac
 """)
-    fake_aws(bin_, tmp, state)
     for f in ("buildctl", "aws"):
         (bin_ / f).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_}:/usr/bin:/bin")

@@ -11,7 +11,7 @@ from components.backends.aws.iam import ci_wake_policy
 from components.builder.affinity import rank
 from components.builder.scripts import BuilderNode, render_create_script
 from components.builder.wake import Wake
-from tests.support.standins import fake_aws
+from tests.support.standins import fake_ec2
 from tests.unit import mockrt
 from tests.unit.test_policy import example_config
 
@@ -50,13 +50,7 @@ IDS = {"amd64-1": "i-1", "arm64-1": "i-2", "amd64-2": "i-3"}
 
 def fake_world(tmp: Path, stopped: set[str]) -> dict[str, str]:
     """A fake `aws` (state in files) and a fake buildx whose nodes answer only while running."""
-    state = tmp / "state"
-    state.mkdir()
-    for n, i in IDS.items():
-        (state / i).write_text("stopped" if n in stopped else "running")
-    bin_ = tmp / "bin"
-    bin_.mkdir()
-    fake_aws(bin_, tmp, state)
+    bin_, state = fake_ec2(tmp, IDS, stopped)
     (bin_ / "buildx").write_text(f"""#!/bin/bash
 if [ "$1 $2" = "inspect --bootstrap" ]; then
   n=${{3#probe-}}
