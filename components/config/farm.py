@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, Field, ValidationInfo
@@ -72,6 +72,17 @@ def _idle_stop_for_the_backend(idle: IdleStopSpec, info: ValidationInfo) -> Idle
         raise problems([(("command",), f"'': backend ssh needs the command that stops these hosts when idleStop."
                          f"afterMinutes is {idle.after_minutes} (allowed: a command like 'systemctl poweroff')")])
     return idle
+
+
+def fits_nodes(rule: Callable[[Any, Any], Iterable[Problem]]) -> AfterValidator:
+    """A backend section's rule against the farm's nodes (declared before the section), every problem
+    at once; skipped when the nodes are themselves bad (their own problems say why)."""
+    def check(spec: Any, info: ValidationInfo) -> Any:
+        found = list(rule(spec, info.data["nodes"])) if "nodes" in info.data else []
+        if found:
+            raise problems(found)
+        return spec
+    return AfterValidator(check)
 
 
 N = TypeVar("N", bound=NodeSpec)

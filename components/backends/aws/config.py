@@ -11,7 +11,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from components import versions
 from components.config.base import ConfigModel, Problem, problems
-from components.config.farm import BACKEND_DOC, FarmBase, Nodes, RequiredCidrs
+from components.config.farm import BACKEND_DOC, FarmBase, Nodes, RequiredCidrs, fits_nodes
 from components.config.fields import DNS_NAME, Bool, Int, allows, integer, matching
 from components.config.nodes import NodeSpec
 from components.platforms import DEFAULT_INSTANCE_TYPE, EC2_ARCH_OF, instance_arch
@@ -135,13 +135,6 @@ def _zone_in_region(spec: AwsSpec, info: ValidationInfo) -> AwsSpec:
     return spec.in_region(region)
 
 
-def _endpoint_fits_nodes(spec: AwsSpec, info: ValidationInfo) -> AwsSpec:
-    found = list(endpoint_problems(spec, info.data["nodes"])) if "nodes" in info.data else []
-    if found:
-        raise problems(found)
-    return spec
-
-
 class AwsFarmConfig(FarmBase):
     provider_keys: ClassVar[tuple[str, ...]] = ("aws:region",)
     # a first `up` reaches the builder while cloud-init still downloads and starts BuildKit
@@ -152,5 +145,5 @@ class AwsFarmConfig(FarmBase):
     allowed_cidrs: RequiredCidrs = ()
     region: Region = Field(alias="aws:region", description="the AWS provider's region (`aws:region`)")
     # after the region: the default availability zone derives from it
-    aws: Annotated[AwsSpec, AfterValidator(_zone_in_region), AfterValidator(_endpoint_fits_nodes)] = Field(
+    aws: Annotated[AwsSpec, AfterValidator(_zone_in_region), fits_nodes(endpoint_problems)] = Field(
         AwsSpec(), validate_default=True, description="EC2 placement and images")

@@ -6,10 +6,10 @@ import re
 from collections.abc import Iterable
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from components.config.base import ConfigModel, Problem, problems
-from components.config.farm import BACKEND_DOC, FarmBase, Nodes, RequiredCidrs
+from components.config.farm import BACKEND_DOC, FarmBase, Nodes, RequiredCidrs, fits_nodes
 from components.config.fields import DNS_NAME, Host, Int, Quantity, allows, integer, matching, quantity_amount
 from components.config.nodes import NodeSpec
 
@@ -87,16 +87,9 @@ def cross_node_problems(spec: KubernetesSpec, nodes: tuple[KubernetesNodeSpec, .
                f"nodePortBase+i; allowed: 30000 to {32767 - len(nodes) + 1})")
 
 
-def _k8s_fits_nodes(spec: KubernetesSpec, info: ValidationInfo) -> KubernetesSpec:
-    found = list(cross_node_problems(spec, info.data["nodes"])) if "nodes" in info.data else []
-    if found:
-        raise problems(found)
-    return spec
-
-
 class KubernetesFarmConfig(FarmBase):
     backend: Literal["kubernetes"] = Field("kubernetes", description=BACKEND_DOC)
     nodes: Nodes[KubernetesNodeSpec] = ()
     allowed_cidrs: RequiredCidrs = ()
-    kubernetes: Annotated[KubernetesSpec, AfterValidator(_k8s_fits_nodes)] = Field(
+    kubernetes: Annotated[KubernetesSpec, fits_nodes(cross_node_problems)] = Field(
         KubernetesSpec(), description="namespace, Services and resources")
