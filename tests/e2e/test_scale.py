@@ -3,6 +3,9 @@
 A three-node farm (amd64-1 on h13, arm64-1 on h14, amd64-2 on h15; the local farm's shape) is
 stood up by a real `pulumi up`; then the exported create script is run the way CI runs it, with
 `--key`, and each build is found in the history of the daemon it ran on (and only there).
+
+Over 300 lines on purpose: one module fixture (three hosts, a stack) serves every check of keys,
+loads, failover, status and idle stop; a farm per file would stand the same farm up again.
 """
 
 from __future__ import annotations
