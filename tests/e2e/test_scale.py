@@ -228,8 +228,8 @@ def test_bounded_loads_spread_colliding_keys_only_when_their_owner_is_full(farm:
         assert wait_running(farm, owner, 1) == 1
 
         # one at a time: both stay on the owner
-        for key in (key_a, key_b):
-            env, _ = job(key, f"alone-{key[-2:]}")
+        for tag, key in (("alone-a", key_a), ("alone-b", key_b)):
+            env, _ = job(key, tag)
             bust = f"alone-{secrets.token_hex(4)}"
             build_amd64(farm, bust, env)
             assert ran_on(farm, bust) == [owner], (key, bust)
