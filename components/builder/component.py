@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
+from components.builder.placement import DEFAULT_C
 from components.builder.readiness import Readiness
 from components.builder.scripts import (
     ENV_CA,
@@ -35,6 +36,8 @@ class BuilderArgs:
     wake: pulumi.Output[Wake] | None = None
     #: how long the preflight waits for booting nodes (None: one probe)
     ready: pulumi.Output[Readiness] | None = None
+    #: c of the bounded-load placement with spare nodes (builder.loadBound)
+    load_bound: float = DEFAULT_C
 
 
 class Builder(pulumi.ComponentResource):
@@ -51,7 +54,7 @@ class Builder(pulumi.ComponentResource):
         ready: pulumi.Output[Readiness | None] = (
             args.ready if args.ready is not None else pulumi.Output.from_input(None))
         self.create_script = pulumi.Output.all(args.nodes, wake, ready).apply(
-            lambda v: render_create_script(args.builder_name, v[0], args.buildx, v[1], v[2]))
+            lambda v: render_create_script(args.builder_name, v[0], args.buildx, v[1], v[2], args.load_bound))
         env: dict[str, pulumi.Input[str]] = {
             ENV_CA: args.ca_cert_pem,
             ENV_CERT: args.client_cert_pem,

@@ -12,7 +12,9 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from components.builder.placement import DEFAULT_C
 from components.builder.readiness import AWAIT_ALL, AWAIT_PICK, WRONG_PLATFORM, Readiness, render_await
+from components.builder.spread import render_loads, render_place
 from components.builder.wake import Wake, render_wake
 
 #: environment variables the create script reads PEM contents from
@@ -67,7 +69,8 @@ def _q(argv: Sequence[str]) -> str:
 
 
 def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx",
-                         wake: Wake | None = None, ready: Readiness | None = None) -> str:
+                         wake: Wake | None = None, ready: Readiness | None = None,
+                         load_bound: float = DEFAULT_C) -> str:
     """A bash script that checks every node, then (re)creates the builder.
 
     Reads PEMs from $BKF_TLS_CA/$BKF_TLS_CERT/$BKF_TLS_KEY; honours $BUILDX_CONFIG
@@ -79,7 +82,8 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
     buildx shows. buildx reports a refused or failed TLS dial only as "context
     deadline exceeded", so on failure the script asks buildctl (or openssl) for
     the real error. A failed preflight leaves an existing builder untouched.
-    With `ready` (components.builder.readiness) it waits for booting nodes.
+    With `ready` (components.builder.readiness) it waits for booting nodes. With spare nodes a
+    build goes by bounded loads (`load_bound` is c of components.builder.placement).
     """
     if not nodes:
         raise ValueError("a builder needs at least one node")
@@ -139,7 +143,7 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
     if has_spares(nodes) or wake is not None:
         # Only a farm with several nodes on some platform (or idle stop and wake) renders the key,
         # failover and wake part: any other farm keeps the script (the Builder's `create`) it had.
-        return "\n".join(lines + _affine_tail(builder, nodes, wake, ready)) + "\n"
+        return "\n".join(lines + _affine_tail(builder, nodes, wake, ready, load_bound)) + "\n"
     if ready is None:
         lines += ["check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]) for n in nodes]
     else:
@@ -169,11 +173,12 @@ def _node_table(nodes: Sequence[BuilderNode]) -> list[str]:
 
 
 def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None = None,
-                 ready: Readiness | None = None) -> list[str]:
+                 ready: Readiness | None = None, load_bound: float = DEFAULT_C) -> list[str]:
     """The rest of the create script for a farm with spare nodes: `--key` (or $BKF_KEY) orders
-    each platform's nodes by rendezvous hashing (components.builder.affinity, computed here with
-    sha256sum) and the first node that passes the preflight joins; without a key every node is
-    checked and joins, as with one node per platform."""
+    each platform's nodes by bounded loads over rendezvous hashing (components.builder.placement,
+    its bash twin from components.builder.spread, with the nodes' running builds) and the first
+    node that passes the preflight joins; without a key every node is checked and joins, each
+    platform's least-loaded node first."""
     platforms: list[str] = []
     for n in nodes:
         if n.platform not in platforms:
@@ -197,27 +202,35 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
     lines += [
         "all=(" + " ".join(n.name for n in nodes) + ")",
         "platforms=(" + " ".join(shlex.quote(p) for p in platforms) + ")",
-        "# rendezvous order: weight = first 64 bits of sha256(key NUL node), highest first",
-        "rank() {",
-        '  local k=$1 n; shift',
-        '  for n in "$@"; do',
-        r"""    printf '%s %s\n' "$(printf '%s\0%s' "$k" "$n" | sha256sum | cut -c1-16)" "$n" """.rstrip(),
-        "  done | LC_ALL=C sort -k1,1r -k2,2 | cut -d' ' -f2",
-        "}",
+        # the nodes whose load is worth a dial: those that share their platform with another
+        "shared=(" + " ".join(n.name for n in nodes if sum(m.platform == n.platform for m in nodes) > 1) + ")",
+        *render_place(load_bound),
+        *render_loads(),
         *(render_wake(wake) if wake else []),
+        # each platform's nodes in the order to try them: the key's bounded-load order, or without
+        # a key least-loaded first (buildx sends a platform's builds to its first node)
+        "declare -A orders; firsts=()",
+        '[ "${#shared[@]}" -eq 0 ] || read_loads "${shared[@]}"',
+        'for p in "${platforms[@]}"; do',
+        '  cands=(); for n in "${all[@]}"; do [ "${plat[$n]}" != "$p" ] || cands+=("$n=${load[$n]:-0}"); done',
+        '  mapfile -t order < <(place "$key" "${cands[@]}")',
+        '  if [ -n "$key" ]; then echo "affinity: key $key orders $p as ${order[*]}"',
+        '  elif [ "${#order[@]}" -gt 1 ]; then echo "spread: no key: $p least-loaded first: ${order[*]}"; fi',
+        '  orders[$p]="${order[*]}"; firsts+=("${order[0]}")',
+        "done",
         "joined=()",
         'if [ -z "$key" ]; then',
+        "  # every node joins; each platform's places in the config order go to its nodes least-loaded first",
+        '  declare -A at=(); byload=()',
+        '  for n in "${all[@]}"; do',
+        '    p=${plat[$n]}; read -ra order <<<"${orders[$p]}"',
+        '    byload+=("${order[${at[$p]:-0}]}"); at[$p]=$(( ${at[$p]:-0} + 1 ))',
+        '  done',
+        '  all=("${byload[@]}")',
         *(['  wake "${all[@]}"'] if wake else []),
         *([AWAIT_ALL] if ready else [
             '  for n in "${all[@]}"; do check_node "$n" "${plat[$n]}" "${ep[$n]}" "${sn[$n]}"; joined+=("$n"); done']),
         "else",
-        "  declare -A orders; firsts=()",
-        '  for p in "${platforms[@]}"; do',
-        '    cands=(); for n in "${all[@]}"; do [ "${plat[$n]}" != "$p" ] || cands+=("$n"); done',
-        '    mapfile -t order < <(rank "$key" "${cands[@]}")',
-        '    echo "affinity: key $key orders $p as ${order[*]}"',
-        '    orders[$p]="${order[*]}"; firsts+=("${order[0]}")',
-        '  done',
         *(['  wake "${firsts[@]}"'] if wake else []),
         '  for p in "${platforms[@]}"; do',
         '    read -ra order <<<"${orders[$p]}"',

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 from components import versions
 from components.config.base import ConfigModel, Problem, problems
-from components.config.fields import Bool, Int, digits, integer, matching, problem
+from components.config.fields import Bool, Int, allows, digits, integer, matching, problem
 from components.platforms import Arch
 
 SemverTag = Annotated[str, matching(r"^v\d+\.\d+\.\d+$", "a release tag like v0.32.2")]
@@ -112,6 +113,23 @@ class PkiSpec(ConfigModel):
         return self
 
 
+def _load_bound(value: Any) -> Any:
+    # at most 3 decimals and at most 100: the create script computes the bound with c as an exact
+    # fraction in 64-bit integers (components/builder/spread.py); c <= 1 leaves no room over the average
+    try:
+        d = Decimal(value if isinstance(value, str) else repr(value)).normalize()
+    except (InvalidOperation, TypeError):
+        raise ValueError(value) from None
+    exponent = d.as_tuple().exponent
+    if isinstance(value, bool) or not isinstance(exponent, int) or exponent < -3 or not 1 < d <= 100:
+        raise ValueError(value)
+    return float(d)
+
+
+LoadBound = Annotated[float, BeforeValidator(_load_bound),
+                      allows("a number greater than 1 and at most 100, with at most 3 decimals")]
+
+
 class BuilderSpec(ConfigModel):
     """The buildx builder made on the machine that runs `pulumi up`."""
 
@@ -128,6 +146,9 @@ class BuilderSpec(ConfigModel):
         None, description="how long the builder's preflight waits for booting nodes (0: one probe); empty: 900 on "
         "aws (cloud-init installs BuildKit on a fresh instance), 0 on ssh and kubernetes (their nodes are up "
         "when `up` reaches the builder)")
+    load_bound: LoadBound = Field(
+        1.25, description="spare nodes: c of the bounded-load placement; a key's build leaves its own node while "
+        "that node runs at least ceil(c x (the platform's running builds + 1) / its nodes) builds")
 
 
 class IdleStopSpec(ConfigModel):

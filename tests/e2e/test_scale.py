@@ -3,6 +3,9 @@
 A three-node farm (amd64-1 on h13, arm64-1 on h14, amd64-2 on h15; the local farm's shape) is
 stood up by a real `pulumi up`; then the exported create script is run the way CI runs it, with
 `--key`, and each build is found in the history of the daemon it ran on (and only there).
+
+Over 300 lines on purpose: one module fixture (three hosts, a stack) serves every check of keys,
+loads, failover, status and idle stop; a farm per file would stand the same farm up again.
 """
 
 from __future__ import annotations
@@ -32,20 +35,22 @@ BUILDER = "bkf-scale"
 AMD = ["amd64-1", "amd64-2"]
 
 
-def create_builder(farm: Farm, *args: str) -> subprocess.CompletedProcess[str]:
-    """The exported create script, run as CI runs it (PEMs in the environment)."""
+def create_builder(farm: Farm, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The exported create script, run as CI runs it (PEMs in the environment; `env`: more, such as
+    a CI job's own BUILDX_CONFIG)."""
     script = farm.dir / "create.sh"
     script.write_text(farm.outputs["buildxCreateScript"])
-    env = {**farm.env, "BKF_TLS_CA": farm.outputs["caCert"], "BKF_TLS_CERT": farm.outputs["clientCert"],
-           "BKF_TLS_KEY": farm.outputs["clientKey"]}
-    return run(["bash", str(script), *args], env=env)
+    full = {**farm.env, "BKF_TLS_CA": farm.outputs["caCert"], "BKF_TLS_CERT": farm.outputs["clientCert"],
+            "BKF_TLS_KEY": farm.outputs["clientKey"], **(env or {})}
+    return run(["bash", str(script), *args], env=full)
 
 
-def build_amd64(farm: Farm, bust: str) -> None:
+def build_amd64(farm: Farm, bust: str, env: dict[str, str] | None = None) -> None:
     ctx = sample_context(farm.dir / "sample")
     out = farm.dir / "out"
     shutil.rmtree(out, ignore_errors=True)
-    farm.build(ctx, "--platform", "linux/amd64", "--build-arg", f"BUST={bust}", "--output", f"type=local,dest={out}")
+    farm.build(ctx, "--platform", "linux/amd64", "--build-arg", f"BUST={bust}", "--output", f"type=local,dest={out}",
+               env=env)
     assert f"bust={bust}" in (out / "built-on").read_text()
 
 
@@ -161,6 +166,96 @@ def test_a_stopped_amd64_node_sends_its_keys_to_the_other(farm: Farm) -> None:
     assert ran_on(farm, bust) == ["amd64-1"]
     r = create_builder(farm, "--key", keys["amd64-2"])
     assert "ready: amd64-2=linux/amd64" in r.stdout
+
+
+def colliding_keys() -> tuple[str, str, str]:
+    """(owner, key A, key B): the first two keys whose rendezvous order puts the same amd64 node first."""
+    seen: dict[str, str] = {}
+    for i in range(100):
+        k = f"acme/repo-{i}"
+        owner = rank(k, AMD)[0]
+        if owner in seen:
+            return owner, seen[owner], k
+        seen[owner] = k
+    raise AssertionError("no two keys collide")
+
+
+def running_on(farm: Farm, node: str) -> int:
+    return sum(not r.get("CompletedAt") for r in farm.history(node))
+
+
+def wait_running(farm: Farm, node: str, want: int) -> int:
+    """Poll the node's history until it runs `want` builds (bounded); the count seen last."""
+    deadline = time.monotonic() + 120
+    n = running_on(farm, node)
+    while n != want and time.monotonic() < deadline:
+        time.sleep(1)
+        n = running_on(farm, node)
+    return n
+
+
+def test_bounded_loads_spread_colliding_keys_only_when_their_owner_is_full(farm: Farm) -> None:
+    """Two keys with the same owner (issue 21 item 5). Two amd64 nodes, c = 1.25 (the default), the
+    owner running one long build of its own (the load) and the other node none:
+
+    - one at a time: L = 1, bound = ceil(1.25 x 2 / 2) = 2; the owner runs 1 < 2, so each key in
+      turn stays on its owner (each build done before the next key's create script runs);
+    - concurrently: key A's create script sees L = 1 and stays home, and its build (held running)
+      makes the owner run 2; key B's script then sees L = 2, bound = ceil(1.25 x 3 / 2) = 2, the
+      owner at 2 is full, and B goes to the other node.
+    Each key's job has its own BUILDX_CONFIG (two CI machines), and each build is found in the
+    history of the daemon it ran on."""
+    owner, key_a, key_b = colliding_keys()
+    other = next(n for n in AMD if n != owner)
+    ctx = farm.dir / "held"
+    ctx.mkdir(exist_ok=True)
+    run(["bash", str(ROOT / "local" / "rootfs.sh"), str(ctx)])
+    (ctx / "Dockerfile").write_text("FROM scratch\nADD rootfs-amd64.tar /\nARG BUST\nRUN sleep 300 && echo $BUST\n")
+    held: list[subprocess.Popen[bytes]] = []
+
+    def job(key: str, tag: str) -> tuple[dict[str, str], str]:
+        env = {"BUILDX_CONFIG": str(farm.dir / f"bx-{tag}")}
+        out = create_builder(farm, "--key", key, env=env).stdout
+        print(f"\n{tag} ({key}):\n{out}")
+        return env, out
+
+    try:
+        # the owner's own load: one long build straight on its daemon
+        held.append(subprocess.Popen(
+            [*farm.buildctl_argv(owner), "build", "--frontend", "dockerfile.v0", "--local", f"context={ctx}",
+             "--local", f"dockerfile={ctx}", "--opt", f"build-arg:BUST=load-{secrets.token_hex(4)}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        assert wait_running(farm, owner, 1) == 1
+
+        # one at a time: both stay on the owner
+        for tag, key in (("alone-a", key_a), ("alone-b", key_b)):
+            env, _ = job(key, tag)
+            bust = f"alone-{secrets.token_hex(4)}"
+            build_amd64(farm, bust, env)
+            assert ran_on(farm, bust) == [owner], (key, bust)
+
+        # concurrently: A stays (and stays running), B is sent to the other node
+        env_a, out_a = job(key_a, "together-a")
+        assert f"ready: {owner}=linux/amd64" in out_a, out_a
+        held.append(subprocess.Popen(
+            ["docker-buildx", "build", "--builder", BUILDER, "--platform", "linux/amd64", "--build-arg",
+             f"BUST=held-{secrets.token_hex(4)}", "--output", "type=cacheonly", str(ctx)],
+            env={**farm.env, **env_a}, cwd=farm.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        assert wait_running(farm, owner, 2) == 2, "key A's build did not reach its owner"
+        assert running_on(farm, other) == 0
+        env_b, out_b = job(key_b, "together-b")
+        loads = " ".join(f"{n}={2 if n == owner else 0}" for n in ("amd64-1", "amd64-2"))
+        assert f"load: running builds {loads}" in out_b, out_b
+        assert f"affinity: key {key_b} orders linux/amd64 as {other} {owner}" in out_b, out_b
+        bust = f"together-{secrets.token_hex(4)}"
+        build_amd64(farm, bust, env_b)
+        assert ran_on(farm, bust) == [other]
+    finally:
+        for p in held:
+            p.kill()
+            p.wait()
+    # the cancelled builds end: nothing left running for the tests after this one
+    assert wait_running(farm, owner, 0) == 0
 
 
 def answers(farm: Farm, node: str) -> bool:

@@ -108,7 +108,8 @@ SPARE = [BuilderNode("amd64-1", "linux/amd64", "tcp://10.0.0.1:1234", "10.0.0.1"
 
 
 def run_spare_script(tmp_path: Path, *args: str, down: str = "", env_key: str | None = None,
-                     nodes: list[BuilderNode] = SPARE) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+                     nodes: list[BuilderNode] = SPARE, path: str = "/usr/bin:/bin",
+                     load_bound: float = 1.25) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """The create script against a fake buildx: nodes named in `down` fail their preflight."""
     fake = tmp_path / "fakebx"
     fake.write_text('#!/bin/bash\necho "$@" >> "$BX_LOG"\n'
@@ -121,12 +122,12 @@ def run_spare_script(tmp_path: Path, *args: str, down: str = "", env_key: str | 
     fake.chmod(0o755)
     log = tmp_path / "log"
     log.unlink(missing_ok=True)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BX_LOG": str(log), "BX_DOWN": down,
+    env = {"PATH": path, "HOME": str(tmp_path), "BX_LOG": str(log), "BX_DOWN": down,
            "BKF_TLS_CA": "CA", "BKF_TLS_CERT": "CERT", "BKF_TLS_KEY": "KEY", "BUILDX_CONFIG": str(tmp_path / "bx")}
     if env_key is not None:
         env["BKF_KEY"] = env_key
     script = tmp_path / "create.sh"
-    script.write_text(render_create_script("bkf", nodes, buildx=str(fake)))
+    script.write_text(render_create_script("bkf", nodes, buildx=str(fake), load_bound=load_bound))
     r = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True)
     return r, log.read_text().splitlines() if log.exists() else []
 

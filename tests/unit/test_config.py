@@ -101,6 +101,13 @@ def test_defaults_are_safe() -> None:
     ({"pki": {"clients": []}}, "pki.clients: [] has no client"),
     ({"builder": {"name": "-bad"}}, "builder.name: '-bad' is not a buildx builder name"),
     ({"builder": {"configDir": "relative/dir"}}, "builder.configDir: 'relative/dir' is not an absolute path"),
+    ({"builder": {"loadBound": 1}}, "builder.loadBound: 1 is not a number greater than 1 and at most 100, with at"),
+    ({"builder": {"loadBound": 0.9}}, "builder.loadBound: 0.9 is not a number greater than 1"),
+    ({"builder": {"loadBound": 1.2345}}, "builder.loadBound: 1.2345 is not a number greater than 1 and at most 100, "
+                                         "with at most 3 decimals"),
+    ({"builder": {"loadBound": 101}}, "builder.loadBound: 101 is not a number greater than 1"),
+    ({"builder": {"loadBound": True}}, "builder.loadBound: True is not a number greater than 1"),
+    ({"builder": {"loadBound": "nan"}}, "builder.loadBound: 'nan' is not a number greater than 1"),
     ({"nodes": [{"name": "arm64-1", "platform": "linux/amd64", "instanceType": "c7g.large"}]},
      "nodes[0].instanceType: 'c7g.large' is an arm64 type, but the node's platform is linux/amd64 (allowed: an x86_64"),
     ({"nodes": [{"name": "amd64-1", "platform": "linux/arm64", "instanceType": "m7i.large"}]},
