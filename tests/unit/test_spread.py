@@ -53,7 +53,7 @@ def test_bash_place_worked_examples() -> None:
 
 NAMES = st.lists(st.from_regex(r"[a-z0-9][a-z0-9-]{0,11}", fullmatch=True), min_size=1, max_size=8, unique=True)
 # any text bash can pass as an argument (no NUL), the empty key (least-loaded first) included
-KEYS = st.text(st.characters(exclude_characters="\0"), max_size=30)
+KEYS = st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=30)
 # c with up to 3 decimals from 1.001 to 100: what builder.loadBound allows
 CS = st.integers(1001, 100_000).map(lambda m: m / 1000) | st.sampled_from([1.25, 1.1, 1.5, 2.0])
 
