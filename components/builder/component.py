@@ -9,6 +9,7 @@ import pulumi_command as command
 
 from components.builder.readiness import Readiness
 from components.builder.scripts import (
+    DEFAULT_PROBE_TIMEOUT,
     ENV_CA,
     ENV_CERT,
     ENV_KEY,
@@ -35,6 +36,8 @@ class BuilderArgs:
     wake: pulumi.Output[Wake] | None = None
     #: how long the preflight waits for booting nodes (None: one probe)
     ready: pulumi.Output[Readiness] | None = None
+    #: seconds one node's probe may take (a node that drops packets costs this, not buildx's timeouts)
+    probe_timeout_seconds: int = DEFAULT_PROBE_TIMEOUT
 
 
 class Builder(pulumi.ComponentResource):
@@ -51,7 +54,8 @@ class Builder(pulumi.ComponentResource):
         ready: pulumi.Output[Readiness | None] = (
             args.ready if args.ready is not None else pulumi.Output.from_input(None))
         self.create_script = pulumi.Output.all(args.nodes, wake, ready).apply(
-            lambda v: render_create_script(args.builder_name, v[0], args.buildx, v[1], v[2]))
+            lambda v: render_create_script(args.builder_name, v[0], args.buildx, v[1], v[2],
+                                           args.probe_timeout_seconds))
         env: dict[str, pulumi.Input[str]] = {
             ENV_CA: args.ca_cert_pem,
             ENV_CERT: args.client_cert_pem,

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 from components import versions
+from components.builder.scripts import DEFAULT_PROBE_TIMEOUT
 from components.config.base import ConfigModel, Problem, problems
 from components.config.fields import Bool, Int, digits, integer, matching, problem
 from components.platforms import Arch
@@ -128,6 +129,10 @@ class BuilderSpec(ConfigModel):
         None, description="how long the builder's preflight waits for booting nodes (0: one probe); empty: 900 on "
         "aws (cloud-init installs BuildKit on a fresh instance), 0 on ssh and kubernetes (their nodes are up "
         "when `up` reaches the builder)")
+    probe_timeout_seconds: Annotated[Int, integer(1, 600, " seconds")] = Field(
+        DEFAULT_PROBE_TIMEOUT, description="how long one probe of one node may take in the builder's preflight: a "
+        "node that drops packets (a security group change, a partition) costs this once, not buildx's own timeouts "
+        "(about a minute), before the key's next node is tried; `$BKF_PROBE_TIMEOUT` overrides it at run time")
 
 
 class IdleStopSpec(ConfigModel):
