@@ -16,11 +16,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.builder.affinity import rank
+from components.node.idle import IDLE_LOG
 from harness.farm import Farm, running_farm
 from harness.hosts import ROOT, children_started, need, run, running_hosts, sample_context
 
@@ -212,6 +214,8 @@ def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) 
     for node in HOSTS.values():
         assert any("bkf-idle.sh loop" in p for p in farm.hosts.processes(farm.host(node))), node
     loop_pid = int(farm.hosts.ssh(farm.host("amd64-1"), "cat /run/buildkit/bkf-idle.pid").stdout)
+    # amd64-1's idle log as its loop sees it (the host's own /var/log, through the loop's root)
+    busy_log = Path(f"/proc/{loop_pid}/root{IDLE_LOG}")
 
     ctx = farm.dir / "slow"
     ctx.mkdir(exist_ok=True)
@@ -230,6 +234,8 @@ def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) 
         stopped_after = None
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and (stopped_after is None or len(past_limit) < checks):
+            judged = busy_log.read_text() if busy_log.exists() else ""
+            assert "no build for" not in judged, f"amd64-1 was judged idle with its build in flight:\n{judged}"
             if stopped_after is None and not answers(farm, "amd64-2"):
                 stopped_after = time.monotonic() - enabled
             # the idle loop sleeps checkSeconds right after each check: a new sleep, a check just done
