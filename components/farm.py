@@ -106,7 +106,8 @@ class BuildkitFarm(pulumi.ComponentResource):
                 builder_name=builder_name, nodes=node_info, ca_cert_pem=pki.ca_cert_pem,
                 client_cert_pem=client.cert_pem, client_key_pem=client.private_key_pem,
                 buildx_config_dir=cfg.builder.config_dir, buildx=cfg.builder.buildx, wake=wake, ready=ready,
-                load_bound=cfg.builder.load_bound),
+                load_bound=cfg.builder.load_bound,
+                probe_timeout_seconds=cfg.builder.probe_timeout_seconds),
                 builder_opts)
             self.builder_name = builder.builder_name
             self.create_script = builder.create_script
@@ -115,7 +116,8 @@ class BuildkitFarm(pulumi.ComponentResource):
             self.builder_name = pulumi.Output.from_input(builder_name)
             self.create_script = pulumi.Output.all(node_info, wake, ready).apply(
                 lambda v: render_create_script(builder_name, v[0], cfg.builder.buildx, v[1], v[2],
-                                               cfg.builder.load_bound))
+                                               load_bound=cfg.builder.load_bound,
+                                               probe_timeout=cfg.builder.probe_timeout_seconds))
 
         self.backend = cfg.backend
         self.platforms = list(cfg.platforms())

@@ -82,6 +82,18 @@ class HostSet:
     def netns_pids(self, host: Host) -> list[str]:
         return run(["ip", "netns", "pids", f"bkf-{host.name}"], check=False).stdout.split()
 
+    @contextmanager
+    def packets_dropped(self, host: Host, port: int) -> Iterator[None]:
+        """Every TCP packet to ``port`` dropped inside the host (its network namespace), as a security
+        group change or a network partition does: no refusal, no reset, silence. Removed after the block."""
+        iptables = ["ip", "netns", "exec", f"bkf-{host.name}", "iptables"]
+        rule = ["INPUT", "-p", "tcp", "--dport", str(port), "-j", "DROP"]
+        run([*iptables, "-I", *rule])
+        try:
+            yield
+        finally:
+            run([*iptables, "-D", *rule])
+
     def processes(self, host: Host) -> list[str]:
         """Command lines of the processes in a host's network namespace (hosts share the PID namespace,
         so `pgrep` inside a host would also see the other hosts' processes)."""
@@ -104,6 +116,26 @@ def running_hosts(names: Sequence[str], state: Path, data_gb: int | None = None,
         yield hs
     finally:
         run(["bash", str(TESTHOSTS), "down"], env=hs.env, check=False)
+
+
+def children_started(parent: int, comm: str, seen: set[int]) -> list[float]:
+    """Start times (epoch seconds) of the children of ``parent`` named ``comm`` that are not in ``seen``
+    (they are added to it). Test hosts share this machine's PID namespace, so a host's processes are here."""
+    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime "))
+    tick = os.sysconf("SC_CLK_TCK")
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue  # exited meanwhile
+        fields = tail.split()  # state, ppid, ...; starttime (field 22 of the file) is fields[19]
+        pid = int(stat.parent.name)
+        if head.split("(", 1)[1] == comm and int(fields[1]) == parent and pid not in seen:
+            seen.add(pid)
+            found.append(boot + int(fields[19]) / tick)
+    return found
 
 
 def make_artifact(dest_dir: Path) -> Path:

@@ -10,6 +10,7 @@ import pulumi_command as command
 from components.builder.placement import DEFAULT_C
 from components.builder.readiness import Readiness
 from components.builder.scripts import (
+    DEFAULT_PROBE_TIMEOUT,
     ENV_CA,
     ENV_CERT,
     ENV_KEY,
@@ -38,6 +39,8 @@ class BuilderArgs:
     ready: pulumi.Output[Readiness] | None = None
     #: c of the bounded-load placement with spare nodes (builder.loadBound)
     load_bound: float = DEFAULT_C
+    #: seconds one node's probe may take (a node that drops packets costs this, not buildx's timeouts)
+    probe_timeout_seconds: int = DEFAULT_PROBE_TIMEOUT
 
 
 class Builder(pulumi.ComponentResource):
@@ -54,7 +57,9 @@ class Builder(pulumi.ComponentResource):
         ready: pulumi.Output[Readiness | None] = (
             args.ready if args.ready is not None else pulumi.Output.from_input(None))
         self.create_script = pulumi.Output.all(args.nodes, wake, ready).apply(
-            lambda v: render_create_script(args.builder_name, v[0], args.buildx, v[1], v[2], args.load_bound))
+            lambda v: render_create_script(args.builder_name, v[0], args.buildx, v[1], v[2],
+                                           load_bound=args.load_bound,
+                                           probe_timeout=args.probe_timeout_seconds))
         env: dict[str, pulumi.Input[str]] = {
             ENV_CA: args.ca_cert_pem,
             ENV_CERT: args.client_cert_pem,

@@ -4,6 +4,9 @@ The create script is the ONE way the builder is made: the Builder component runs
 it (secrets in its environment), and it is exported as a stack output for CI to
 run itself. Its cert files are written with absolute paths (buildx's remote
 driver takes paths, not PEM contents) and mode 0600.
+
+Over 300 lines on purpose: the create script is one bash program, rendered in one place (its
+parts that stand alone live beside it: readiness, wake, spread).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from components.builder.wake import Wake, render_wake
 ENV_CA = "BKF_TLS_CA"
 ENV_CERT = "BKF_TLS_CERT"
 ENV_KEY = "BKF_TLS_KEY"
+#: seconds one node's probe may take (builder.probeTimeoutSeconds; $BKF_PROBE_TIMEOUT at run time)
+DEFAULT_PROBE_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,8 @@ def _q(argv: Sequence[str]) -> str:
 
 def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx",
                          wake: Wake | None = None, ready: Readiness | None = None,
-                         load_bound: float = DEFAULT_C) -> str:
+                         load_bound: float = DEFAULT_C,
+                         probe_timeout: int = DEFAULT_PROBE_TIMEOUT) -> str:
     """A bash script that checks every node, then (re)creates the builder.
 
     Reads PEMs from $BKF_TLS_CA/$BKF_TLS_CERT/$BKF_TLS_KEY; honours $BUILDX_CONFIG
@@ -84,9 +90,18 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
     the real error. A failed preflight leaves an existing builder untouched.
     With `ready` (components.builder.readiness) it waits for booting nodes. With spare nodes a
     build goes by bounded loads (`load_bound` is c of components.builder.placement).
+
+    Each node's probe (its `create` dials the node too, then `inspect --bootstrap`) has one bound,
+    `probe_timeout` seconds ($BKF_PROBE_TIMEOUT at run time): buildx waits 20 s per dial on a node
+    that drops packets (a security group change, a partition), so without the bound such a node
+    would cost about a minute per probe, and the key's failover would wait that long before the
+    next node. A probe the bound cuts is not diagnosed (the diagnosis would wait for the same
+    silence again); the script says so in one line naming the node and the bound.
     """
     if not nodes:
         raise ValueError("a builder needs at least one node")
+    if probe_timeout < 1:
+        raise ValueError(f"probe_timeout must be 1 second or more, not {probe_timeout}")
     lines = [
         "#!/usr/bin/env bash",
         f"# Creates the multi-node buildx builder {builder!r} (remote driver) after checking every node.",
@@ -109,25 +124,52 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         ")",
         f'bx() {{ {buildx} "$@"; }}',
         'fail() { echo "preflight: $*" >&2; exit 1; }',
+        "# the bound of one node's probe: a node that drops packets costs this once, not buildx's 20 s per dial",
+        f"probe_timeout=${{BKF_PROBE_TIMEOUT:-{probe_timeout}}}",
+        'case $probe_timeout in ""|0*|*[!0-9]*)',
+        "  fail \"BKF_PROBE_TIMEOUT must be whole seconds, 1 or more (like builder.probeTimeoutSeconds),\" \\",
+        "    \"not '$probe_timeout'\";;",
+        "esac",
+        "# buildx with what is left of the probe's bound (until $probe_deadline); 124, as timeout's, when none is",
+        "bx_bounded() {",
+        "  local left=$((probe_deadline - SECONDS))",
+        '  [ "$left" -gt 0 ] || return 124',
+        "  # (no timeout(1), as on a bare macOS: unbounded, as before)",
+        f'  if command -v timeout >/dev/null; then timeout "$left" {buildx} "$@"; else {buildx} "$@"; fi',
+        "}",
         "diagnose() {",
         '  local ep=$1 sn=$2',
         "  if command -v buildctl >/dev/null; then",
-        '    timeout 30 buildctl --addr "$ep" --tlsservername "$sn" --tlscacert "$certs/ca.pem" \\',
+        '    timeout "$probe_timeout" buildctl --addr "$ep" --tlsservername "$sn" --tlscacert "$certs/ca.pem" \\',
         '      --tlscert "$certs/cert.pem" --tlskey "$certs/key.pem" debug workers 2>&1 | tail -n 3 >&2 || true',
         "  elif command -v openssl >/dev/null; then",
-        '    timeout 30 openssl s_client -connect "${ep#tcp://}" -servername "$sn" -verify_return_error \\',
-        '      -CAfile "$certs/ca.pem" -cert "$certs/cert.pem" -key "$certs/key.pem" </dev/null 2>&1 |',
-        '      grep -iE "error|verify|alert|refused" | head -n 5 >&2 || true',
+        '    timeout "$probe_timeout" openssl s_client -connect "${ep#tcp://}" -servername "$sn" \\',
+        '      -verify_return_error -CAfile "$certs/ca.pem" -cert "$certs/cert.pem" -key "$certs/key.pem" \\',
+        '      </dev/null 2>&1 | grep -iE "error|verify|alert|refused" | head -n 5 >&2 || true',
         "  fi",
         "}",
         'probe=$(mktemp -d)',
         """trap 'rm -rf "$probe"' EXIT""",
         "check_node() {",
-        '  local name=$1 platform=$2 ep=$3 sn=$4 out native',
-        '  BUILDX_CONFIG="$probe" bx create --name "probe-$name" --driver remote \\',
+        '  local name=$1 platform=$2 ep=$3 sn=$4 out="" native rc=0',
+        "  # one deadline for the whole probe: create dials the node too (buildx loads its status)",
+        "  probe_deadline=$((SECONDS + probe_timeout))",
+        '  BUILDX_CONFIG="$probe" bx_bounded create --name "probe-$name" --driver remote \\',
         '    --driver-opt "servername=$sn,cacert=$certs/ca.pem,cert=$certs/cert.pem,key=$certs/key.pem" \\',
-        '    "$ep" >/dev/null',
-        '  if ! out=$(BUILDX_CONFIG="$probe" bx inspect --bootstrap "probe-$name" 2>&1); then',
+        '    "$ep" >/dev/null || rc=$?',
+        "  # (create refusing otherwise, e.g. the probe builder of an earlier probe of this node, leaves the",
+        "  # verdict to inspect, as it always did)",
+        '  if [ "$rc" != 124 ]; then',
+        '    rc=0; out=$(BUILDX_CONFIG="$probe" bx_bounded inspect --bootstrap "probe-$name" 2>&1) || rc=$?',
+        "  fi",
+        '  if [ "$rc" = 124 ]; then',
+        "    # nothing came back in time: asking buildctl would only wait for the same silence",
+        '    echo "probe of node $name ($ep) timed out after ${probe_timeout}s (the bound:' +
+        ' builder.probeTimeoutSeconds or \\$BKF_PROBE_TIMEOUT): no answer at all (packets dropped by a firewall' +
+        ' or security group, a network partition, or the host is off)" >&2',
+        '    fail "node $name ($ep) is unreachable or refused the TLS handshake"',
+        "  fi",
+        '  if [ "$rc" != 0 ]; then',
         '    echo "$out" >&2',
         '    diagnose "$ep" "$sn"',
         '    fail "node $name ($ep) is unreachable or refused the TLS handshake"',

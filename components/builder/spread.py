@@ -67,11 +67,14 @@ def render_place(c: float = DEFAULT_C) -> list[str]:
     ]
 
 
-def render_loads(timeout_seconds: int = 10) -> list[str]:
+def render_loads() -> list[str]:
     """bash: `read_loads NODE...` fills the array `load` with each node's running builds, asking
-    the nodes at once (needs ep, sn, certs and probe); a node that does not answer counts as 0."""
+    the nodes at once (needs ep, sn, certs, probe and probe_timeout); a node that does not answer
+    counts as 0. Each read has the probe's bound (builder.probeTimeoutSeconds, $BKF_PROBE_TIMEOUT;
+    $BKF_LOAD_TIMEOUT overrides it for the reads alone): the reads run side by side, so a silent
+    node costs the bound once here and once more in its own probe."""
     return [
-        f"load_timeout=${{BKF_LOAD_TIMEOUT:-{timeout_seconds}}}",
+        "load_timeout=${BKF_LOAD_TIMEOUT:-$probe_timeout}",
         "declare -A load=()",
         "read_loads() {",
         "  local n pid why; local -A pids=()",

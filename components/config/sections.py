@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 from components import versions
+from components.builder.scripts import DEFAULT_PROBE_TIMEOUT
 from components.config.base import ConfigModel, Problem, problems
 from components.config.fields import Bool, Int, allows, digits, integer, matching, problem
 from components.platforms import Arch
@@ -149,6 +150,10 @@ class BuilderSpec(ConfigModel):
     load_bound: LoadBound = Field(
         1.25, description="spare nodes: c of the bounded-load placement; a key's build leaves its own node while "
         "that node runs at least ceil(c x (the platform's running builds + 1) / its nodes) builds")
+    probe_timeout_seconds: Annotated[Int, integer(1, 600, " seconds")] = Field(
+        DEFAULT_PROBE_TIMEOUT, description="how long one probe of one node may take in the builder's preflight: a "
+        "node that drops packets (a security group change, a partition) costs this once, not buildx's own timeouts "
+        "(about a minute), before the key's next node is tried; `$BKF_PROBE_TIMEOUT` overrides it at run time")
 
 
 class IdleStopSpec(ConfigModel):

@@ -19,13 +19,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.builder.affinity import rank
+from components.node.idle import IDLE_LOG
 from harness.farm import Farm, running_farm
-from harness.hosts import ROOT, need, run, running_hosts, sample_context
+from harness.hosts import ROOT, children_started, need, run, running_hosts, sample_context
 
 pytestmark = pytest.mark.e2e
 
@@ -258,13 +260,46 @@ def test_bounded_loads_spread_colliding_keys_only_when_their_owner_is_full(farm:
     assert wait_running(farm, owner, 0) == 0
 
 
+def test_a_silent_amd64_node_costs_the_probe_bound_once_and_its_keys_go_to_the_other(farm: Farm) -> None:
+    keys = keys_for_each_amd64_node()
+    ep = farm.node("amd64-2")["endpoint"]
+    bound = 10  # builder.probeTimeoutSeconds' default (the farm's config does not set it)
+    assert f"probe_timeout=${{BKF_PROBE_TIMEOUT:-{bound}}}" in farm.outputs["buildxCreateScript"]
+    port = int(ep.rsplit(":", 1)[1])
+    with farm.hosts.packets_dropped(farm.host("amd64-2"), port):
+        # silence, not a refusal: buildctl's own dial gets nothing back
+        silent = farm.buildctl("amd64-2", "--timeout", "3", "debug", "workers", check=False)
+        assert silent.returncode != 0 and "refused" not in silent.stderr, silent.stderr
+        t0 = time.monotonic()
+        r = create_builder(farm, "--key", keys["amd64-2"])
+        took = time.monotonic() - t0
+        # the bound cut the probe (without it buildx waits its own timeouts and then buildctl is asked)
+        assert f"probe of node amd64-2 ({ep}) timed out after {bound}s (the bound: builder.probeTimeoutSeconds" \
+            in r.stderr, r.stderr
+        assert "affinity: skipping amd64-2" in r.stderr, r.stderr
+        assert f"builder {BUILDER} ready: amd64-1=linux/amd64 arm64-1=linux/arm64" in r.stdout, r.stdout
+        bust = f"silent-{secrets.token_hex(4)}"
+        build_amd64(farm, bust)
+        assert any(x["FrontendAttrs"].get("build-arg:BUST") == bust for x in farm.history("amd64-1"))
+    # answering again: the key returns to its own node (and the build above is not in its history)
+    assert ran_on(farm, bust) == ["amd64-1"]
+    t1 = time.monotonic()
+    r = create_builder(farm, "--key", keys["amd64-2"])
+    healthy = time.monotonic() - t1
+    assert "ready: amd64-2=linux/amd64" in r.stdout and "timed out" not in r.stderr
+    print(f"\nfailover past a silent node: the create script with --key took {took:.1f} s with amd64-2 dropping "
+          f"packets (probe bound {bound} s), {healthy:.1f} s with it answering")
+
+
 def answers(farm: Farm, node: str) -> bool:
     return farm.buildctl(node, "debug", "workers", check=False).returncode == 0  # (a stopped node does not)
 
 
 def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) -> None:
-    """idleStop on for the running farm (1 minute, checked every 5 s; here the "stop" is the daemon's
-    stop): a long build keeps amd64-1 up while amd64-2 goes idle and stops; then it is woken."""
+    """idleStop on for the running farm (1 minute, checked every 5 s: the smallest the config takes; here
+    the "stop" is the daemon's stop): a long build keeps amd64-1 up through three checks past its own
+    idle limit (each would have stopped an idle node) while amd64-2 goes idle and stops; then it is woken."""
+    checks = 3
     cfg = farm.stack.read_config()
     cfg["buildkit-farm:idleStop"] = {"afterMinutes": 1, "checkSeconds": 5,
                                      "command": "/opt/buildkit-farm/bkf-node.sh stop"}
@@ -273,28 +308,54 @@ def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) 
     enabled = time.monotonic()
     for node in HOSTS.values():
         assert any("bkf-idle.sh loop" in p for p in farm.hosts.processes(farm.host(node))), node
+    loop_pid = int(farm.hosts.ssh(farm.host("amd64-1"), "cat /run/buildkit/bkf-idle.pid").stdout)
+    # amd64-1's idle log as its loop sees it (the host's own /var/log, through the loop's root)
+    busy_log = Path(f"/proc/{loop_pid}/root{IDLE_LOG}")
 
     ctx = farm.dir / "slow"
     ctx.mkdir(exist_ok=True)
     run(["bash", str(ROOT / "local" / "rootfs.sh"), str(ctx)])
-    (ctx / "Dockerfile").write_text("FROM scratch\nADD rootfs-amd64.tar /\nARG BUST\nRUN sleep 150 && echo $BUST\n")
+    # (longer than the test waits: it is killed once the checks are counted)
+    (ctx / "Dockerfile").write_text("FROM scratch\nADD rootfs-amd64.tar /\nARG BUST\nRUN sleep 300 && echo $BUST\n")
     busy = subprocess.Popen(
         [*farm.buildctl_argv("amd64-1"), "build", "--frontend", "dockerfile.v0", "--local", f"context={ctx}",
          "--local", f"dockerfile={ctx}", "--opt", f"build-arg:BUST=busy-{secrets.token_hex(4)}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 150
-        while answers(farm, "amd64-2") and time.monotonic() < deadline:
-            time.sleep(2)
-        stopped_after = time.monotonic() - enabled
-        print(f"\nidle stop: amd64-2 stopped {stopped_after:.0f} s after idleStop was on (limit 60 s, every 5 s)")
+        # amd64-1's idle clock: from its first check after enable (written then), with a limit of 60 s
+        since = int(farm.hosts.ssh(farm.host("amd64-1"), "sleep 6; cat /run/buildkit/bkf-idle.since").stdout)
+        seen: set[int] = set()
+        past_limit: list[float] = []
+        stopped_after = None
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and (stopped_after is None or len(past_limit) < checks):
+            judged = busy_log.read_text() if busy_log.exists() else ""
+            assert "no build for" not in judged, f"amd64-1 was judged idle with its build in flight:\n{judged}"
+            if stopped_after is None and not answers(farm, "amd64-2"):
+                stopped_after = time.monotonic() - enabled
+            # the idle loop sleeps checkSeconds right after each check: a new sleep, a check just done
+            for started in sorted(children_started(loop_pid, "sleep", seen)):
+                # (2 s of margin: the check reads its clock just before its sleep starts; boot time is whole seconds)
+                if started - since >= 60 + 2:
+                    # that check found amd64-1 past its limit, so only its build in flight kept it up
+                    assert answers(farm, "amd64-1"), f"amd64-1 stopped {started - since:.0f} s into its idle clock"
+                    assert busy.poll() is None
+                    assert any(not r.get("CompletedAt") for r in farm.history("amd64-1"))
+                    past_limit.append(started)
+            time.sleep(1)
         log = farm.hosts.ssh(farm.host("amd64-2"), "cat /var/log/buildkit-farm/idle.log").stdout
-        assert not answers(farm, "amd64-2"), f"the idle node was not stopped; its idle log:\n{log}"
+        assert stopped_after is not None, f"the idle node was not stopped; its idle log:\n{log}"
+        print(f"\nidle stop: amd64-2 stopped {stopped_after:.0f} s after idleStop was on (limit 60 s, every 5 s); "
+              f"busy amd64-1 still up after {len(past_limit)} checks past its own limit, the last "
+              f"{past_limit[-1] - since - 60 if past_limit else 0:.0f} s past it")
+        assert not answers(farm, "amd64-2")
         assert re.search(r"bkf-idle\[amd64-2\]: no build for \d+s \(limit 60s\)", log), log
-        # the busy node: still up, its build still running
+        assert len(past_limit) >= checks, (since, past_limit)
+        # (the clock those checks were measured against did not restart meanwhile)
+        assert int(farm.hosts.ssh(farm.host("amd64-1"), "cat /run/buildkit/bkf-idle.since").stdout) == since
+        # the busy node: still up, its build still running, never judged idle
         assert answers(farm, "amd64-1")
         assert busy.poll() is None
-        assert any(not r.get("CompletedAt") for r in farm.history("amd64-1"))
         assert "no build for" not in farm.hosts.ssh(farm.host("amd64-1"),
                                                     "cat /var/log/buildkit-farm/idle.log").stdout
     finally:

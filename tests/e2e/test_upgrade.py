@@ -29,9 +29,10 @@ pytestmark = pytest.mark.e2e
 BASELINE = "921235b"
 #: what upgrading from BASELINE changes, (operation, resource name), each node in place: the payload
 #: (bkf-node.sh and the env file), and the artifact directory step, which now also checks for SFTP
-#: (a Command without `update` runs its new `create` again)
-EXPECTED = sorted(("update", f"{node}-{step}") for node in ("amd64-1", "arm64-1")
-                  for step in ("buildkitd", "artifact-dir"))
+#: (a Command without `update` runs its new `create` again); and the builder's create script, which
+#: now bounds each node's probe (builder.probeTimeoutSeconds), updated in place the same way
+EXPECTED = sorted([*(("update", f"{node}-{step}") for node in ("amd64-1", "arm64-1")
+                     for step in ("buildkitd", "artifact-dir")), ("update", "builder-buildx")])
 STACK = "upgrade"
 HOSTS = {"h9": "amd64-1", "h10": "arm64-1"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -108,27 +109,41 @@ SPARE = [BuilderNode("amd64-1", "linux/amd64", "tcp://10.0.0.1:1234", "10.0.0.1"
 
 
 def run_spare_script(tmp_path: Path, *args: str, down: str = "", env_key: str | None = None,
-                     nodes: list[BuilderNode] = SPARE, path: str = "/usr/bin:/bin",
-                     load_bound: float = 1.25) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """The create script against a fake buildx: nodes named in `down` fail their preflight."""
+                     nodes: list[BuilderNode] = SPARE, path: str | None = None,
+                     load_bound: float = 1.25, silent: str = "", probe_timeout: int = 10,
+                     **env_extra: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The create script against a fake buildx: nodes named in `down` fail their preflight (refused
+    at once), nodes named in `silent` drop packets: as buildx does then, their create and inspect
+    each wait 20 s (buildx's own timeouts) before inspect fails. buildctl (the diagnosis, and the
+    load reading with spare nodes) logs its calls to the same log and reports a refused dial; a
+    given `path` replaces that PATH (tests/unit/test_spread.py brings its own buildctl, or none)."""
     fake = tmp_path / "fakebx"
     fake.write_text('#!/bin/bash\necho "$@" >> "$BX_LOG"\n'
+                    'n=${3#probe-}\n'
+                    'case $1:" $BX_SILENT " in create:*" $n "*|inspect:*" $n "*)\n'
+                    '  sleep 20; echo "waited out: $*" >> "$BX_LOG";; esac\n'
                     'if [ "$1 $2" = "inspect --bootstrap" ]; then\n'
-                    '  n=${3#probe-}\n'
-                    '  case " $BX_DOWN " in *" $n "*) echo "context deadline exceeded"; exit 1;; esac\n'
+                    '  case " $BX_DOWN $BX_SILENT " in *" $n "*) echo "context deadline exceeded"; exit 1;; esac\n'
                     '  case $n in amd64-*) echo "Platforms: linux/amd64, linux/386";;\n'
                     '    arm64-*) echo "Platforms: linux/arm64";; esac\n'
                     'fi\nexit 0\n')
     fake.chmod(0o755)
+    bin_ = tmp_path / "bin-diagnose"
+    bin_.mkdir(exist_ok=True)
+    (bin_ / "buildctl").write_text('#!/bin/bash\necho "buildctl $*" >> "$BX_LOG"\n'
+                                   'echo "error: dial tcp: connect: connection refused" >&2; exit 1\n')
+    (bin_ / "buildctl").chmod(0o755)
     log = tmp_path / "log"
     log.unlink(missing_ok=True)
-    env = {"PATH": path, "HOME": str(tmp_path), "BX_LOG": str(log), "BX_DOWN": down,
-           "BKF_TLS_CA": "CA", "BKF_TLS_CERT": "CERT", "BKF_TLS_KEY": "KEY", "BUILDX_CONFIG": str(tmp_path / "bx")}
+    env = {"PATH": path or f"{bin_}:/usr/bin:/bin", "HOME": str(tmp_path), "BX_LOG": str(log), "BX_DOWN": down,
+           "BX_SILENT": silent, "BKF_TLS_CA": "CA", "BKF_TLS_CERT": "CERT", "BKF_TLS_KEY": "KEY",
+           "BUILDX_CONFIG": str(tmp_path / "bx"), **env_extra}
     if env_key is not None:
         env["BKF_KEY"] = env_key
     script = tmp_path / "create.sh"
-    script.write_text(render_create_script("bkf", nodes, buildx=str(fake), load_bound=load_bound))
-    r = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True)
+    script.write_text(render_create_script("bkf", nodes, buildx=str(fake), load_bound=load_bound,
+                                           probe_timeout=probe_timeout))
+    r = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=300)
     return r, log.read_text().splitlines() if log.exists() else []
 
 
@@ -191,6 +206,65 @@ def test_without_a_key_every_node_is_checked_and_joins_as_today(tmp_path: Path) 
     r, log = run_spare_script(tmp_path, down="amd64-3")
     assert r.returncode != 0 and "node amd64-3 (tcp://10.0.0.4:1234) is unreachable" in r.stderr
     assert "rm bkf" not in log
+
+
+def test_a_silent_node_costs_the_probe_bound_once_and_the_key_goes_to_the_next(tmp_path: Path) -> None:
+    """A node that drops packets: the bound cuts its probe (create and inspect each wait 20 s in
+    buildx), the script says so naming the node and the bound, asks buildctl nothing about it (that
+    would wait for the same silence), and the key's next node joins."""
+    order = rank("acme/api", ["amd64-1", "amd64-2", "amd64-3"])
+    t0 = time.monotonic()
+    r, log = run_spare_script(tmp_path, "--key", "acme/api", silent=order[0], probe_timeout=2)
+    took = time.monotonic() - t0
+    print(f"\nfailover past a silent node (bound 2 s, buildx would wait 2 x 20 s): {took:.1f} s")
+    assert r.returncode == 0, r.stderr
+    assert joined(log) == [order[1], "arm64-1"]
+    ep = next(n.endpoint for n in SPARE if n.name == order[0])
+    # the bound cut the probe: removing it would leave buildx's own wait and no such line
+    assert f"probe of node {order[0]} ({ep}) timed out after 2s (the bound: builder.probeTimeoutSeconds" \
+        in r.stderr, r.stderr
+    assert f"affinity: skipping {order[0]}" in r.stderr
+    # cut in its create (killed, not waited out): the inspect of the silent node never ran, and no
+    # diagnosis was attempted
+    assert not [x for x in log if x.startswith("waited out")], log
+    assert f"inspect --bootstrap probe-{order[0]}" not in log
+    # no diagnosis of it (the load reads of spare nodes are buildctl calls too, with the same bound)
+    assert not [x for x in log if x.startswith("buildctl") and "debug histories" not in x], log
+
+
+def test_the_environment_overrides_the_probe_bound_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    r, log = run_spare_script(tmp_path, "--key", "acme/api", silent="amd64-1 amd64-2 amd64-3",
+                              BKF_PROBE_TIMEOUT="1")
+    assert r.returncode != 0
+    for n in ("amd64-1", "amd64-2", "amd64-3"):
+        assert f"probe of node {n} (tcp://" in r.stderr and ") timed out after 1s (the bound" in r.stderr
+    assert "no node of linux/amd64 passed the preflight" in r.stderr and "rm bkf" not in log
+    for bad in ("0", "5s", "012", "-1"):
+        r, log = run_spare_script(tmp_path, BKF_PROBE_TIMEOUT=bad)
+        assert r.returncode == 1, bad
+        assert r.stderr.strip() == ("preflight: BKF_PROBE_TIMEOUT must be whole seconds, 1 or more (like "
+                                    f"builder.probeTimeoutSeconds), not '{bad}'"), r.stderr
+        assert log == []
+
+
+def test_a_refused_node_is_still_diagnosed_within_the_probe_bound(tmp_path: Path) -> None:
+    first = next(n for n in SPARE if n.name == rank("acme/api", ["amd64-1", "amd64-2", "amd64-3"])[0])
+    r, log = run_spare_script(tmp_path, "--key", "acme/api", down=first.name, probe_timeout=7)
+    assert r.returncode == 0, r.stderr
+    assert "error: dial tcp: connect: connection refused" in r.stderr and "timed out" not in r.stderr
+    assert [x for x in log if x.startswith("buildctl") and "debug histories" not in x] == [
+        f"buildctl --addr {first.endpoint} --tlsservername {first.server_name} --tlscacert "
+        f"{tmp_path}/bx/certs/bkf/ca.pem --tlscert {tmp_path}/bx/certs/bkf/cert.pem --tlskey "
+        f"{tmp_path}/bx/certs/bkf/key.pem debug workers"]
+    script = render_create_script("bkf", SPARE, probe_timeout=7)
+    assert "probe_timeout=${BKF_PROBE_TIMEOUT:-7}" in script
+    # the diagnosis (buildctl, else openssl) has the same bound, never a fixed one
+    assert script.count('timeout "$probe_timeout" ') == 2 and "timeout 30" not in script
+
+
+def test_a_probe_bound_under_a_second_is_refused() -> None:
+    with pytest.raises(ValueError, match="probe_timeout must be 1 second or more, not 0"):
+        render_create_script("bkf", NODES, probe_timeout=0)
 
 
 def test_a_bad_argument_is_refused(tmp_path: Path) -> None:

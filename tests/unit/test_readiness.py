@@ -31,6 +31,8 @@ def run(tmp: Path, nodes: list[BuilderNode], ready: Readiness | None, up_after: 
     bin_.mkdir(exist_ok=True)
     (bin_ / "buildx").write_text(
         '#!/bin/bash\necho "$@" >> "$BX_LOG"\n'
+        '# a node in $BX_SILENT drops packets: buildx waits 20 s on it (the probe bound cuts that)\n'
+        'case $1:" ${BX_SILENT:-} " in create:*" ${3#probe-} "*|inspect:*" ${3#probe-} "*) sleep 20;; esac\n'
         'if [ "$1 $2" = "inspect --bootstrap" ] && [ "${3#probe-}" != "$3" ]; then\n'
         '  n=${3#probe-}; c=$(( $(cat "$BX_DIR/$n" 2>/dev/null || echo 0) + 1 )); echo $c > "$BX_DIR/$n"\n'
         '  up=$(sed -n "s/^$n=//p" "$BX_UP")\n'
@@ -82,6 +84,19 @@ def test_a_node_that_never_answers_fails_within_the_bound_naming_its_error_and_b
     assert ("preflight: boot log of amd64-1: aws ec2 get-console-output --region us-east-1 --instance-id "
             "i-0abc1234 --latest") in r.stderr
     assert "rm bkf" not in log(tmp_path)
+
+
+def test_a_silent_node_is_awaited_one_probe_bound_per_round_and_named(tmp_path: Path) -> None:
+    # amd64-1 drops packets until the end: each round's probe of it is cut by the probe bound (1 s
+    # here), and that is the last error the waiting lines and the verdict give
+    r, _ = run(tmp_path, NODES, Readiness(3, interval_seconds=1), {"amd64-1": 0, "arm64-1": 1},
+               BX_SILENT="amd64-1", BKF_PROBE_TIMEOUT="1")
+    assert r.returncode != 0
+    cut = "probe of node amd64-1 (tcp://10.0.0.1:1234) timed out after 1s (the bound: builder.probeTimeoutSeconds"
+    waiting = [line for line in r.stdout.splitlines() if line.startswith("preflight: waiting for node amd64-1")]
+    assert waiting and all(cut in line for line in waiting), r.stdout
+    assert re.search(r"preflight: node amd64-1 \(tcp://10\.0\.0\.1:1234\) is not ready after \d+s \(bound 3s\); "
+                     r"last error: " + re.escape(cut), r.stderr), r.stderr
 
 
 def test_the_environment_overrides_the_rendered_bound(tmp_path: Path) -> None:
@@ -155,6 +170,20 @@ def test_a_bad_bound_is_a_config_error(bad: object) -> None:
     assert any(p.startswith(f"builder.readyTimeoutSeconds: {bad!r}") for p in e.value.problems), e.value.problems
 
 
+@pytest.mark.parametrize("backend", ["aws", "ssh", "kubernetes"])
+def test_the_probe_bound_is_ten_seconds_unless_set(backend: str) -> None:
+    assert parse_config(raw(backend), aws_region="us-east-1").builder.probe_timeout_seconds == 10
+    assert parse_config(raw(backend, probeTimeoutSeconds=3), aws_region="us-east-1").builder.probe_timeout_seconds == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 601, "soon", 2.5])
+def test_a_bad_probe_bound_is_a_config_error_naming_the_key_and_the_range(bad: object) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw("ssh", probeTimeoutSeconds=bad), aws_region="us-east-1")
+    assert any(p.startswith(f"builder.probeTimeoutSeconds: {bad!r}") and "an integer from 1 to 600 seconds" in p
+               for p in e.value.problems), e.value.problems
+
+
 def test_an_aws_stack_waits_and_names_each_instances_boot_log() -> None:
     run_ = mockrt.run_main(mockrt.stack_config(mockrt.ROOT / "Pulumi.dev.yaml"))
     script = run_.values["buildxCreateScript"]
@@ -164,3 +193,11 @@ def test_an_aws_stack_waits_and_names_each_instances_boot_log() -> None:
         assert f"--instance-id {node}-instance-id" in script
         assert f"await_any {node} || exit 1" in script
     assert run_.named("builder-buildx").inputs["create"] == script
+
+
+def test_the_program_renders_the_configured_probe_bound() -> None:
+    cfg = mockrt.stack_config(mockrt.ROOT / "Pulumi.dev.yaml")
+    assert "probe_timeout=${BKF_PROBE_TIMEOUT:-10}" in mockrt.run_main(cfg).values["buildxCreateScript"]
+    run_ = mockrt.run_main(mockrt.with_section(cfg, "builder", probeTimeoutSeconds=4))
+    assert "probe_timeout=${BKF_PROBE_TIMEOUT:-4}" in run_.values["buildxCreateScript"]
+    assert run_.named("builder-buildx").inputs["create"] == run_.values["buildxCreateScript"]
