@@ -102,6 +102,15 @@ def subset_problems(base_text: str, wider_text: str) -> list[str]:
 def gomod_requires(text: str) -> dict[str, str]:
     """The require directives of a go.mod (module path -> version), single-line or in blocks."""
     requires: dict[str, str] = {}
+    for operand in _directives(text, "require"):
+        path, version = operand.split()[:2]
+        requires[path] = version
+    return requires
+
+
+def _directives(text: str, verb: str) -> list[str]:
+    # the operands of a go.mod verb, single-line or in a block, comments left out
+    out: list[str] = []
     block = False
     for raw in text.splitlines():
         line = raw.split("//", 1)[0].strip()
@@ -109,14 +118,37 @@ def gomod_requires(text: str) -> dict[str, str]:
             if line == ")":
                 block = False
             elif line:
-                path, version = line.split()[:2]
-                requires[path] = version
-        elif line == "require (":
+                out.append(line)
+        elif line == f"{verb} (":
             block = True
-        elif line.startswith("require "):
-            path, version = line.split()[1:3]
-            requires[path] = version
-    return requires
+        elif line.startswith(f"{verb} "):
+            out.append(line[len(verb):].strip())
+    return out
+
+
+def gomod_replaces(text: str) -> dict[str, tuple[str, str]]:
+    """The replace directives of a go.mod with a module version on the right: "path" or
+    "path@version" (what is replaced) -> (replacement path, replacement version)."""
+    replaces: dict[str, tuple[str, str]] = {}
+    for operand in _directives(text, "replace"):
+        old, new = (side.split() for side in operand.split("=>"))
+        if len(new) == 2:
+            replaces["@".join(old)] = (new[0], new[1])
+    return replaces
+
+
+def sum_coverage_problems(gomod: str, gosum: str) -> list[str]:
+    """The required modules whose content (after replace directives) has no hash in go.sum, for its
+    zip or for its go.mod: `go build -mod=readonly` would stop there, or a changed module pass."""
+    sums = gosum_entries(gosum)
+    replaces = gomod_replaces(gomod)
+    problems: list[str] = []
+    for path, version in gomod_requires(gomod).items():
+        effective = replaces.get(f"{path}@{version}") or replaces.get(path) or (path, version)
+        if effective not in sums or (effective[0], f"{effective[1]}/go.mod") not in sums:
+            problems.append(f"{path} {version}" + (f" => {' '.join(effective)}" if effective[0] != path or
+                                                    effective[1] != version else ""))
+    return problems
 
 
 def gosum_entries(text: str) -> set[tuple[str, str]]:
