@@ -76,6 +76,13 @@ pinned_wrapper() {
   cat "$WRAPPER_DIR/go.mod"
 }
 
+new_wrapper() {
+  # new_wrapper DIR NAME: an empty main module to build other modules' commands. Its go line is
+  # the oldest Go the pins allow (GO_MIN_VERSION), not the Go that ran toolchain/lock.sh: a
+  # committed wrapper must build with any Go the bootstrap accepts.
+  printf 'module buildkit-farm.local/toolchain/%s\n\ngo %s\n' "$2" "$GO_MIN_VERSION" >"$1/go.mod"
+}
+
 mirror_directives() {
   # mirror_directives WRAPPER_DIR MODULE@VERSION: copy the module's exclude and (non-local)
   # replace directives into the wrapper: only the main module's directives are applied.
@@ -107,7 +114,7 @@ lock_go_module() {
   [[ -n "${WRAPPER_REQUIRES[$name]+set}" ]] || { echo "no Go wrapper named $name (declared: ${WRAPPERS[*]})" >&2; return 1; }
   mk_tmp "lock-$name"
   w=$MK_TMP
-  printf 'module buildkit-farm.local/toolchain/%s\n\ngo %s\n' "$name" "$GO_MIN_VERSION" >"$w/go.mod"
+  new_wrapper "$w" "$name"
   for req in ${WRAPPER_REQUIRES[$name]}; do
     (cd "$w" && "$GO" mod edit -require="$req")
   done
