@@ -136,9 +136,13 @@ def test_the_actionlint_recipe_builds_from_the_committed_module_offline(tmp_path
     version = subprocess.run([str(built), "-version"], capture_output=True, text=True, check=True).stdout
     assert version.splitlines()[0] == "v1.7.12"
     cached = CACHE / "actionlint-v1.7.12/actionlint"
-    if cached.exists():
-        # the binary the bootstrap cached (built before the lock, or from it): the same module versions
-        # give the same bytes
+    goversion = subprocess.run([GO or "go", "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout
+    recipe = re.search(r'stamp="\$modver \$gov (recipe=\d+)"', (ROOT / "toolchain/lib/gobuild.sh").read_text())
+    assert recipe
+    stamp = CACHE / "actionlint-v1.7.12/.stamp"
+    if cached.exists() and stamp.read_text().split() == [f"{ACTIONLINT}@v1.7.12", goversion.strip(), recipe[1]]:
+        # the binary the bootstrap cached with this Go and recipe (built before the lock, or from it):
+        # the same module versions give the same bytes
         same = hashlib.sha256(built.read_bytes()).digest() == hashlib.sha256(cached.read_bytes()).digest()
         print(f"built actionlint identical to the cached {cached}: {same}")
         assert same
