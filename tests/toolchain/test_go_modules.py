@@ -120,6 +120,17 @@ def test_a_version_bumped_without_relocking_is_refused_before_any_build(tmp_path
     assert not (tmp_path / "out/actionlint").exists()
 
 
+@needs_go
+def test_a_go_sum_without_the_required_modules_hash_is_refused(tmp_path: Path) -> None:
+    repo = copy_toolchain(tmp_path)
+    gosum = repo / "toolchain/modules/actionlint/go.sum"
+    gosum.write_text("".join(line for line in gosum.read_text().splitlines(keepends=True)
+                             if not line.startswith(f"{ACTIONLINT} v1.7.12 h1:")))
+    r = bootstrap(repo, "__check_go", "actionlint")
+    assert (r.returncode, r.stdout.strip()) == (
+        1, f"toolchain/modules/actionlint/go.sum has no hash of {ACTIONLINT} v1.7.12; run toolchain/lock.sh go actionlint")
+
+
 def offline(tmp_path: Path) -> dict[str, str]:
     """The recipe, offline (GOPROXY=off), from the bootstrap's caches; skips if they lack actionlint."""
     if not (CACHE / f"go/mod/cache/download/{ACTIONLINT}/@v/v1.7.12.zip").exists():

@@ -53,7 +53,8 @@ check_go_module() {
     if [[ "$have" != "$ver" ]]; then
       echo "toolchain/modules/$name/go.mod requires $mod ${have:-(nothing)}, versions.env asks for $ver; run toolchain/lock.sh go $name"
       bad=1
-    elif ! grep -q "^$mod $ver h1:" "$dir/go.sum" || ! grep -q "^$mod $ver/go.mod h1:" "$dir/go.sum"; then
+    elif [[ "$(awk -v m="$mod" -v v="$ver" '$1 == m && ($2 == v || $2 == v "/go.mod") && $3 ~ /^h1:/' \
+      "$dir/go.sum" | wc -l)" != 2 ]]; then
       echo "toolchain/modules/$name/go.sum has no hash of $mod $ver; run toolchain/lock.sh go $name"
       bad=1
     fi
