@@ -127,7 +127,8 @@ def test_a_go_sum_without_the_required_modules_hash_is_refused(tmp_path: Path) -
     gosum.write_text("".join(line for line in gosum.read_text().splitlines(keepends=True)
                              if not line.startswith(f"{ACTIONLINT} v1.7.12 h1:")))
     r = bootstrap(repo, "__check_go", "actionlint")
-    message = f"toolchain/modules/actionlint/go.sum has no hash of {ACTIONLINT} v1.7.12; run toolchain/lock.sh go actionlint"
+    message = (f"toolchain/modules/actionlint/go.sum has no hash of {ACTIONLINT} v1.7.12; "
+               "run toolchain/lock.sh go actionlint")
     assert (r.returncode, r.stdout.strip()) == (1, message)
 
 
