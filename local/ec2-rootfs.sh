@@ -2,7 +2,8 @@
 # The EC2 node tier's instance image (tests/ec2): a Debian bookworm rootfs that boots systemd as
 # PID 1 in systemd-nspawn, with cloud-init (NoCloud: /var/lib/cloud/seed/nocloud/), what bkf-node.sh
 # needs on a node (iproute2, iptables, curl, e2fsprogs, util-linux, runc, CNI plugins) and the
-# AWS CLI from PyPI (tests/ec2/requirements-node.txt, pinned; Amazon Linux ships the CLI too).
+# AWS CLI from PyPI (tests/ec2/requirements-node.txt: every package pinned and hashed; Amazon Linux
+# ships the CLI too).
 #
 # Cached under $BKF_CACHE (default ~/.cache/buildkit-farm)/ec2-rootfs-<key>/rootfs, the key a hash
 # of the suite, the package list, RECIPE and the CLI's requirements: any change makes a new image
@@ -48,7 +49,8 @@ fi
 rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/*
 
 # The AWS CLI, as bkf-node.sh calls it (`aws ssm get-parameter ...`).
-PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "$PYTHON" -m pip install -q --no-deps --only-binary=:all: \
+# --require-hashes: a wheel whose sha256 is not in the lock fails the image
+PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "$PYTHON" -m pip install -q --require-hashes --no-deps --only-binary=:all: \
   --target "$tmp/opt/awscli" -r "$REQS"
 cat >"$tmp/usr/local/bin/aws" <<'EOF'
 #!/bin/sh

@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "== lint"
 ruff check .
-shellcheck -x components/node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh toolchain/lib/*.sh \
+shellcheck -x components/node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh toolchain/lock.sh toolchain/lib/*.sh \
   toolchain/steps/*.sh review/policy/run .ci/run
 actionlint examples/ci/github/*.yml
 # the docs site: a broken link, a missing anchor or a page left out of the nav fails (mkdocs.yml; output in .state/site)

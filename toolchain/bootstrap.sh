@@ -2,7 +2,8 @@
 # Offline toolchain bootstrap for buildkit-farm.
 #
 # Installs Debian packages, builds buildkitd/buildctl, docker-buildx, the Pulumi CLI and the Python
-# language host from Go modules (exact pinned versions from toolchain/versions.env), caches every
+# language host from Go modules (exact pinned versions from toolchain/versions.env, every module
+# pinned by hash in the committed wrapper modules toolchain/modules/<name>/go.sum), caches every
 # binary under ~/.cache/buildkit-farm/<name>-<version>/, links them into <repo>/.toolchain/bin,
 # creates <repo>/.venv, installs the tls/command plugins (Python substitutes:
 # toolchain/install_providers.py) into <repo>/.pulumi-home and writes <repo>/.toolchain/env.sh.
@@ -58,10 +59,12 @@ fi
 PYTHON=${PYTHON:-python3}
 
 # Go settings shared by every build (exported so the re-invoked build processes see them).
+# -mod=readonly: a build takes its module versions from the committed wrapper module
+# (toolchain/modules, lib/gomodules.sh) and resolves nothing; only toolchain/lock.sh go may.
 export GOMODCACHE=$CACHE_ROOT/go/mod
 export GOCACHE=$CACHE_ROOT/go/build
 export GOTOOLCHAIN=${BOOTSTRAP_GOTOOLCHAIN:-local}
-export GOFLAGS="-mod=mod -buildvcs=false"
+export GOFLAGS="-mod=readonly -buildvcs=false"
 export CGO_ENABLED=0
 export GO CACHE_ROOT LOG_DIR
 
@@ -69,6 +72,8 @@ export GO CACHE_ROOT LOG_DIR
 source "$SCRIPT_DIR/lib/common.sh"
 # shellcheck source=lib/gobuild.sh
 source "$SCRIPT_DIR/lib/gobuild.sh"
+# shellcheck source=lib/gomodules.sh
+source "$SCRIPT_DIR/lib/gomodules.sh"
 # shellcheck source=steps/apt.sh
 source "$SCRIPT_DIR/steps/apt.sh"
 # shellcheck source=steps/go.sh
@@ -99,8 +104,10 @@ source "$SCRIPT_DIR/steps/cluster.sh"
 trap cleanup EXIT
 
 # A build process started by cached_build (`bootstrap.sh __build FUNC`) runs its recipe and
-# exits here, with every library and step above sourced.
+# exits here, with every library and step above sourced; so do `__lock_go` (toolchain/lock.sh go)
+# and `__check_go` (the committed wrapper modules against versions.env).
 build_reentry "$@"
+go_modules_reentry "$@"
 
 main() {
   select_parts "$@"

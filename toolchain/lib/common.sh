@@ -118,17 +118,34 @@ summary() {
   printf '\nok: source %s\n' "$TOOLCHAIN_DIR/env.sh"
 }
 
+pip_install_locked() {
+  # pip_install_locked PYTHON LOCK [PIP-OPTION...]: install exactly the packages of LOCK (a
+  # generated .txt, every package pinned with its hashes: toolchain/lock.sh python) into PYTHON's
+  # environment. --require-hashes: a file whose sha256 is not one listed, an unpinned or an unhashed
+  # package (a dependency missing from the lock included) fails the install; --only-binary: no
+  # sdist is built, so no build dependency is fetched outside the lock.
+  local py=$1 lock=$2
+  shift 2
+  PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "$py" -m pip install -q --require-hashes \
+    --only-binary=:all: "$@" -r "$lock"
+}
+
+lock_stamp() {
+  # lock_stamp LOCK...: the sha256 of the locks' contents, stamped in a venv made from them.
+  cat -- "$@" | sha256sum | cut -d' ' -f1
+}
+
 pinned_venv() {
-  # pinned_venv DIR REQUIREMENTS CHECK: make the venv DIR from REQUIREMENTS (every package pinned),
-  # anew whenever the file's sha256 differs from the one stamped in DIR. CHECK, a command run with
-  # DIR/bin first on PATH, proves the venv works; its last lines become the step's result.
+  # pinned_venv DIR LOCK CHECK: make the venv DIR from LOCK (pip_install_locked), anew whenever
+  # the lock's sha256 differs from the one stamped in DIR. CHECK, a command run with DIR/bin
+  # first on PATH, proves the venv works; its last lines become the step's result.
   local dir=$1 req=$2 check=$3 stamp want log rc=0
   stamp=$dir/.bootstrap-requirements.sha256
   if [[ ! -f "$req" ]]; then
     fail "no $req"
     return
   fi
-  want=$(sha256sum <"$req" | cut -d' ' -f1)
+  want=$(lock_stamp "$req")
   if [[ -x "$dir/bin/python" && "$(cat "$stamp" 2>/dev/null)" == "$want" ]]; then
     step_result present
     return
@@ -138,11 +155,11 @@ pinned_venv() {
   rm -rf -- "$dir"
   {
     "$PYTHON" -m venv "$dir" &&
-      PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "$dir/bin/python" -m pip install -q -r "$req" &&
+      pip_install_locked "$dir/bin/python" "$req" &&
       PATH="$dir/bin:$PATH" bash -c "$check"
   } >"$log" 2>&1 || rc=$?
   if ((rc != 0)); then
-    fail "${dir##*/}: pip install -r ${req#"$REPO_ROOT"/} failed (exit $rc): $(tail -n 5 "$log")"
+    fail "${dir##*/}: pip install --require-hashes -r ${req#"$REPO_ROOT"/} failed (exit $rc): $(tail -n 5 "$log")"
     return
   fi
   printf '%s\n' "$want" >"$stamp"

@@ -5,7 +5,8 @@
 # `bash bootstrap.sh __build FUNC`: a fresh process, because the driver calls it where errexit is
 # off (`|| rc=$?`), and a recipe must stop at its first failing command. That process sources
 # the same libraries and steps (so the recipes are defined) and build_reentry runs FUNC.
-# Uses bootstrap.sh's GO, CACHE_ROOT, LOG_DIR and SCRIPT_PATH, and go_ok (steps/go.sh).
+# Uses bootstrap.sh's GO, CACHE_ROOT, LOG_DIR and SCRIPT_PATH, go_ok (steps/go.sh) and
+# pinned_wrapper (lib/gomodules.sh).
 
 go_version_ge() {
   # go_version_ge HAVE WANT: true if HAVE >= WANT (dotted numbers).
@@ -22,57 +23,13 @@ mod_download_json() {
   jq -r --arg f "$2" '.[$f] // empty' <<<"$out"
 }
 
-new_wrapper() {
-  # new_wrapper DIR NAME: an empty main module to build other modules' commands.
-  local gov
-  gov=$("$GO" env GOVERSION)
-  gov=${gov#go}
-  cat >"$1/go.mod" <<EOM
-module buildkit-farm.local/toolchain/$2
-
-go $gov
-EOM
-}
-
-mirror_directives() {
-  # mirror_directives WRAPPER_DIR MODULE@VERSION: copy the module's exclude and (non-local)
-  # replace directives into the wrapper: only the main module's directives are applied.
-  local gomod
-  gomod=$(mod_download_json "$2" GoMod)
-  [[ -n "$gomod" ]] || { echo "no go.mod for $2" >&2; return 1; }
-  local args=()
-  local line
-  while IFS= read -r line; do
-    [[ -n "$line" ]] && args+=("$line")
-  done < <("$GO" mod edit -json "$gomod" | jq -r '
-      (.Exclude // [])[] | "-exclude=\(.Path)@\(.Version)"' )
-  while IFS= read -r line; do
-    [[ -n "$line" ]] && args+=("$line")
-  done < <("$GO" mod edit -json "$gomod" | jq -r '
-      (.Replace // [])[] | select(.New.Version != null and .New.Version != "")
-      | "-replace=\(.Old.Path)\(if .Old.Version then "@" + .Old.Version else "" end)=\(.New.Path)@\(.New.Version)"')
-  if ((${#args[@]})); then
-    echo "mirroring from $2: ${args[*]}"
-    (cd "$1" && "$GO" mod edit "${args[@]}")
-  fi
-}
-
 wrapper_build() {
-  # wrapper_build NAME OUTFILE TAGS LDFLAGS PKG REQUIRE... : build PKG in a wrapper module that
-  # requires the given module@version pairs (first one's directives are mirrored).
+  # wrapper_build NAME OUTFILE TAGS LDFLAGS PKG: build PKG in a copy of the committed wrapper module
+  # NAME (lib/gomodules.sh). -mod=readonly: go resolves nothing and fails on any module whose
+  # content differs from go.sum.
   local name=$1 outfile=$2 tags=$3 ldflags=$4 pkg=$5
-  shift 5
-  local w
-  mk_tmp "wrap-$name"
-  w=$MK_TMP
-  new_wrapper "$w" "$name"
-  local req
-  for req in "$@"; do
-    (cd "$w" && "$GO" mod edit -require="$req")
-  done
-  mirror_directives "$w" "$1"
-  cat "$w/go.mod"
-  (cd "$w" && "$GO" build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$outfile" "$pkg")
+  pinned_wrapper "$name"
+  (cd "$WRAPPER_DIR" && "$GO" build -mod=readonly -trimpath -tags "$tags" -ldflags "$ldflags" -o "$outfile" "$pkg")
 }
 
 # cached_build NAME VERSION MODULE@VERSION FUNC BINARY...

@@ -3,7 +3,8 @@
 # the real AWS CLI v1, for the EC2 node tier (tests/ec2: SSM and EC2 for the booted node) and the wake
 # measurement (tests/e2e/test_wake_emulator.py). Their own venv:
 # moto[server] brings ~60 packages the project does not need. Made from
-# toolchain/aws-emu/requirements.txt (every package pinned) and remade when that file changes.
+# toolchain/aws-emu/requirements.txt (the lock of requirements.in: every package pinned and hashed)
+# and remade when that file changes.
 # Uses lib/common.sh: step_begin/step_end, pinned_venv; REPO_ROOT.
 
 AWS_EMU_VENV_DIR=$REPO_ROOT/.aws-emu-venv

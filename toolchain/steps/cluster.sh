@@ -5,6 +5,7 @@
 #   etcd-<v>/        etcd
 #   containerd-<v>/  containerd containerd-shim-runc-v2 ctr
 #   rootlesskit-<v>/ rootlesskit (goes into the rootless BuildKit image)
+# Each from its committed wrapper module (toolchain/modules/<name>, lib/gomodules.sh).
 # runc and the CNI plugins come from Debian (steps/apt.sh). Nothing is linked into .toolchain/bin:
 # local/k8s/cluster.sh finds the binaries in the cache by version (cluster_bin_dirs below).
 # Cold on 2 cores: kubernetes is by far the longest (several minutes).
@@ -15,10 +16,18 @@ CONTAINERD_MOD=github.com/containerd/containerd/v2
 ROOTLESSKIT_MOD=github.com/rootless-containers/rootlesskit/v2
 KUBERNETES_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 
+go_wrapper kubernetes "${KUBERNETES_CMDS[*]/#/$KUBERNETES_MOD/cmd/}" "$KUBERNETES_MOD@$KUBERNETES_VERSION"
+go_wrapper_hook kubernetes staging_replaces
+go_wrapper etcd "$ETCD_MOD" "$ETCD_MOD@$ETCD_VERSION"
+go_wrapper containerd "$CONTAINERD_MOD/cmd/containerd $CONTAINERD_MOD/cmd/containerd-shim-runc-v2 $CONTAINERD_MOD/cmd/ctr" \
+  "$CONTAINERD_MOD@$CONTAINERD_VERSION"
+go_wrapper rootlesskit "$ROOTLESSKIT_MOD/cmd/rootlesskit" "$ROOTLESSKIT_MOD@$ROOTLESSKIT_VERSION"
+
 staging_replaces() {
   # staging_replaces WRAPPER_DIR: k8s.io/kubernetes replaces every k8s.io/<staging> module with a
   # local ./staging path, which a dependent module cannot use: replace each with the published
-  # k8s.io/<staging>@v0.<minor>.<patch> of the same release instead.
+  # k8s.io/<staging>@v0.<minor>.<patch> of the same release instead (toolchain/lock.sh go runs it
+  # when it regenerates the kubernetes wrapper; the build uses the committed result).
   local gomod pub=v0.${KUBERNETES_VERSION#v1.}
   gomod=$(mod_download_json "$KUBERNETES_MOD@$KUBERNETES_VERSION" GoMod)
   [[ -n "$gomod" ]] || { echo "no go.mod for $KUBERNETES_MOD@$KUBERNETES_VERSION" >&2; return 1; }
@@ -34,12 +43,8 @@ staging_replaces() {
 
 build_kubernetes() {
   local w
-  mk_tmp wrap-kubernetes
-  w=$MK_TMP
-  new_wrapper "$w" kubernetes
-  (cd "$w" && "$GO" mod edit -require="$KUBERNETES_MOD@$KUBERNETES_VERSION")
-  mirror_directives "$w" "$KUBERNETES_MOD@$KUBERNETES_VERSION"
-  staging_replaces "$w"
+  pinned_wrapper kubernetes
+  w=$WRAPPER_DIR
   # the version the binaries report (kubectl version, the node's kubeletVersion)
   local minor=${KUBERNETES_VERSION#v1.}
   minor=${minor%%.*}
@@ -51,13 +56,13 @@ build_kubernetes() {
   local c s
   for c in "${KUBERNETES_CMDS[@]}"; do
     s=$(now)
-    (cd "$w" && "$GO" build -trimpath -ldflags "$ld" -o "$OUT/$c" "$KUBERNETES_MOD/cmd/$c")
+    (cd "$w" && "$GO" build -mod=readonly -trimpath -ldflags "$ld" -o "$OUT/$c" "$KUBERNETES_MOD/cmd/$c")
     echo "built $c in $(elapsed "$s" "$(now)")s"
   done
 }
 
 build_etcd() {
-  wrapper_build etcd "$OUT/etcd" "" "-s -w" "$ETCD_MOD" "$ETCD_MOD@$ETCD_VERSION"
+  wrapper_build etcd "$OUT/etcd" "" "-s -w" "$ETCD_MOD"
 }
 
 build_containerd() {
@@ -65,13 +70,13 @@ build_containerd() {
   for c in containerd containerd-shim-runc-v2 ctr; do
     wrapper_build containerd "$OUT/$c" "" \
       "-s -w -X $CONTAINERD_MOD/version.Version=$CONTAINERD_VERSION -X $CONTAINERD_MOD/version.Package=$CONTAINERD_MOD" \
-      "$CONTAINERD_MOD/cmd/$c" "$CONTAINERD_MOD@$CONTAINERD_VERSION"
+      "$CONTAINERD_MOD/cmd/$c"
   done
 }
 
 build_rootlesskit() {
   wrapper_build rootlesskit "$OUT/rootlesskit" "" "-s -w" \
-    "$ROOTLESSKIT_MOD/cmd/rootlesskit" "$ROOTLESSKIT_MOD@$ROOTLESSKIT_VERSION"
+    "$ROOTLESSKIT_MOD/cmd/rootlesskit"
 }
 
 step_cluster() {
