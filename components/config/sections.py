@@ -1,4 +1,4 @@
-"""Config sections shared by every backend: volume, buildkit, pki, builder, idleStop."""
+"""Config sections shared by every backend: volume, buildkit, pki, builder, idleStop, metrics."""
 
 from __future__ import annotations
 
@@ -145,3 +145,15 @@ class IdleStopSpec(ConfigModel):
     @property
     def enabled(self) -> bool:
         return self.after_minutes > 0
+
+
+class MetricsSpec(ConfigModel):
+    """Prometheus metrics on every node, behind mutual TLS (clients hold a cert from the farm's CA)."""
+
+    port: Annotated[Int, integer(0, 65535, " (0: off)")] = Field(
+        0, description="the port each node serves /metrics on (buildkitd's series and the farm's), to clients "
+        "with a certificate from the farm's CA; opened only to allowedCidrs. 0: off (no debug socket either)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.port > 0

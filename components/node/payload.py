@@ -15,10 +15,20 @@ from pathlib import Path
 
 from components.contracts.payload import heredoc
 from components.node.idle import IDLE_MARKER, IDLE_SCRIPT, IdleStop, render_idle_script, render_idle_units
-from components.node.layout import ENV_FILE, INSTALL_DIR, METADATA_CIDR, PER_BOOT_HOOK_FILE, UNIT_FILE
+from components.node.layout import (
+    ENV_FILE,
+    INSTALL_DIR,
+    METADATA_CIDR,
+    METRICS_PROXY_FILE,
+    METRICS_UNIT_FILE,
+    PER_BOOT_HOOK_FILE,
+    UNIT_FILE,
+)
 from components.node.settings import NodeSettings, render_env_file
 
 SCRIPT_PATH = Path(__file__).resolve().parent / "bkf-node.sh"
+#: shipped whole as METRICS_PROXY_FILE when metrics.port is set (standard library only)
+METRICS_PROXY_PATH = Path(__file__).resolve().parent / "metrics_proxy.py"
 #: EC2 user data is limited to 16 KiB before base64.
 USER_DATA_LIMIT = 16 * 1024
 
@@ -51,6 +61,25 @@ LimitNOFILE=1048576
 
 [Install]
 WantedBy=multi-user.target
+"""
+
+
+def render_metrics_unit(settings: NodeSettings) -> str:
+    """bkf-metrics.service: started with buildkitd (WantedBy), stopped and restarted with it (PartOf)."""
+    return f"""# Rendered by buildkit-farm; changes are overwritten.
+[Unit]
+Description=mTLS metrics endpoint of buildkit-farm node {settings.node_name} (port {settings.metrics_port})
+After=buildkitd.service
+PartOf=buildkitd.service
+StartLimitIntervalSec=0
+
+[Service]
+ExecStart={INSTALL_DIR}/bkf-node.sh metrics
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=buildkitd.service
 """
 
 
@@ -115,6 +144,9 @@ def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "i
         heredoc(f"{INSTALL_DIR}/bkf-node.sh", script, "0755"),
         heredoc(UNIT_FILE, render_systemd_unit(settings), "0644"),
     ]
+    if settings.metrics_port:
+        parts += [heredoc(METRICS_PROXY_FILE, METRICS_PROXY_PATH.read_text(), "0755"),
+                  heredoc(METRICS_UNIT_FILE, render_metrics_unit(settings), "0644")]
     if settings.per_boot_hook:
         parts.append(heredoc(PER_BOOT_HOOK_FILE, render_per_boot_hook(), "0755"))
     if idle is not None and action == "install":

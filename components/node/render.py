@@ -92,7 +92,8 @@ def buildkitd_toml(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL
     return render_buildkitd_toml(
         platform=node.platform, port=cfg.buildkit.port, volume_gb=cfg.volume.size_gb,
         layout=layout, history_max_entries=cfg.buildkit.history_max_entries,
-        history_max_age_days=cfg.buildkit.history_max_age_days, registries=registries(cfg))
+        history_max_age_days=cfg.buildkit.history_max_age_days, registries=registries(cfg),
+        debug_socket=cfg.metrics.enabled)
 
 
 def render(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYOUT,
@@ -103,7 +104,8 @@ def render(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYOUT,
         settings = replace(NodeSettings(
             node_name=node.name, platform=node.platform, buildkit_version=cfg.buildkit.version,
             buildkit_sha256=cfg.buildkit.sha256_of(node.host_arch), port=cfg.buildkit.port,
-            cert_source="files", layout=layout, drain_timeout_s=cfg.buildkit.drain_timeout_seconds),
+            cert_source="files", layout=layout, drain_timeout_s=cfg.buildkit.drain_timeout_seconds,
+            metrics_port=cfg.metrics.port),
             **cast(dict[str, Any], host))
     return NodeBundle(buildkitd_toml=buildkitd_toml(cfg, node, layout), files=registry_files(layout, registries(cfg)),
                       idle=idle_stop(cfg), settings=settings)

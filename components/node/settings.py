@@ -55,6 +55,8 @@ class NodeSettings:
     stop_timeout_s: int = 30
     #: how long a restart or stop waits for builds in flight before stopping the daemon
     drain_timeout_s: int = 600
+    #: the mTLS metrics port (config metrics.port); 0: no metrics endpoint, no debug socket
+    metrics_port: int = 0
 
     @property
     def release_url(self) -> str:
@@ -90,6 +92,7 @@ class NodeSettings:
             "BKF_PER_BOOT_HOOK": "1" if self.per_boot_hook else "0",
             "BKF_STOP_TIMEOUT": str(self.stop_timeout_s),
             "BKF_DRAIN_TIMEOUT": str(self.drain_timeout_s),
+            "BKF_METRICS_PORT": str(self.metrics_port),
         }
 
 
