@@ -415,6 +415,8 @@ run_daemon() {
   if flock -n "$BKF_STATE_DIR/buildkitd.lock" true 2>/dev/null; then
     reap_build_containers
   fi
+  # metrics turned off: the debug socket an earlier daemon made would be left behind
+  metrics_on || rm -f "$BKF_RUN_DIR/debug.sock"
   exec "${DAEMON_ARGV[@]}"
 }
 
