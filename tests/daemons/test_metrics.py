@@ -22,6 +22,7 @@ from components.node.buildkitd_toml import render_buildkitd_toml
 from components.node.payload import render_cert_bundle, render_payload, sha256_file
 from components.node.settings import NodeSettings
 from harness.hosts import Host, HostSet, Pem, buildctl, make_artifact, need, openssl_pki, running_hosts
+from tests.unit.test_metrics import alert_metric_names
 
 pytestmark = pytest.mark.daemons
 
@@ -129,7 +130,10 @@ def test_a_client_of_the_ca_scrapes_buildkit_and_farm_series(node: Node) -> None
     assert 0 < used < size and 15 * 2**30 < size < 21 * 2**30  # the host's 20 GiB loop volume
     expiry = {s.labels["cert"]: s.value for s in fams["bkf_tls_cert_not_after_timestamp_seconds"].samples}
     assert set(expiry) == {"server", "ca"} and all(0 < v - time.time() < 3 * 86400 for v in expiry.values())
-    (node.dir / "scrape.txt").write_text(body)
+    # every series the example alert rules read is in this real scrape
+    samples = {s.name for f in fams.values() for s in f.samples}
+    assert alert_metric_names() <= samples, alert_metric_names() - samples
+    print("".join(line + "\n" for line in body.splitlines() if line.startswith(("bkf_", "buildkit_builds"))))
 
 
 def test_no_cert_or_another_cas_cert_is_refused(node: Node, tmp_path: Path) -> None:
