@@ -13,7 +13,15 @@ from components.config.base import ConfigModel, Problem, beside, problems
 from components.config.fields import Bool, Cidr, problem
 from components.config.nodes import NodeSpec
 from components.config.registries import Registries
-from components.config.sections import BuilderSpec, BuildkitSpec, IdleStopSpec, MetricsSpec, PkiSpec, VolumeSpec
+from components.config.sections import (
+    BuilderSpec,
+    BuildkitSpec,
+    IdleStopSpec,
+    MetricsSpec,
+    OtelSpec,
+    PkiSpec,
+    VolumeSpec,
+)
 from components.contracts.public_ranges import open_ranges
 from components.platforms import Platform
 
@@ -134,6 +142,7 @@ class FarmBase(ConfigModel):
         IdleStopSpec(), description="stop idle nodes; CI wakes them")
     metrics: Annotated[MetricsSpec, AfterValidator(_metrics_for_the_backend)] = Field(
         MetricsSpec(), description="Prometheus metrics on every node, behind mutual TLS")
+    otel: OtelSpec = Field(OtelSpec(), description="build traces from every node over OTLP")
 
     nodes: tuple[NodeSpec, ...]
 

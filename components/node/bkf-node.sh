@@ -37,7 +37,7 @@ SETTINGS=(BKF_NODE_NAME BKF_PLATFORM BKF_BUILDKIT_VERSION BKF_BUILDKIT_SHA256 BK
   BKF_INSTALL_DIR BKF_CONFIG_DIR BKF_STATE_DIR BKF_RUN_DIR BKF_CNI_DIR BKF_LOG_FILE BKF_PORT BKF_INIT
   BKF_CERT_SOURCE BKF_SSM_PREFIX BKF_AWS_REGION BKF_DATA_DEVICE BKF_DATA_DEVICE_WAIT BKF_DATA_FSTAB
   BKF_BRIDGE_SUBNET BKF_METADATA_CIDR BKF_ALLOW_EMULATION BKF_PER_BOOT_HOOK BKF_STOP_TIMEOUT
-  BKF_DRAIN_TIMEOUT BKF_METRICS_PORT)
+  BKF_DRAIN_TIMEOUT BKF_METRICS_PORT BKF_OTEL_ENDPOINT BKF_OTEL_PROTOCOL)
 missing=()
 for v in "${SETTINGS[@]}"; do [ -n "${!v+set}" ] || missing+=("$v"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -417,6 +417,11 @@ run_daemon() {
   fi
   # metrics turned off: the debug socket an earlier daemon made would be left behind
   metrics_on || rm -f "$BKF_RUN_DIR/debug.sock"
+  # config otel: buildkitd's own exporter reads the standard variables (util/tracing/detect/otlp.go)
+  if [ -n "$BKF_OTEL_ENDPOINT" ]; then
+    export OTEL_EXPORTER_OTLP_ENDPOINT="$BKF_OTEL_ENDPOINT" OTEL_EXPORTER_OTLP_PROTOCOL="$BKF_OTEL_PROTOCOL"
+    export OTEL_RESOURCE_ATTRIBUTES="bkf.node=$BKF_NODE_NAME,bkf.platform=$BKF_PLATFORM"
+  fi
   exec "${DAEMON_ARGV[@]}"
 }
 

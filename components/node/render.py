@@ -51,6 +51,8 @@ class NodeBundle:
     idle: IdleStop | None = None
     #: the env file bkf-node.sh acts on (None: a pod, which runs buildkitd itself)
     settings: NodeSettings | None = None
+    #: buildkitd's environment (config otel); bkf-node.sh exports the same from its settings
+    daemon_env: Mapping[str, str] = field(default_factory=dict)
 
     def host_settings(self) -> NodeSettings:
         if self.settings is None:
@@ -96,6 +98,14 @@ def buildkitd_toml(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL
         debug_socket=cfg.metrics.enabled)
 
 
+def daemon_env(cfg: FarmBase, node: NodeSpec) -> dict[str, str]:
+    """The OTLP variables buildkitd's exporter reads (util/tracing/detect/otlp.go); none without otel.endpoint."""
+    if not cfg.otel.endpoint:
+        return {}
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": cfg.otel.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": cfg.otel.protocol,
+            "OTEL_RESOURCE_ATTRIBUTES": f"bkf.node={node.name},bkf.platform={node.platform}"}
+
+
 def render(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYOUT,
            **host: Unpack[HostSettings]) -> NodeBundle:
     """The node's bundle; with ``host`` (a node on a host of its own) also its bkf-node.sh settings."""
@@ -105,7 +115,7 @@ def render(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYOUT,
             node_name=node.name, platform=node.platform, buildkit_version=cfg.buildkit.version,
             buildkit_sha256=cfg.buildkit.sha256_of(node.host_arch), port=cfg.buildkit.port,
             cert_source="files", layout=layout, drain_timeout_s=cfg.buildkit.drain_timeout_seconds,
-            metrics_port=cfg.metrics.port),
+            metrics_port=cfg.metrics.port, otel_endpoint=cfg.otel.endpoint, otel_protocol=cfg.otel.protocol),
             **cast(dict[str, Any], host))
     return NodeBundle(buildkitd_toml=buildkitd_toml(cfg, node, layout), files=registry_files(layout, registries(cfg)),
-                      idle=idle_stop(cfg), settings=settings)
+                      idle=idle_stop(cfg), settings=settings, daemon_env=daemon_env(cfg, node))

@@ -57,6 +57,9 @@ class NodeSettings:
     drain_timeout_s: int = 600
     #: the mTLS metrics port (config metrics.port); 0: no metrics endpoint, no debug socket
     metrics_port: int = 0
+    #: config otel: where buildkitd exports traces over OTLP ('' : off) and how
+    otel_endpoint: str = ""
+    otel_protocol: str = "grpc"
 
     @property
     def release_url(self) -> str:
@@ -93,6 +96,8 @@ class NodeSettings:
             "BKF_STOP_TIMEOUT": str(self.stop_timeout_s),
             "BKF_DRAIN_TIMEOUT": str(self.drain_timeout_s),
             "BKF_METRICS_PORT": str(self.metrics_port),
+            "BKF_OTEL_ENDPOINT": self.otel_endpoint,
+            "BKF_OTEL_PROTOCOL": self.otel_protocol,
         }
 
 
