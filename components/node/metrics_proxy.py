@@ -24,7 +24,6 @@ The farm's series (added after buildkitd's, Prometheus text format 0.0.4):
 from __future__ import annotations
 
 import argparse
-import http.client
 import http.server
 import json
 import os
@@ -33,7 +32,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -85,14 +83,13 @@ def _num(v: float) -> str:
 def render_series(values: Mapping[str, Any]) -> str:
     """The farm's series in Prometheus text format; a value that could not be read is left out."""
     help_ = {
-        "bkf_tls_cert_not_after_timestamp_seconds": ("gauge", "When the node's TLS certificate expires (unix time)."),
-        "bkf_state_volume_used_bytes": ("gauge", "Bytes used on the filesystem holding buildkitd's state (cache)."),
-        "bkf_state_volume_size_bytes": ("gauge", "Size of the filesystem holding buildkitd's state (cache)."),
-        "bkf_gc_max_used_bytes": ("gauge", "buildkitd's GC limit for the cache (maxUsedSpace), in bytes."),
+        "bkf_tls_cert_not_after_timestamp_seconds": ("gauge", "When the node's certificates expire."),
+        "bkf_state_volume_used_bytes": ("gauge", "Bytes used on the cache volume."),
+        "bkf_state_volume_size_bytes": ("gauge", "Size of the cache volume."),
+        "bkf_gc_max_used_bytes": ("gauge", "buildkitd's GC limit (maxUsedSpace)."),
         "bkf_builds_running": ("gauge", "Builds in flight on this node."),
-        "bkf_last_successful_build_timestamp_seconds": (
-            "gauge", "When the newest build without an error finished (unix time), from the node's history."),
-        "bkf_daemon_up": ("gauge", "1 when buildkitd answered this scrape on its unix sockets, else 0."),
+        "bkf_last_successful_build_timestamp_seconds": ("gauge", "When the newest successful build finished."),
+        "bkf_daemon_up": ("gauge", "1 when buildkitd answered this scrape."),
     }
     out: list[str] = []
     for name, (kind, text) in help_.items():
@@ -124,18 +121,6 @@ def cert_not_after(path: str) -> float | None:
     return float(ssl.cert_time_to_seconds(str(certs[0]["notAfter"])))
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=LOCAL_TIMEOUT_S)
-        self._path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(LOCAL_TIMEOUT_S)
-        s.connect(self._path)
-        self.sock = s
-
-
 class Node:
     """What the proxy reads on the node: the debug socket, the gRPC socket, certs, config, state dir."""
 
@@ -143,17 +128,18 @@ class Node:
         self.args = args
 
     def buildkit_metrics(self) -> str | None:
-        conn = _UnixHTTPConnection(self.args.debug_socket)
+        # HTTP/1.0 (the daemon closes after the answer: no chunks) and no Accept header (promhttp
+        # answers in the text format, which our series extend)
         try:
-            # no Accept header: promhttp answers in the text format, which our series extend
-            conn.request("GET", "/metrics")
-            r = conn.getresponse()
-            body = r.read().decode()
-            return body if r.status == 200 else None
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(LOCAL_TIMEOUT_S)
+                s.connect(self.args.debug_socket)
+                s.sendall(b"GET /metrics HTTP/1.0\r\nHost: buildkitd\r\n\r\n")
+                data = b"".join(iter(lambda: s.recv(65536), b""))
         except OSError:
             return None
-        finally:
-            conn.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        return body.decode() if head.split(b" ")[1:2] == [b"200"] else None
 
     def histories(self) -> tuple[int, float | None] | None:
         try:
@@ -198,7 +184,7 @@ class Node:
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, addr: tuple[str, int], node: Node, tls: TlsFiles) -> None:
+    def __init__(self, addr: tuple[str, int], node: Node, tls: ssl.SSLContext) -> None:
         self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         super().__init__(addr, _Handler)
         self.node, self.tls = node, tls
@@ -207,7 +193,7 @@ class _Server(http.server.ThreadingHTTPServer):
         sock, addr = self.socket.accept()
         sock.settimeout(CLIENT_TIMEOUT_S)
         # the handshake runs in the handler's thread: a silent client holds only its own thread
-        return self.tls.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # one line, not a traceback: a refused handshake is the normal answer to a client without a cert
@@ -246,30 +232,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
 
 
-class TlsFiles:
-    """The server context, rebuilt when a certificate rotation replaces the files (no restart needed)."""
-
-    def __init__(self, tls_dir: str) -> None:
-        self.paths = tuple(f"{tls_dir}/{n}" for n in ("ca.pem", "cert.pem", "key.pem"))
-        self._lock = threading.Lock()
-        self._stamp: tuple[float, ...] = ()
-        self._ctx: ssl.SSLContext | None = None
-
-    def context(self) -> ssl.SSLContext:
-        stamp = tuple(os.stat(p).st_mtime for p in self.paths)
-        with self._lock:
-            if self._ctx is None or stamp != self._stamp:
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-                ctx.verify_mode = ssl.CERT_REQUIRED
-                ctx.load_verify_locations(cafile=self.paths[0])
-                ctx.load_cert_chain(self.paths[1], self.paths[2])
-                self._ctx, self._stamp = ctx, stamp
-            return self._ctx
+def server_context(tls_dir: str) -> ssl.SSLContext:
+    """Client certificates required, from the farm's CA. Loaded once: a certificate rotation
+    restarts buildkitd, and this endpoint with it (bkf-metrics.service is PartOf it; the supervisor
+    restarts both)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=f"{tls_dir}/ca.pem")
+    ctx.load_cert_chain(f"{tls_dir}/cert.pem", f"{tls_dir}/key.pem")
+    return ctx
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bkf-metrics", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="bkf-metrics", description="the node's metrics endpoint (mTLS)")
     p.add_argument("--listen", default="0.0.0.0", help="address to listen on")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--tls-dir", required=True, help="ca.pem (clients' CA), cert.pem, key.pem")
@@ -279,14 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, help="buildkitd.toml (the GC limit)")
     p.add_argument("--state-dir", required=True)
     args = p.parse_args(argv)
-    tls = TlsFiles(args.tls_dir)
     try:
-        tls.context()
+        tls = server_context(args.tls_dir)
     except (OSError, ssl.SSLError) as e:
         print(f"bkf-metrics: ERROR: cannot load the TLS files in {args.tls_dir}: {e}", file=sys.stderr)
         return 1
     server = _Server((args.listen, args.port), Node(args), tls)
-    print(f"bkf-metrics: serving /metrics on {args.listen}:{args.port} (mTLS, clients of {tls.paths[0]})",
+    print(f"bkf-metrics: serving /metrics on {args.listen}:{args.port} (mTLS: clients of {args.tls_dir}/ca.pem)",
           file=sys.stderr, flush=True)
     try:
         server.serve_forever()

@@ -8,6 +8,7 @@ subcommands. It never contains key material.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import posixpath
 from collections.abc import Mapping
@@ -62,6 +63,47 @@ LimitNOFILE=1048576
 [Install]
 WantedBy=multi-user.target
 """
+
+
+class _ForTheNode(ast.NodeTransformer):
+    """Drops docstrings and type annotations: what a reader of the repository needs, not the node."""
+
+    def _body(self, node: ast.Module | ast.ClassDef | ast.FunctionDef) -> None:
+        first = node.body[0] if node.body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            node.body = node.body[1:] or [ast.Pass()]
+
+    def visit_Module(self, node: ast.Module) -> ast.AST:
+        self._body(node)
+        return self.generic_visit(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        self._body(node)
+        return self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        self._body(node)
+        node.returns = None
+        a = node.args
+        for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, (a.vararg, a.kwarg))]:
+            arg.annotation = None
+        return self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
+        if node.value is None:
+            return None
+        return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)
+
+
+def shipped_metrics_proxy() -> str:
+    """metrics_proxy.py as nodes get it: the same code without docstrings, comments and annotations.
+
+    EC2 user data is at most 16 KiB gzipped, and bkf-node.sh with idleStop's check already takes
+    about 13 KiB of it: the source as it is in the repository would not fit beside them.
+    """
+    tree = _ForTheNode().visit(ast.parse(METRICS_PROXY_PATH.read_text()))
+    return "#!/usr/bin/env python3\n# components/node/metrics_proxy.py of buildkit-farm, without docstrings and " \
+           "annotations (EC2 user data is small)\n" + ast.unparse(ast.fix_missing_locations(tree)) + "\n"
 
 
 def render_metrics_unit(settings: NodeSettings) -> str:
@@ -145,7 +187,7 @@ def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "i
         heredoc(UNIT_FILE, render_systemd_unit(settings), "0644"),
     ]
     if settings.metrics_port:
-        parts += [heredoc(METRICS_PROXY_FILE, METRICS_PROXY_PATH.read_text(), "0755"),
+        parts += [heredoc(METRICS_PROXY_FILE, shipped_metrics_proxy(), "0755"),
                   heredoc(METRICS_UNIT_FILE, render_metrics_unit(settings), "0644")]
     if settings.per_boot_hook:
         parts.append(heredoc(PER_BOOT_HOOK_FILE, render_per_boot_hook(), "0755"))

@@ -29,10 +29,11 @@ from components.contracts.payload import payload_files
 from components.node import metrics_proxy as mp
 from components.node.buildkitd_toml import render_buildkitd_toml
 from components.node.layout import METRICS_PROXY_FILE, METRICS_UNIT_FILE
+from components.node.payload import USER_DATA_LIMIT, render_cert_bundle, shipped_metrics_proxy
 from components.node.render import render
 from harness.hosts import Pem, need, openssl_pki, run
 from review.policy import checks as c
-from review.policy.buildkitd import toml_tls_problems
+from review.policy.buildkitd import nodes_serve_mtls, toml_tls_problems
 from review.policy.checks import Settings
 
 SSH = {"backend": "ssh", "nodes": [{"name": "amd64-1", "platform": "linux/amd64", "host": "10.0.0.1"}],
@@ -63,7 +64,7 @@ def test_on_renders_a_unix_debug_socket_the_proxy_and_its_unit() -> None:
     assert grpc["debugAddress"] == "unix:///run/buildkit/debug.sock"
     assert grpc["address"] == ["tcp://0.0.0.0:1234", "unix:///run/buildkit/buildkitd.sock"]
     files = payload_files(bundle.payload())
-    assert files[METRICS_PROXY_FILE] == Path(mp.__file__).read_text().rstrip("\n")
+    assert files[METRICS_PROXY_FILE] == shipped_metrics_proxy().rstrip("\n")
     unit = files[METRICS_UNIT_FILE]
     assert "PartOf=buildkitd.service" in unit and "WantedBy=buildkitd.service" in unit
     assert "bkf-node.sh metrics" in unit
@@ -81,6 +82,28 @@ def test_config_refuses_the_build_port_and_kubernetes() -> None:
         parse_config({"backend": "kubernetes", "nodes": [{"name": "amd64-1", "platform": "linux/amd64"}],
                       "allowedCidrs": ["10.0.0.0/8"], "metrics": {"port": 9464}})
     assert "metrics.port: 9464: the metrics endpoint runs on nodes with a host of their own" in str(e.value)
+
+
+def test_the_shipped_proxy_is_the_module_without_docstrings_and_annotations() -> None:
+    shipped = shipped_metrics_proxy()
+    assert '"""' not in shipped and "-> " not in shipped
+    for name in ("def gc_max_used_bytes", "def history_figures", "CERT_REQUIRED", "bkf_daemon_up"):
+        assert name in shipped
+    compile(shipped, "bkf-metrics.py", "exec")
+
+
+def test_aws_user_data_with_idle_stop_metrics_and_otel_fits() -> None:
+    import gzip
+    raw = {"backend": "aws", "nodes": [{"name": "arm64-1", "platform": "linux/arm64"}],
+           "allowedCidrs": ["10.0.0.0/16"], "idleStop": {"afterMinutes": 30}, "metrics": {"port": 9464},
+           "otel": {"endpoint": "http://otel-collector.example.internal:4317"}}
+    cfg = parse_config(raw, aws_region="us-east-1")
+    payload = render(cfg, cfg.nodes[0], cert_source="ssm", ssm_prefix="/buildkit-farm/production/arm64-1",
+                     aws_region="us-east-1", data_fstab=True, init="systemd",
+                     per_boot_hook=True).payload(data_device="/dev/sdf")
+    size = len(gzip.compress(payload.encode(), compresslevel=9, mtime=0))
+    print(f"\nuser data with idleStop, metrics and otel: {size} bytes gzipped of {USER_DATA_LIMIT}")
+    assert size <= USER_DATA_LIMIT
 
 
 def test_security_group_opens_the_metrics_port_only_when_on() -> None:
@@ -105,6 +128,14 @@ def test_policy_pack_takes_the_metrics_port_and_a_unix_debug_socket_only() -> No
     assert toml_tls_problems(toml) == []
     tcp = toml.replace("unix:///run/buildkit/debug.sock", "tcp://127.0.0.1:6060")
     assert "debugAddress 'tcp://127.0.0.1:6060', which serves pprof" in toml_tls_problems(tcp)[0]
+    # the whole rendered SSH payload with metrics on, as the pack reads the remote command
+    cfg = parse_config({**SSH, "metrics": {"port": 9464}})
+    cert = "-----BEGIN CERTIFICATE-----\nY2VydA==\n-----END CERTIFICATE-----\n"
+    key = "-----BEGIN " + "EC PRIVATE KEY-----\nbm90IGEga2V5\n-----END " + "EC PRIVATE KEY-----\n"
+    command = c.Resource(type=c.REMOTE_COMMAND, name="n1-buildkitd", props={
+        "create": render(cfg, cfg.nodes[0], cert_source="stdin").payload(),
+        "stdin": render_cert_bundle(cert, cert, key)})
+    assert nodes_serve_mtls(command, s) == []
 
 
 # ------------------------------------------------------------------ the proxy's pure parts
@@ -181,8 +212,11 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path,
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # the code as nodes get it (shipped_metrics_proxy), not the module: what runs there is tested
+    shipped = d / "bkf-metrics.py"
+    shipped.write_text(shipped_metrics_proxy())
     proc = subprocess.Popen(
-        [sys.executable, mp.__file__, "--listen", "127.0.0.1", "--port", str(port), "--tls-dir", str(tls),
+        [sys.executable, str(shipped), "--listen", "127.0.0.1", "--port", str(port), "--tls-dir", str(tls),
          "--debug-socket", str(d / "debug.sock"), "--socket", str(d / "none.sock"), "--buildctl", "false",
          "--config", str(d / "buildkitd.toml"), "--state-dir", str(d / "state")],
         stderr=subprocess.PIPE, text=True)
