@@ -1,8 +1,8 @@
 """The node's metrics endpoint: buildkitd's /metrics and the farm's own series, behind mutual TLS.
 
-Shipped whole to every node that has ``metrics.port`` set and run by ``bkf-node.sh metrics`` (a
-pod: its sidecar), so it uses the standard library only and runs on Python 3.9 (Amazon Linux
-2023's python3).
+Shipped to every node that has ``metrics.port`` set (without docstrings and annotations:
+components/node/payload.py, shipped_metrics_proxy) and run by ``bkf-node.sh metrics``, so it uses
+the standard library only and runs on Python 3.9 (Amazon Linux 2023's python3).
 
 Why a proxy of our own and not stunnel or ghostunnel: buildkitd's debug address serves far more
 than /metrics (pprof, /debug/cache/load which takes a POST, /debug/gc, the cache dump), and those
