@@ -22,7 +22,7 @@ from components.node.buildkitd_toml import render_buildkitd_toml
 from components.node.payload import render_cert_bundle, render_payload, sha256_file
 from components.node.settings import NodeSettings
 from harness.hosts import Host, HostSet, Pem, buildctl, make_artifact, need, openssl_pki, running_hosts
-from tests.unit.test_metrics import alert_metric_names
+from tests.unit.test_prometheus_examples import alert_metric_names
 
 pytestmark = pytest.mark.daemons
 
