@@ -336,55 +336,6 @@ def test_reboot_keeps_the_cache_and_the_per_boot_hook_runs_the_current_user_data
     assert build(tier, node, "3").startswith("platform=linux/amd64 machine=x86_64 cache-runs=3 bust=3")
 
 
-def metrics_unit(node: Ec2Node) -> dict[str, str]:
-    out = node.sh("systemctl show bkf-metrics.service -p ActiveState,MainPID,PartOf,UnitFileState").stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def scrape_status(tier: Tier, node: Ec2Node, client: bool) -> int:
-    import socket
-    ctx = ssl.create_default_context(cafile=str(tier.ca))
-    if client:
-        ctx.load_cert_chain(str(tier.client.cert), str(tier.client.key))
-    with socket.create_connection((node.addr, 9464), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname=node.addr) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: n\r\nConnection: close\r\n\r\n")
-        data = b"".join(iter(lambda: s.recv(65536), b""))
-    assert b"bkf_daemon_up 1" in data and b"buildkit_" in data, data[-2000:]
-    return int(data.split(b" ", 2)[1])
-
-
-def test_metrics_on_runs_its_endpoint_bound_to_buildkitd_and_off_removes_it(tier: Tier, node: Ec2Node) -> None:
-    base = mockrt.with_section(DEV, "buildkit", historyMaxEntries=150)  # what the reboot test left
-    on = rendered(mockrt.with_section(base, "metrics", port=9464))
-    node.set_user_data(on.user_data)
-    out = rerun_user_data(node)
-    assert "buildkitd is up" in out, out
-    deadline = time.monotonic() + 60
-    while not tcp_open(node.addr, 9464):
-        assert time.monotonic() < deadline, (metrics_unit(node), node.sh("journalctl -u bkf-metrics -n 20",
-                                                                         check=False).stdout)
-        time.sleep(0.5)
-    m = metrics_unit(node)
-    assert m["ActiveState"] == "active" and m["PartOf"] == "buildkitd.service", m
-    assert scrape_status(tier, node, client=True) == 200
-    with pytest.raises((ssl.SSLError, ConnectionError)):
-        scrape_status(tier, node, client=False)
-    # a restart of buildkitd (a rotation, a config change) restarts the endpoint with it (PartOf)
-    node.sh("systemctl restart buildkitd.service")
-    deadline = time.monotonic() + 60
-    while metrics_unit(node)["MainPID"] in ("0", m["MainPID"]):
-        assert time.monotonic() < deadline, metrics_unit(node)
-        time.sleep(0.5)
-    # off again: the unit goes, the port closes
-    node.set_user_data(rendered(base).user_data)
-    out = rerun_user_data(node)
-    assert "buildkitd is up" in out, out
-    assert metrics_unit(node).get("UnitFileState", "") in ("", "not-found") or \
-        metrics_unit(node)["ActiveState"] == "inactive", metrics_unit(node)
-    assert not tcp_open(node.addr, 9464)
-
-
 def test_changed_cert_in_ssm_reaches_the_node_through_the_association_command(tier: Tier, node: Ec2Node) -> None:
     command = tier.dev.rotation_command
     assert command.startswith("/opt/buildkit-farm/bkf-node.sh certs"), command
