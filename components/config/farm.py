@@ -13,7 +13,15 @@ from components.config.base import ConfigModel, Problem, beside, problems
 from components.config.fields import Bool, Cidr, problem
 from components.config.nodes import NodeSpec
 from components.config.registries import Registries
-from components.config.sections import BuilderSpec, BuildkitSpec, IdleStopSpec, PkiSpec, VolumeSpec
+from components.config.sections import (
+    BuilderSpec,
+    BuildkitSpec,
+    IdleStopSpec,
+    MetricsSpec,
+    OtelSpec,
+    PkiSpec,
+    VolumeSpec,
+)
 from components.contracts.public_ranges import open_ranges
 from components.platforms import Platform
 
@@ -74,6 +82,20 @@ def _idle_stop_for_the_backend(idle: IdleStopSpec, info: ValidationInfo) -> Idle
     return idle
 
 
+def _metrics_for_the_backend(metrics: MetricsSpec, info: ValidationInfo) -> MetricsSpec:
+    if not metrics.enabled:
+        return metrics
+    buildkit = info.data.get("buildkit")
+    if buildkit is not None and metrics.port == buildkit.port:
+        raise problems([(("port",), f"{metrics.port!r} is buildkit.port, the gRPC port; give the metrics "
+                         "endpoint a port of its own (allowed: 1 to 65535, not buildkit.port; 0: off)")])
+    if info.data.get("backend") == "kubernetes":
+        raise problems([(("port",), f"{metrics.port!r}: the metrics endpoint runs on nodes with a host of "
+                         "their own for now; the rootless pod has no python3 for it (allowed with backend "
+                         "kubernetes: 0)")])
+    return metrics
+
+
 def fits_nodes(rule: Callable[[Any, Any], Iterable[Problem]]) -> AfterValidator:
     """A backend section's rule against the farm's nodes (declared before the section), every problem
     at once; skipped when the nodes are themselves bad (their own problems say why)."""
@@ -118,6 +140,9 @@ class FarmBase(ConfigModel):
         default_factory=dict, description="registry host -> how every node reaches it (mirrors, CA, plain HTTP)")
     idle_stop: Annotated[IdleStopSpec, AfterValidator(_idle_stop_for_the_backend)] = Field(
         IdleStopSpec(), description="stop idle nodes; CI wakes them")
+    metrics: Annotated[MetricsSpec, AfterValidator(_metrics_for_the_backend)] = Field(
+        MetricsSpec(), description="Prometheus metrics on every node, behind mutual TLS")
+    otel: OtelSpec = Field(OtelSpec(), description="build traces from every node over OTLP")
 
     nodes: tuple[NodeSpec, ...]
 

@@ -1,4 +1,4 @@
-"""Config sections shared by every backend: volume, buildkit, pki, builder, idleStop."""
+"""Config sections shared by every backend: volume, buildkit, pki, builder, idleStop, metrics, otel."""
 
 from __future__ import annotations
 
@@ -171,3 +171,26 @@ class IdleStopSpec(ConfigModel):
     @property
     def enabled(self) -> bool:
         return self.after_minutes > 0
+
+
+class MetricsSpec(ConfigModel):
+    """Prometheus metrics on every node, behind mutual TLS (clients hold a cert from the farm's CA)."""
+
+    port: Annotated[Int, integer(0, 65535, " (0: off)")] = Field(
+        0, description="the port each node serves /metrics on (buildkitd's series and the farm's), to clients "
+        "with a certificate from the farm's CA; opened only to allowedCidrs. 0: off (no debug socket either)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.port > 0
+
+
+class OtelSpec(ConfigModel):
+    """Build traces from every node to an OpenTelemetry collector (buildkitd's own OTLP exporter)."""
+
+    endpoint: Annotated[str, matching(r"^(https?://[A-Za-z0-9.:\[\]-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?)?$",
+                                      "an OTLP endpoint URL like http://otel-collector:4317 (empty: off)")] = Field(
+        "", description="where every node's buildkitd sends its traces and metrics over OTLP "
+        "(OTEL_EXPORTER_OTLP_ENDPOINT; http:// is plaintext, https:// TLS); empty: off")
+    protocol: Literal["grpc", "http/protobuf"] = Field(
+        "grpc", description="OTLP transport (OTEL_EXPORTER_OTLP_PROTOCOL): grpc (port 4317) or http/protobuf (4318)")

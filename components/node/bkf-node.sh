@@ -18,6 +18,7 @@
 #                            the data volume stays unless --purge-state is given
 #   bkf-node.sh run          internal: exec buildkitd (the unit's ExecStart, the supervisor's child)
 #   bkf-node.sh supervise    internal: keeps buildkitd running on hosts without systemd
+#   bkf-node.sh metrics      internal: exec the mTLS metrics endpoint (BKF_METRICS_PORT; 0: off)
 set -euo pipefail
 # errors inside $(...) must stop the script too (e.g. certificates that cannot be fetched)
 shopt -s inherit_errexit
@@ -36,7 +37,7 @@ SETTINGS=(BKF_NODE_NAME BKF_PLATFORM BKF_BUILDKIT_VERSION BKF_BUILDKIT_SHA256 BK
   BKF_INSTALL_DIR BKF_CONFIG_DIR BKF_STATE_DIR BKF_RUN_DIR BKF_CNI_DIR BKF_LOG_FILE BKF_PORT BKF_INIT
   BKF_CERT_SOURCE BKF_SSM_PREFIX BKF_AWS_REGION BKF_DATA_DEVICE BKF_DATA_DEVICE_WAIT BKF_DATA_FSTAB
   BKF_BRIDGE_SUBNET BKF_METADATA_CIDR BKF_ALLOW_EMULATION BKF_PER_BOOT_HOOK BKF_STOP_TIMEOUT
-  BKF_DRAIN_TIMEOUT)
+  BKF_DRAIN_TIMEOUT BKF_METRICS_PORT BKF_OTEL_ENDPOINT BKF_OTEL_PROTOCOL)
 missing=()
 for v in "${SETTINGS[@]}"; do [ -n "${!v+set}" ] || missing+=("$v"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -57,6 +58,10 @@ LIFECYCLE_LOCK="$BKF_RUN_DIR/lifecycle.lock"
 UNIT=/etc/systemd/system/buildkitd.service
 RENDERED_UNIT="$BKF_INSTALL_DIR/buildkitd.service"
 RENDERED_PER_BOOT_HOOK="$BKF_INSTALL_DIR/per-boot-hook.sh"
+METRICS_UNIT=/etc/systemd/system/bkf-metrics.service
+RENDERED_METRICS_UNIT="$BKF_INSTALL_DIR/bkf-metrics.service"
+METRICS_PROXY="$BKF_INSTALL_DIR/bkf-metrics.py"
+METRICS_PIDS="$BKF_RUN_DIR/metrics.pids"
 PER_BOOT_HOOK=/var/lib/cloud/scripts/per-boot/buildkit-farm.sh
 FW_CHAIN=BKF-ISOLATION
 export PATH="$BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
@@ -333,6 +338,60 @@ require_tls() {
   [ -s "$CONFIG" ] || die "refusing to start buildkitd without $CONFIG"
 }
 
+# ------------------------------------------------------------------ metrics
+# The mTLS endpoint (bkf-metrics.py, rendered from components/node/metrics_proxy.py): it forwards
+# GET /metrics from buildkitd's debug socket (root-only, in the run dir) and adds the farm's series.
+metrics_on() { [ "$BKF_METRICS_PORT" != 0 ]; }
+
+run_metrics() {
+  metrics_on || die "BKF_METRICS_PORT is 0: no metrics endpoint on this node"
+  [ -s "$METRICS_PROXY" ] || die "$METRICS_PROXY is missing: the payload renders it"
+  exec python3 "$METRICS_PROXY" --port "$BKF_METRICS_PORT" --tls-dir "$TLS_DIR" \
+    --debug-socket "$BKF_RUN_DIR/debug.sock" --socket "$SOCK" --buildctl "$BIN/buildctl" \
+    --config "$CONFIG" --state-dir "$BKF_STATE_DIR"
+}
+
+# systemd: the rendered unit goes in with metrics on, out with metrics off (it follows buildkitd:
+# WantedBy and PartOf). Without systemd the supervisor runs the endpoint beside the daemon.
+sync_metrics() {
+  if metrics_on; then
+    command -v python3 >/dev/null || install_package python3 python3 || true
+    command -v python3 >/dev/null || die "python3 is required for the metrics endpoint (metrics.port)"
+  fi
+  use_systemd || return 0
+  if metrics_on; then
+    [ -s "$RENDERED_METRICS_UNIT" ] || die "$RENDERED_METRICS_UNIT is missing: the payload renders it"
+    if ! cmp -s "$RENDERED_METRICS_UNIT" "$METRICS_UNIT"; then
+      install -m 0644 "$RENDERED_METRICS_UNIT" "$METRICS_UNIT"
+      systemctl daemon-reload
+    fi
+    systemctl enable bkf-metrics.service >/dev/null 2>&1
+  else
+    metrics_unit_remove
+  fi
+}
+
+metrics_unit_remove() {
+  use_systemd && [ -f "$METRICS_UNIT" ] || return 0
+  systemctl disable --now bkf-metrics.service >/dev/null 2>&1 || true
+  rm -f "$METRICS_UNIT" "$RENDERED_METRICS_UNIT"
+  systemctl daemon-reload
+}
+
+# Keeps the endpoint running beside the daemon on hosts without systemd (a child of the supervisor).
+supervise_metrics() {
+  local child=""
+  trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; rm -f "$METRICS_PIDS"; exit 0' TERM INT
+  while :; do
+    "$BKF_INSTALL_DIR/bkf-node.sh" metrics &
+    child=$!
+    # (for stop_daemon, should it have to kill the supervisor outright)
+    echo "$BASHPID $child" >"$METRICS_PIDS"
+    wait "$child" || true
+    sleep 1
+  done
+}
+
 # ------------------------------------------------------------------ service
 # TLS flags repeat the config on purpose: buildkitd starts with an empty config
 # if the file is missing, and a TCP listener without TLS only logs a warning.
@@ -356,6 +415,13 @@ run_daemon() {
   if flock -n "$BKF_STATE_DIR/buildkitd.lock" true 2>/dev/null; then
     reap_build_containers
   fi
+  # metrics turned off: the debug socket an earlier daemon made would be left behind
+  metrics_on || rm -f "$BKF_RUN_DIR/debug.sock"
+  # config otel: buildkitd's own exporter reads the standard variables (util/tracing/detect/otlp.go)
+  if [ -n "$BKF_OTEL_ENDPOINT" ]; then
+    export OTEL_EXPORTER_OTLP_ENDPOINT="$BKF_OTEL_ENDPOINT" OTEL_EXPORTER_OTLP_PROTOCOL="$BKF_OTEL_PROTOCOL"
+    export OTEL_RESOURCE_ATTRIBUTES="bkf.node=$BKF_NODE_NAME,bkf.platform=$BKF_PLATFORM"
+  fi
   exec "${DAEMON_ARGV[@]}"
 }
 
@@ -366,7 +432,8 @@ supervise() {
   trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT
   stopping=0
   echo $$ >"$SUPERVISOR_PID"
-  local started delay
+  local started delay metrics=""
+  if metrics_on; then supervise_metrics & metrics=$!; fi
   while [ "$stopping" = 0 ]; do
     started=$SECONDS
     "$BKF_INSTALL_DIR/bkf-node.sh" run &
@@ -383,6 +450,7 @@ supervise() {
     log "buildkitd exited; restarting in ${delay}s"
     sleep "$delay"
   done
+  if [ -n "$metrics" ]; then kill -TERM "$metrics" 2>/dev/null || true; wait "$metrics" || true; fi
   rm -f "$SUPERVISOR_PID"
 }
 
@@ -394,6 +462,7 @@ start_daemon() {
   if use_systemd; then
     write_unit
     systemctl enable --now buildkitd.service >/dev/null
+    if metrics_on; then systemctl start bkf-metrics.service; fi
   elif ! supervisor_running; then
     mkdir -p "$(dirname "$BKF_LOG_FILE")"
     # 9>&-: the supervisor must not hold the lifecycle lock (see lifecycle_lock)
@@ -445,9 +514,13 @@ stop_daemon() {
   if kill -0 "$pid" 2>/dev/null; then
     log "buildkitd did not stop in ${BKF_STOP_TIMEOUT}s; killing it"
     [ -s "$DAEMON_PID" ] && kill -KILL "$(cat "$DAEMON_PID")" 2>/dev/null
+    if [ -s "$METRICS_PIDS" ]; then
+      # shellcheck disable=SC2046  # two pids, split on purpose
+      kill -KILL $(cat "$METRICS_PIDS") 2>/dev/null || true
+    fi
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  rm -f "$SUPERVISOR_PID" "$DAEMON_PID"
+  rm -f "$SUPERVISOR_PID" "$DAEMON_PID" "$METRICS_PIDS"
   reap_build_containers
   : "$i"
 }
@@ -518,6 +591,7 @@ cmd_install() {
   prepare_volume
   install_cni
   firewall
+  sync_metrics
   local changed
   changed=$(install_certs)
   require_tls
@@ -556,6 +630,7 @@ cmd_uninstall() {
     systemctl disable buildkitd.service >/dev/null 2>&1 || true
     rm -f "$UNIT"; systemctl daemon-reload
   fi
+  metrics_unit_remove
   firewall_remove
   cni_remove
   unmount_state_leftovers
@@ -603,6 +678,7 @@ case "${1:-install}" in
   preflight) require_tls ;;
   run) run_daemon ;;
   supervise) supervise ;;
+  metrics) run_metrics ;;
   uninstall) shift; lifecycle_lock; cmd_uninstall "$@" ;;
   *) die "usage: $0 install|certs|start|stop|restart|status|uninstall [--purge-state]" ;;
 esac

@@ -117,12 +117,17 @@ def render_buildkitd_toml(
     bridge_subnet: str = DEFAULT_BRIDGE_SUBNET,
     max_parallelism: int = 0,
     registries: Sequence[RegistryHost] = (),
+    debug_socket: bool = False,
 ) -> str:
     """The buildkitd.toml for one node.
 
     TLS is configured here *and* passed as flags by bkf-node.sh / the pod spec,
     because buildkitd silently starts with an empty config when --config is
     missing, and silently ignores misspelled keys.
+
+    ``debug_socket`` (config metrics.port): buildkitd's debug handlers on a unix socket only root
+    (rootless: the daemon's user) may open, read by the node's metrics proxy; without it the
+    file is what it always was.
     """
     gc = gc_limits(volume_gb)
     lines = [
@@ -137,7 +142,11 @@ def render_buildkitd_toml(
         "[grpc]",
         "  # TCP for clients (mTLS, below); unix socket for local health checks.",
         f"  address = {_list([f'tcp://0.0.0.0:{port}', f'unix://{layout.socket_path}'])}",
-        "  # no debugAddress: it would serve pprof and /metrics without auth",
+        *([
+            "  # pprof, /metrics and cache dumps without auth: a 0660 socket of the daemon's user, never TCP;",
+            "  # the metrics proxy forwards only GET /metrics from it, behind mTLS",
+            f"  debugAddress = {_s('unix://' + layout.debug_socket_path)}",
+        ] if debug_socket else ["  # no debugAddress: it would serve pprof and /metrics without auth"]),
         "  [grpc.tls]",
         f"    cert = {_s(layout.cert_path)}",
         f"    key = {_s(layout.key_path)}",

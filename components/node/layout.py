@@ -16,6 +16,9 @@ LOG_FILE = "/var/log/buildkit-farm/buildkitd.log"
 #: rendered files the script installs where their init system looks for them
 UNIT_FILE = f"{INSTALL_DIR}/buildkitd.service"
 PER_BOOT_HOOK_FILE = f"{INSTALL_DIR}/per-boot-hook.sh"
+#: the metrics endpoint (components/node/metrics_proxy.py, shipped whole) and its unit (metrics.port only)
+METRICS_PROXY_FILE = f"{INSTALL_DIR}/bkf-metrics.py"
+METRICS_UNIT_FILE = f"{INSTALL_DIR}/bkf-metrics.service"
 #: the cloud metadata service RUN steps must never reach
 METADATA_CIDR = "169.254.169.254/32"
 #: Bridge subnet for RUN steps; must not collide with the networks nodes live in.
@@ -53,6 +56,11 @@ class DaemonLayout:
     @property
     def socket_path(self) -> str:
         return f"{self.run_dir}/buildkitd.sock"
+
+    @property
+    def debug_socket_path(self) -> str:
+        """buildkitd's debugAddress (pprof, /metrics, cache dumps): a socket only its owner may open."""
+        return f"{self.run_dir}/debug.sock"
 
     @property
     def registry_dir(self) -> str:

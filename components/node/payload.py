@@ -8,6 +8,7 @@ subcommands. It never contains key material.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import posixpath
 from collections.abc import Mapping
@@ -15,10 +16,20 @@ from pathlib import Path
 
 from components.contracts.payload import heredoc
 from components.node.idle import IDLE_MARKER, IDLE_SCRIPT, IdleStop, render_idle_script, render_idle_units
-from components.node.layout import ENV_FILE, INSTALL_DIR, METADATA_CIDR, PER_BOOT_HOOK_FILE, UNIT_FILE
+from components.node.layout import (
+    ENV_FILE,
+    INSTALL_DIR,
+    METADATA_CIDR,
+    METRICS_PROXY_FILE,
+    METRICS_UNIT_FILE,
+    PER_BOOT_HOOK_FILE,
+    UNIT_FILE,
+)
 from components.node.settings import NodeSettings, render_env_file
 
 SCRIPT_PATH = Path(__file__).resolve().parent / "bkf-node.sh"
+#: shipped whole as METRICS_PROXY_FILE when metrics.port is set (standard library only)
+METRICS_PROXY_PATH = Path(__file__).resolve().parent / "metrics_proxy.py"
 #: EC2 user data is limited to 16 KiB before base64.
 USER_DATA_LIMIT = 16 * 1024
 
@@ -51,6 +62,66 @@ LimitNOFILE=1048576
 
 [Install]
 WantedBy=multi-user.target
+"""
+
+
+class _ForTheNode(ast.NodeTransformer):
+    """Drops docstrings and type annotations: what a reader of the repository needs, not the node."""
+
+    def _body(self, node: ast.Module | ast.ClassDef | ast.FunctionDef) -> None:
+        first = node.body[0] if node.body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            node.body = node.body[1:] or [ast.Pass()]
+
+    def visit_Module(self, node: ast.Module) -> ast.AST:
+        self._body(node)
+        return self.generic_visit(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        self._body(node)
+        return self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        self._body(node)
+        node.returns = None
+        a = node.args
+        for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, (a.vararg, a.kwarg))]:
+            arg.annotation = None
+        return self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
+        if node.value is None:
+            return None
+        return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)
+
+
+def shipped_metrics_proxy() -> str:
+    """metrics_proxy.py as nodes get it: the same code without docstrings, comments and annotations.
+
+    EC2 user data is at most 16 KiB gzipped, and bkf-node.sh with idleStop's check already takes
+    about 13 KiB of it: the source as it is in the repository would not fit beside them.
+    """
+    tree = _ForTheNode().visit(ast.parse(METRICS_PROXY_PATH.read_text()))
+    return "#!/usr/bin/env python3\n# components/node/metrics_proxy.py of buildkit-farm, without docstrings and " \
+           "annotations (EC2 user data is small)\n" + ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+
+
+def render_metrics_unit(settings: NodeSettings) -> str:
+    """bkf-metrics.service: started with buildkitd (WantedBy), stopped and restarted with it (PartOf)."""
+    return f"""# Rendered by buildkit-farm; changes are overwritten.
+[Unit]
+Description=mTLS metrics endpoint of buildkit-farm node {settings.node_name} (port {settings.metrics_port})
+After=buildkitd.service
+PartOf=buildkitd.service
+StartLimitIntervalSec=0
+
+[Service]
+ExecStart={INSTALL_DIR}/bkf-node.sh metrics
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=buildkitd.service
 """
 
 
@@ -115,6 +186,9 @@ def render_payload(settings: NodeSettings, buildkitd_toml: str, action: str = "i
         heredoc(f"{INSTALL_DIR}/bkf-node.sh", script, "0755"),
         heredoc(UNIT_FILE, render_systemd_unit(settings), "0644"),
     ]
+    if settings.metrics_port:
+        parts += [heredoc(METRICS_PROXY_FILE, shipped_metrics_proxy(), "0755"),
+                  heredoc(METRICS_UNIT_FILE, render_metrics_unit(settings), "0644")]
     if settings.per_boot_hook:
         parts.append(heredoc(PER_BOOT_HOOK_FILE, render_per_boot_hook(), "0755"))
     if idle is not None and action == "install":

@@ -51,6 +51,8 @@ class NodeBundle:
     idle: IdleStop | None = None
     #: the env file bkf-node.sh acts on (None: a pod, which runs buildkitd itself)
     settings: NodeSettings | None = None
+    #: buildkitd's environment (config otel); bkf-node.sh exports the same from its settings
+    daemon_env: Mapping[str, str] = field(default_factory=dict)
 
     def host_settings(self) -> NodeSettings:
         if self.settings is None:
@@ -92,7 +94,16 @@ def buildkitd_toml(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL
     return render_buildkitd_toml(
         platform=node.platform, port=cfg.buildkit.port, volume_gb=cfg.volume.size_gb,
         layout=layout, history_max_entries=cfg.buildkit.history_max_entries,
-        history_max_age_days=cfg.buildkit.history_max_age_days, registries=registries(cfg))
+        history_max_age_days=cfg.buildkit.history_max_age_days, registries=registries(cfg),
+        debug_socket=cfg.metrics.enabled)
+
+
+def daemon_env(cfg: FarmBase, node: NodeSpec) -> dict[str, str]:
+    """The OTLP variables buildkitd's exporter reads (util/tracing/detect/otlp.go); none without otel.endpoint."""
+    if not cfg.otel.endpoint:
+        return {}
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": cfg.otel.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": cfg.otel.protocol,
+            "OTEL_RESOURCE_ATTRIBUTES": f"bkf.node={node.name},bkf.platform={node.platform}"}
 
 
 def render(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYOUT,
@@ -103,7 +114,8 @@ def render(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYOUT,
         settings = replace(NodeSettings(
             node_name=node.name, platform=node.platform, buildkit_version=cfg.buildkit.version,
             buildkit_sha256=cfg.buildkit.sha256_of(node.host_arch), port=cfg.buildkit.port,
-            cert_source="files", layout=layout, drain_timeout_s=cfg.buildkit.drain_timeout_seconds),
+            cert_source="files", layout=layout, drain_timeout_s=cfg.buildkit.drain_timeout_seconds,
+            metrics_port=cfg.metrics.port, otel_endpoint=cfg.otel.endpoint, otel_protocol=cfg.otel.protocol),
             **cast(dict[str, Any], host))
     return NodeBundle(buildkitd_toml=buildkitd_toml(cfg, node, layout), files=registry_files(layout, registries(cfg)),
-                      idle=idle_stop(cfg), settings=settings)
+                      idle=idle_stop(cfg), settings=settings, daemon_env=daemon_env(cfg, node))

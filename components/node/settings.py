@@ -55,6 +55,11 @@ class NodeSettings:
     stop_timeout_s: int = 30
     #: how long a restart or stop waits for builds in flight before stopping the daemon
     drain_timeout_s: int = 600
+    #: the mTLS metrics port (config metrics.port); 0: no metrics endpoint, no debug socket
+    metrics_port: int = 0
+    #: config otel: where buildkitd exports traces over OTLP ('' : off) and how
+    otel_endpoint: str = ""
+    otel_protocol: str = "grpc"
 
     @property
     def release_url(self) -> str:
@@ -90,6 +95,9 @@ class NodeSettings:
             "BKF_PER_BOOT_HOOK": "1" if self.per_boot_hook else "0",
             "BKF_STOP_TIMEOUT": str(self.stop_timeout_s),
             "BKF_DRAIN_TIMEOUT": str(self.drain_timeout_s),
+            "BKF_METRICS_PORT": str(self.metrics_port),
+            "BKF_OTEL_ENDPOINT": self.otel_endpoint,
+            "BKF_OTEL_PROTOCOL": self.otel_protocol,
         }
 
 

@@ -4,7 +4,8 @@ Two policies read the same places (the SSH command's payload, EC2 user data, the
 buildkitd.toml, the buildkitd containers' args), so they live together:
 
 * nodes-serve-mtls-only: every TCP listener requires client certificates, there is no debug
-  listener, and the node gets its TLS material (mounted from a Secret on Kubernetes);
+  listener on the network (a unix socket is: metrics.port's proxy reads it), and the node gets
+  its TLS material (mounted from a Secret on Kubernetes);
 * no-insecure-entitlements: neither buildkitd.toml nor --allow-insecure-entitlement allows one.
 """
 
@@ -58,7 +59,8 @@ def toml_tls_problems(text: str) -> list[str]:
         why = " (without a CA any client may connect)" if missing == ["ca"] else ""
         problems.append(f"buildkitd.toml serves {', '.join(tcp)} without mutual TLS: "
                         f"[grpc.tls] {', '.join(missing)} missing{why}")
-    if grpc.get("debugAddress"):
+    # a unix socket (metrics.port: the node's mTLS proxy reads /metrics from it) is not a network listener
+    if grpc.get("debugAddress") and not str(grpc["debugAddress"]).startswith("unix://"):
         problems.append(f"buildkitd.toml sets debugAddress {grpc['debugAddress']!r}, which serves pprof and "
                         "/metrics without authentication")
     return problems
@@ -70,7 +72,7 @@ def args_tls_problems(args: Sequence[str]) -> list[str]:
     problems = []
     if tcp and missing:
         problems.append(f"buildkitd serves {', '.join(tcp)} without mutual TLS: {', '.join(missing)} missing")
-    if flag_values(args, "--debugaddr"):
+    if [a for a in flag_values(args, "--debugaddr") if not a.startswith("unix://")]:
         problems.append("buildkitd runs with --debugaddr (pprof and /metrics without authentication)")
     return problems
 

@@ -32,6 +32,11 @@ def _open(cidr: str) -> bool:
         return False
 
 
+def _allowed(s: Settings) -> str:
+    build = f"{s.port} (the build port)"
+    return f"{build} and {s.metrics_port} (metrics.port)" if s.metrics_port else build
+
+
 def _port_range_problems(label: str, protocol: Any, lo: Any, hi: Any, s: Settings) -> list[str]:
     proto = str(protocol).lower()
     if proto not in ("tcp", "6"):
@@ -40,8 +45,8 @@ def _port_range_problems(label: str, protocol: Any, lo: Any, hi: Any, s: Setting
         ports = (int(float(lo)), int(float(hi)))
     except (TypeError, ValueError):
         return [f"{label}: no port range; only TCP {s.port} may be open"]
-    if ports != (s.port, s.port):
-        return [f"{label}: opens TCP {ports[0]}-{ports[1]}; only {s.port} (the build port) may be open"]
+    if ports[0] != ports[1] or ports[0] not in s.ports:
+        return [f"{label}: opens TCP {ports[0]}-{ports[1]}; only {_allowed(s)} may be open"]
     return []
 
 
@@ -92,7 +97,7 @@ def ingress_build_port_only(r: Resource, s: Settings) -> list[str]:
                 problems.append(f"{label}: allows every port; only TCP {s.port} (the build port) may be open")
             for p in ports:
                 proto = str(get(p, "protocol") or "TCP")
-                if proto != "TCP" or get(p, "port") not in (s.port, "buildkitd") or get(p, "endPort"):
+                if proto != "TCP" or get(p, "port") not in (*s.ports, "buildkitd") or get(p, "endPort"):
                     problems.append(f"{label}: allows {proto} {get(p, 'port')}; only TCP {s.port} may be open")
             peers = get(rule, "from") or []
             if not peers and not s.allow_open_ingress:

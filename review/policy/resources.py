@@ -121,6 +121,8 @@ class Settings:
 
     port: int = 1234
     allow_open_ingress: bool = False
+    #: metrics.port (0: off): the mTLS metrics endpoint, the one other port ingress may open
+    metrics_port: int = 0
 
     @classmethod
     def from_stack_config(cls, config: Mapping[str, str]) -> Settings:
@@ -133,10 +135,16 @@ class Settings:
                 return json.loads(raw)
             except ValueError:
                 return raw
-        buildkit = value("buildkit")
-        port = buildkit.get("port") if isinstance(buildkit, dict) else None
-        return cls(port=int(port) if isinstance(port, int | float) and not isinstance(port, bool) else 1234,
-                   allow_open_ingress=value("allowOpenIngress") is True)
+        def number(section: Any, default: int) -> int:
+            v = section.get("port") if isinstance(section, dict) else None
+            return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
+        return cls(port=number(value("buildkit"), 1234), allow_open_ingress=value("allowOpenIngress") is True,
+                   metrics_port=number(value("metrics"), 0))
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """The ports ingress may open: the build port, and the metrics port when it is on."""
+        return (self.port, self.metrics_port) if self.metrics_port else (self.port,)
 
 
 Violation = tuple[str, str | None]

@@ -4,6 +4,8 @@
 # systemd-container (systemd-nspawn) and debootstrap: the EC2 node tier (tests/ec2) boots a Debian
 # rootfs with systemd as PID 1. Installing systemd-container also upgrades the host's systemd
 # packages to the same version (PID 1 here is not systemd: nothing is re-executed).
+# prometheus: its promtool checks and unit-tests the alert rules in examples/prometheus (the package's
+# server is not started: there is no systemd here).
 # gcc and libc6-dev: the static uid-map helper in the cluster tier's rootless BuildKit image
 # (local/k8s/subidmap.c).
 
@@ -13,7 +15,7 @@ APT_PACKAGES=(
   procps util-linux
 )
 # only for the test tiers (part test) and the cluster tier (part cluster)
-APT_PACKAGES_TEST=(docker.io systemd-container debootstrap)
+APT_PACKAGES_TEST=(docker.io systemd-container debootstrap prometheus)
 APT_PACKAGES_CLUSTER=(gcc libc6-dev)
 
 step_apt() {

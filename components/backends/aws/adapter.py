@@ -49,7 +49,8 @@ class AwsBackend:
                 node=n, aws=self.cfg.aws, region=self.cfg.region, volume=self.cfg.volume, stack=self.inputs.stack,
                 port=self.cfg.buildkit.port, allowed_cidrs=self.cfg.allowed_cidrs,
                 address=addresses.by_node[n.name], bundle=bundle,
-                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem), opts))
+                server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem,
+                metrics_port=self.cfg.metrics.port), opts))
         return out
 
     def extras(self, nodes: Sequence[pulumi.Resource]) -> Extras:

@@ -112,6 +112,11 @@ class AwsNodeAddress(pulumi.ComponentResource):
         self.register_outputs({"public_ip": self.public_ip} if self.public_ip is not None else {})
 
 
+def ingress_ports(port: int, metrics_port: int) -> list[tuple[int, str]]:
+    """The node's open ports and what each serves: the build port, and metrics.port when it is on."""
+    return [(port, "buildkitd gRPC (mTLS)"), *([(metrics_port, "metrics (mTLS)")] if metrics_port else [])]
+
+
 @dataclass(frozen=True)
 class AwsNodeArgs:
     node: AwsNodeSpec
@@ -127,6 +132,8 @@ class AwsNodeArgs:
     bundle: NodeBundle
     server_cert: IssuedCert
     ca_cert_pem: pulumi.Input[str]
+    #: metrics.port (0: off): the node's mTLS metrics endpoint, opened to allowedCidrs only
+    metrics_port: int = 0
 
 
 class AwsNode(pulumi.ComponentResource):
@@ -151,8 +158,8 @@ class AwsNode(pulumi.ComponentResource):
             description=f"buildkit-farm {node.name}: buildkitd (mTLS) only",
             vpc_id=spec.vpc_id,
             ingress=[aws.ec2.SecurityGroupIngressArgs(
-                protocol="tcp", from_port=args.port, to_port=args.port,
-                cidr_blocks=list(args.allowed_cidrs), description="buildkitd gRPC (mTLS)")],
+                protocol="tcp", from_port=port, to_port=port, cidr_blocks=list(args.allowed_cidrs),
+                description=what) for port, what in ingress_ports(args.port, args.metrics_port)],
             egress=[aws.ec2.SecurityGroupEgressArgs(
                 protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"],
                 description="registries, package mirrors, SSM")],

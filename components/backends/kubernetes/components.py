@@ -169,7 +169,7 @@ class KubernetesNode(pulumi.ComponentResource):
         sts = pod.statefulset_manifest(
             spec, node, image=args.image, buildkit_port=args.buildkit_port, volume_gb=args.volume_gb,
             drain_timeout_s=args.drain_timeout_s,
-            config_sha256=m.sha256(args.bundle.buildkitd_toml), config_files=config_files,
+            config_sha256=m.sha256(args.bundle.buildkitd_toml), config_files=config_files, env=args.bundle.daemon_env,
             tls_sha256=pulumi.Output.all(ca, args.server_cert.cert_pem).apply(lambda v: m.tls_checksum(v[0], v[1])))
         # A rollout includes the old pod's drain; the default await (10 min) may be shorter.
         rollout = f"{(pod.termination_grace_s(args.drain_timeout_s) + 600) // 60 + 1}m"
