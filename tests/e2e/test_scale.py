@@ -1,8 +1,9 @@
 """Tier 3: several nodes per platform on real hosts: cache affinity by key, failover, farm status.
 
-A three-node farm (amd64-1 on h13, arm64-1 on h14, amd64-2 on h15; the local farm's shape) is
-stood up by a real `pulumi up`; then the exported create script is run the way CI runs it, with
-`--key`, and each build is found in the history of the daemon it ran on (and only there).
+The three-node farm of tests/e2e/scale_farm.py (amd64-1 on h13, arm64-1 on h14, amd64-2 on h15;
+the local farm's shape, stood up by a real `pulumi up`, shared with test_ci_action_farm.py); then
+the exported create script is run the way CI runs it, with `--key`, and each build is found in the
+history of the daemon it ran on (and only there).
 """
 
 from __future__ import annotations
@@ -15,21 +16,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from components.builder.affinity import rank
-from harness.farm import Farm, running_farm
-from harness.hosts import ROOT, need, run, running_hosts, sample_context
+from harness.farm import Farm
+from harness.hosts import ROOT, run, sample_context
+from tests.e2e.scale_farm import AMD, BUILDER, HOSTS, answers, keys_for_each_amd64_node, ran_on
 
 pytestmark = pytest.mark.e2e
-
-STACK = "scale"
-HOSTS = {"h13": "amd64-1", "h14": "arm64-1", "h15": "amd64-2"}
-BUILDER = "bkf-scale"
-AMD = ["amd64-1", "amd64-2"]
 
 
 def create_builder(farm: Farm, *args: str) -> subprocess.CompletedProcess[str]:
@@ -49,27 +44,9 @@ def build_amd64(farm: Farm, bust: str) -> None:
     assert f"bust={bust}" in (out / "built-on").read_text()
 
 
-def ran_on(farm: Farm, bust: str) -> list[str]:
-    """The nodes whose daemon history holds the build with this BUST."""
-    return [n for n in HOSTS.values()
-            if any(r["FrontendAttrs"].get("build-arg:BUST") == bust for r in farm.history(n))]
-
-
 @pytest.fixture(scope="module")
-def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
-    need("pulumi", "pulumi-language-python", "buildkitd", "buildctl", "docker-buildx", "ssh", "openssl")
-    d = tmp_path_factory.mktemp("scale")
-    with running_hosts(list(HOSTS), d / "state") as hs, running_farm(hs, STACK, d, HOSTS, BUILDER) as f:
-        yield f
-
-
-def keys_for_each_amd64_node() -> dict[str, str]:
-    """node -> the first key (repo-0, repo-1, ...) whose rendezvous order puts that node first."""
-    found: dict[str, str] = {}
-    for i in range(100):
-        found.setdefault(rank(f"acme/repo-{i}", AMD)[0], f"acme/repo-{i}")
-    assert set(found) == set(AMD), found
-    return found
+def farm(scale_farm: Farm) -> Farm:
+    return scale_farm
 
 
 def test_the_program_made_a_three_node_farm_whose_builder_has_every_node(farm: Farm) -> None:
@@ -161,10 +138,6 @@ def test_a_stopped_amd64_node_sends_its_keys_to_the_other(farm: Farm) -> None:
     assert ran_on(farm, bust) == ["amd64-1"]
     r = create_builder(farm, "--key", keys["amd64-2"])
     assert "ready: amd64-2=linux/amd64" in r.stdout
-
-
-def answers(farm: Farm, node: str) -> bool:
-    return farm.buildctl(node, "debug", "workers", check=False).returncode == 0  # (a stopped node does not)
 
 
 def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) -> None:
