@@ -1,10 +1,11 @@
 """Tier 3: several nodes per platform on real hosts: cache affinity by key, failover, farm status.
 
-A three-node farm (amd64-1 on h13, arm64-1 on h14, amd64-2 on h15; the local farm's shape) is
-stood up by a real `pulumi up`; then the exported create script is run the way CI runs it, with
-`--key`, and each build is found in the history of the daemon it ran on (and only there).
+The three-node farm of tests/e2e/scale_farm.py (amd64-1 on h13, arm64-1 on h14, amd64-2 on h15;
+the local farm's shape, stood up by a real `pulumi up`, shared with test_ci_action_farm.py); then
+the exported create script is run the way CI runs it, with `--key`, and each build is found in the
+history of the daemon it ran on (and only there).
 
-Over 300 lines on purpose: one module fixture (three hosts, a stack) serves every check of keys,
+Over 300 lines on purpose: one shared farm (three hosts, a stack) serves every check of keys,
 loads, failover, status and idle stop; a farm per file would stand the same farm up again.
 """
 
@@ -18,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,11 @@ import pytest
 
 from components.builder.affinity import rank
 from components.node.idle import IDLE_LOG
-from harness.farm import Farm, running_farm
-from harness.hosts import ROOT, children_started, need, run, running_hosts, sample_context
+from harness.farm import Farm
+from harness.hosts import ROOT, children_started, run, sample_context
+from tests.e2e.scale_farm import AMD, BUILDER, HOSTS, answers, keys_for_each_amd64_node, ran_on
 
 pytestmark = pytest.mark.e2e
-
-STACK = "scale"
-HOSTS = {"h13": "amd64-1", "h14": "arm64-1", "h15": "amd64-2"}
-BUILDER = "bkf-scale"
-AMD = ["amd64-1", "amd64-2"]
 
 
 def create_builder(farm: Farm, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -56,27 +52,9 @@ def build_amd64(farm: Farm, bust: str, env: dict[str, str] | None = None) -> Non
     assert f"bust={bust}" in (out / "built-on").read_text()
 
 
-def ran_on(farm: Farm, bust: str) -> list[str]:
-    """The nodes whose daemon history holds the build with this BUST."""
-    return [n for n in HOSTS.values()
-            if any(r["FrontendAttrs"].get("build-arg:BUST") == bust for r in farm.history(n))]
-
-
 @pytest.fixture(scope="module")
-def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
-    need("pulumi", "pulumi-language-python", "buildkitd", "buildctl", "docker-buildx", "ssh", "openssl")
-    d = tmp_path_factory.mktemp("scale")
-    with running_hosts(list(HOSTS), d / "state") as hs, running_farm(hs, STACK, d, HOSTS, BUILDER) as f:
-        yield f
-
-
-def keys_for_each_amd64_node() -> dict[str, str]:
-    """node -> the first key (repo-0, repo-1, ...) whose rendezvous order puts that node first."""
-    found: dict[str, str] = {}
-    for i in range(100):
-        found.setdefault(rank(f"acme/repo-{i}", AMD)[0], f"acme/repo-{i}")
-    assert set(found) == set(AMD), found
-    return found
+def farm(scale_farm: Farm) -> Farm:
+    return scale_farm
 
 
 def test_the_program_made_a_three_node_farm_whose_builder_has_every_node(farm: Farm) -> None:
@@ -289,10 +267,6 @@ def test_a_silent_amd64_node_costs_the_probe_bound_once_and_its_keys_go_to_the_o
     assert "ready: amd64-2=linux/amd64" in r.stdout and "timed out" not in r.stderr
     print(f"\nfailover past a silent node: the create script with --key took {took:.1f} s with amd64-2 dropping "
           f"packets (probe bound {bound} s), {healthy:.1f} s with it answering")
-
-
-def answers(farm: Farm, node: str) -> bool:
-    return farm.buildctl(node, "debug", "workers", check=False).returncode == 0  # (a stopped node does not)
 
 
 def test_idle_stop_stops_an_idle_node_and_leaves_a_busy_one_running(farm: Farm) -> None:
