@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -158,6 +160,23 @@ def sample_context(ctx: Path) -> Path:
 class Pem:
     cert: Path
     key: Path
+
+
+def https_get(addr: str, port: int, ca: Path, client: Pem | None, path: str = "/metrics", method: str = "GET",
+              timeout: float = 30) -> tuple[int, str]:
+    """One HTTP/1.1 request over TLS verified against `ca`, with `client`'s cert if given (a node's
+    metrics listener): (status, body). Raw sockets, so a refused handshake raises as it happens."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if client:
+        ctx.load_cert_chain(str(client.cert), str(client.key))
+    with socket.create_connection((addr, port), timeout=timeout) as raw, \
+            ctx.wrap_socket(raw, server_hostname=addr) as s:
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
 
 
 def openssl_pki(d: Path, servers: dict[str, list[str]], clients: Sequence[str] = ("ci",),

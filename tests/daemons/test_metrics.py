@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from components.node.buildkitd_toml import render_buildkitd_toml
 from components.node.payload import render_cert_bundle, render_payload, sha256_file
 from components.node.settings import NodeSettings
-from harness.hosts import Host, HostSet, Pem, buildctl, make_artifact, need, openssl_pki, running_hosts
+from harness.hosts import Host, HostSet, Pem, buildctl, https_get, make_artifact, need, openssl_pki, running_hosts
 from tests.unit.test_prometheus_examples import alert_metric_names
 
 pytestmark = pytest.mark.daemons
@@ -68,17 +68,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 
 def scrape(node: Node, client: Pem | None, path: str = "/metrics", method: str = "GET") -> tuple[int, str]:
-    ctx = ssl.create_default_context(cafile=str(node.ca))
-    if client:
-        ctx.load_cert_chain(str(client.cert), str(client.key))
-    with socket.create_connection((node.host.addr, METRICS_PORT), timeout=30) as raw, \
-            ctx.wrap_socket(raw, server_hostname=node.host.addr) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: {node.host.addr}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
+    return https_get(node.host.addr, METRICS_PORT, node.ca, client, path, method)
 
 
 def wait_for_port(node: Node) -> None:

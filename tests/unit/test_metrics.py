@@ -31,7 +31,7 @@ from components.node.buildkitd_toml import render_buildkitd_toml
 from components.node.layout import METRICS_PROXY_FILE, METRICS_UNIT_FILE
 from components.node.payload import USER_DATA_LIMIT, render_cert_bundle, shipped_metrics_proxy
 from components.node.render import render
-from harness.hosts import Pem, openssl_pki
+from harness.hosts import Pem, https_get, openssl_pki
 from review.policy import checks as c
 from review.policy.buildkitd import nodes_serve_mtls, toml_tls_problems
 from review.policy.checks import Settings
@@ -235,17 +235,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path,
 
 
 def get(port: int, ca: Path, client: Pem | None, path: str = "/metrics", method: str = "GET") -> tuple[int, str]:
-    ctx = ssl.create_default_context(cafile=str(ca))
-    if client:
-        ctx.load_cert_chain(str(client.cert), str(client.key))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
+    return https_get("127.0.0.1", port, ca, client, path, method, timeout=10)
 
 
 def test_proxy_serves_buildkit_and_farm_series_to_a_client_of_the_ca(proxy: tuple[int, Path, Pem, Path]) -> None:
