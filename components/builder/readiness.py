@@ -72,6 +72,8 @@ def render_await(ready: Readiness) -> list[str]:
         "      # the last line before check_node's own verdict: buildctl's (or openssl's) error",
         "      last[$n]=$(grep -v -e '^preflight: ' -e '^[[:space:]]*$' <<<\"$out\" | tail -n 1 || true)",
         "    done",
+        "    # a silent load read spares a node's probe in the first round only: a booting node answers later",
+        "    silent=()",
         "    s=$((SECONDS - ready_t0))",
         '    if [ "$s" -ge "$ready_timeout" ]; then',
         '      for n in "$@"; do',

@@ -259,7 +259,7 @@ def test_a_refused_node_is_still_diagnosed_within_the_probe_bound(tmp_path: Path
     script = render_create_script("bkf", SPARE, probe_timeout=7)
     assert "probe_timeout=${BKF_PROBE_TIMEOUT:-7}" in script
     # the diagnosis (buildctl, else openssl) has the same bound, never a fixed one
-    assert script.count('timeout "$probe_timeout" ') == 2 and "timeout 30" not in script
+    assert script.count('timeout -k 1 "$probe_timeout" ') == 2 and "timeout 30" not in script
 
 
 def test_a_probe_bound_under_a_second_is_refused() -> None:

@@ -82,7 +82,7 @@ def test_prop_bash_place_equals_python_place(key: str, case: tuple[float, dict[s
 
 def fake_buildctl(tmp_path: Path, loads: dict[str, str]) -> str:
     """A buildctl whose `debug histories` prints N running records (plus a finished one) per
-    endpoint, or fails for "down"; returns a PATH with it first."""
+    endpoint, fails for "down" and answers nothing for "silent"; returns a PATH with it first."""
     d = tmp_path / "bin"
     d.mkdir(exist_ok=True)
     cases = "\n".join(f"  {ep}) n={v};;" for ep, v in loads.items())
@@ -94,6 +94,7 @@ case ${{addr:-}} in
 {cases}
 esac
 if [ "$n" = down ]; then echo 'error: connection refused' >&2; exit 1; fi
+if [ "$n" = silent ]; then exec sleep 30; fi
 echo done
 for _ in $(seq "$n"); do echo running; done
 """)
@@ -132,6 +133,20 @@ def test_an_unreadable_load_counts_as_0_and_the_script_says_so(tmp_path: Path) -
     r, log = run_spare_script(tmp_path, "--key", "acme/api", path="/usr/bin:/bin")
     assert joined(log) == [order[0], "arm64-1"]
     assert "load: no buildctl on PATH: every node's load counts as 0 (plain rendezvous order)" in r.stdout
+
+
+def test_a_node_silent_to_the_load_read_costs_the_bound_once_not_twice(tmp_path: Path) -> None:
+    """The load read and the probe have the same bound: a node that let it pass in silence while its
+    load was read is not probed again (the probe would wait for the same silence), and the script
+    says it timed out, naming the bound; the key goes to its next node."""
+    order = rank("acme/api", AMD)
+    path = fake_buildctl(tmp_path, {EP[order[0]]: "silent"})
+    r, log = run_spare_script(tmp_path, "--key", "acme/api", path=path, BKF_PROBE_TIMEOUT="2")
+    assert r.returncode == 0, r.stderr
+    assert joined(log) == [order[1], "arm64-1"]
+    assert f"probe of node {order[0]} ({EP[order[0]]}) timed out after 2s (the bound:" in r.stderr, r.stderr
+    assert f"affinity: skipping {order[0]}" in r.stderr
+    assert not [x for x in log if x.startswith(f"create --name probe-{order[0]} ")], log
 
 
 def test_without_a_key_each_platforms_least_loaded_node_comes_first(tmp_path: Path) -> None:
