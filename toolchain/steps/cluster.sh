@@ -5,14 +5,18 @@
 #   etcd-<v>/        etcd
 #   containerd-<v>/  containerd containerd-shim-runc-v2 ctr
 #   rootlesskit-<v>/ rootlesskit (goes into the rootless BuildKit image)
+#   pulumi-kubernetes-<v>/ pulumi-resource-kubernetes (the real provider; <v> is the plugin version
+#                    the Python SDK announces, the stamp names the module's pseudo-version;
+#                    steps/plugins.sh installs it as the `kubernetes` plugin)
 # runc and the CNI plugins come from Debian (steps/apt.sh). Nothing is linked into .toolchain/bin:
 # local/k8s/cluster.sh finds the binaries in the cache by version (cluster_bin_dirs below).
-# Cold on 2 cores: kubernetes is by far the longest (several minutes).
+# Cold on 2 cores: kubernetes and pulumi-kubernetes are by far the longest (several minutes each).
 
 KUBERNETES_MOD=k8s.io/kubernetes
 ETCD_MOD=go.etcd.io/etcd/server/v3
 CONTAINERD_MOD=github.com/containerd/containerd/v2
 ROOTLESSKIT_MOD=github.com/rootless-containers/rootlesskit/v2
+PULUMI_KUBERNETES_MOD=github.com/pulumi/pulumi-kubernetes/provider/v4
 KUBERNETES_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 
 staging_replaces() {
@@ -74,6 +78,37 @@ build_rootlesskit() {
     "$ROOTLESSKIT_MOD/cmd/rootlesskit" "$ROOTLESSKIT_MOD@$ROOTLESSKIT_VERSION"
 }
 
+build_pulumi_kubernetes() {
+  # The provider's main package embeds schema-embed.json and terraform-mapping-embed.json, which
+  # its own `go generate` (generate.go) writes from schema.json and terraform-mapping.json with the
+  # version set; the module cache is read-only, so the package is copied into the wrapper and
+  # generated there. The version the plugin reports (-X .../pkg/version.Version) and the schema's
+  # must be the one the Python SDK announces, or the engine warns about a version mismatch.
+  local w src mv=$PULUMI_KUBERNETES_MOD@$PULUMI_KUBERNETES_PROVIDER_COMMIT
+  mk_tmp wrap-pulumi-kubernetes
+  w=$MK_TMP
+  new_wrapper "$w" pulumi-kubernetes
+  (cd "$w" && "$GO" mod edit -require="$mv")
+  # its only replace (sdk/v4 => ../sdk) is local, so nothing is mirrored; kept for a future commit
+  mirror_directives "$w" "$mv"
+  src=$(mod_download_json "$mv" Dir)
+  [[ -d "$src" ]] || { echo "no source directory for $mv" >&2; return 1; }
+  mkdir "$w/cmd"
+  cp "$src"/cmd/pulumi-resource-kubernetes/{main.go,generate.go,schema.json,terraform-mapping.json} "$w/cmd/"
+  chmod u+w "$w"/cmd/*
+  local s
+  s=$(now)
+  (cd "$w/cmd" && VERSION=$PULUMI_KUBERNETES_PROVIDER_VERSION "$GO" run -trimpath ./generate.go)
+  rm -f "$w"/cmd/{generate.go,schema.json,terraform-mapping.json}
+  echo "generated the embedded schema in $(elapsed "$s" "$(now)")s"
+  s=$(now)
+  # stripped: unstripped the binary is about 440 MB
+  (cd "$w" && "$GO" build -trimpath \
+    -ldflags "-s -w -X $PULUMI_KUBERNETES_MOD/pkg/version.Version=$PULUMI_KUBERNETES_PROVIDER_VERSION" \
+    -o "$OUT/pulumi-resource-kubernetes" ./cmd)
+  echo "built pulumi-resource-kubernetes in $(elapsed "$s" "$(now)")s"
+}
+
 step_cluster() {
   build_step kubernetes "$KUBERNETES_VERSION" "$KUBERNETES_MOD@$KUBERNETES_VERSION" build_kubernetes \
     "${KUBERNETES_CMDS[@]}"
@@ -82,4 +117,7 @@ step_cluster() {
     containerd containerd-shim-runc-v2 ctr
   build_step rootlesskit "$ROOTLESSKIT_VERSION" "$ROOTLESSKIT_MOD@$ROOTLESSKIT_VERSION" build_rootlesskit \
     rootlesskit
+  build_step pulumi-kubernetes "$PULUMI_KUBERNETES_PROVIDER_VERSION" \
+    "$PULUMI_KUBERNETES_MOD@$PULUMI_KUBERNETES_PROVIDER_COMMIT" build_pulumi_kubernetes \
+    pulumi-resource-kubernetes
 }
