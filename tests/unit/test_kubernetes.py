@@ -159,31 +159,11 @@ def test_network_policy(objs: dict[str, dict[str, Any]]) -> None:
     assert all("ports" not in e for e in np["egress"])
 
 
-@pytest.mark.parametrize(("service_type", "wait_for"), [
-    ("LoadBalancer", "jsonpath={.status.loadBalancer.ingress}"),
-    ("NodePort", "jsonpath={.spec.clusterIP}"),
-    ("ClusterIP", "jsonpath={.spec.clusterIP}"),
-])
-def test_the_service_await_is_what_the_program_reads_never_the_pods_made_after_it(service_type: str,
-                                                                                 wait_for: str) -> None:
-    # the provider's own Service await waits for a ready pod behind it, which comes only after the
-    # Service (StatefulSet -> server cert -> Service address): it would end in its timeout
-    node = NodeSpec(name="amd64-1", platform="linux/amd64")
-    spec = KubernetesSpec(service_type=service_type, external_hosts=("10.0.0.1",))
-    assert m.service_manifest(spec, node, 0, 1234, CIDRS)["metadata"]["annotations"] == {m.WAIT_FOR: wait_for}
-    # a user's own await override wins
-    spec = KubernetesSpec(service_type=service_type, external_hosts=("10.0.0.1",),
-                          service_annotations={m.WAIT_FOR: "jsonpath={.spec.ports}"})
-    assert m.service_manifest(spec, node, 0, 1234, CIDRS)["metadata"]["annotations"] == {
-        m.WAIT_FOR: "jsonpath={.spec.ports}"}
-
-
 def test_each_service_selects_exactly_its_nodes_pod(objs: dict[str, dict[str, Any]]) -> None:
     for node in NODES:
         svc = objs[f"{node}-address-service"]
         assert svc["metadata"]["name"] == node
-        assert svc["metadata"]["annotations"] == {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
-                                                  m.WAIT_FOR: "jsonpath={.status.loadBalancer.ingress}"}
+        assert svc["metadata"]["annotations"] == {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
         spec = svc["spec"]
         assert spec["type"] == "LoadBalancer"
         for other in NODES:

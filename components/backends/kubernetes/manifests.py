@@ -49,8 +49,6 @@ NODE_LABEL = "buildkit-farm/node"
 #: adds capabilities. The namespace is dedicated to the farm so that the level
 #: applies to nothing else.
 POD_SECURITY_LEVEL = "privileged"
-#: the pulumi-kubernetes provider's await override (a JSONPath the object must match to be ready)
-WAIT_FOR = "pulumi.com/waitFor"
 
 
 def sha256(text: str) -> str:
@@ -185,23 +183,10 @@ def service_manifest(spec: KubernetesSpec, node: NodeSpec, index: int, buildkit_
     if spec.service_type == "LoadBalancer":
         # the cloud load balancer filters too, before traffic reaches a node
         svc_spec["loadBalancerSourceRanges"] = list(allowed_cidrs)
-    metadata: dict[str, Any] = {"name": service_name(node), "namespace": spec.namespace, "labels": labels(node),
-                                "annotations": {WAIT_FOR: service_wait_for(spec), **spec.service_annotations}}
+    metadata: dict[str, Any] = {"name": service_name(node), "namespace": spec.namespace, "labels": labels(node)}
+    if spec.service_annotations:
+        metadata["annotations"] = dict(spec.service_annotations)
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": svc_spec}
-
-
-def service_wait_for(spec: KubernetesSpec) -> str:
-    """What the provider waits for before the node's Service counts as created.
-
-    Its built-in Service await also waits until the selector targets a ready pod. Here that pod
-    comes later, on purpose: the StatefulSet waits for the server cert, which names the Service's
-    address, so that await could only end in its 10-minute timeout. The pods' readiness is awaited
-    by the StatefulSet's own await instead, and the Service waits for what the program reads from
-    it: a load balancer's address, or (ClusterIP, NodePort) only its cluster IP, set at admission.
-    """
-    if spec.service_type == "LoadBalancer":
-        return "jsonpath={.status.loadBalancer.ingress}"
-    return "jsonpath={.spec.clusterIP}"
 
 
 def config_files(files: Mapping[str, str]) -> dict[str, tuple[str, str]]:
