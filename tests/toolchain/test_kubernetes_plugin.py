@@ -1,5 +1,5 @@
 """The real kubernetes plugin and the Python SDK agree on its version: toolchain/versions.env builds
-and installs the provider as PULUMI_KUBERNETES_PROVIDER_VERSION, requirements.txt pins the SDK that
+and installs the provider as PULUMI_KUBERNETES_PROVIDER_VERSION, requirements.in pins the SDK that
 announces exactly that version (the engine loads the version the SDK announces), and the plugin
 step (toolchain/steps/plugins.sh) refuses an SDK announcing another."""
 
@@ -38,8 +38,9 @@ def check(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_pinned_sdk_announces_the_plugin_version_the_toolchain_builds() -> None:
     version = versions_env()["PULUMI_KUBERNETES_PROVIDER_VERSION"]
     assert announced() == version
-    (pin,) = re.findall(r"^pulumi-kubernetes==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
-    # the same version in PEP 440 (the wheel) and semver (the plugin) spelling
+    (pin,) = re.findall(r"^pulumi-kubernetes==(\S+)$", (ROOT / "requirements.in").read_text(), re.M)
+    # requirements.in: the lock spells it with hashes on continuation lines (test_python_locks
+    # checks the lock agrees with the .in pin). The same version in PEP 440 (the wheel) and semver (the plugin) spelling
     assert Version(pin) == Version(version)
 
 
