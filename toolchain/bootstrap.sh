@@ -23,7 +23,8 @@
 #   test      farm plus what only the test tiers use: actionlint, the policy pack's venv, the EC2
 #             tier's emulator venv, the Debian packages of the EC2 and --load tiers
 #   cluster   farm plus the single-node Kubernetes of the cluster tier (kubernetes, etcd,
-#             containerd, rootlesskit; by far the longest cold build)
+#             containerd, rootlesskit; by far the longest cold build) and the real pulumi-kubernetes
+#             provider, installed as the `kubernetes` plugin
 #   all       every part (make test, .ci/run)
 #
 # Environment knobs:
@@ -128,6 +129,7 @@ main() {
   fi
   step_providers
   step_plugins
+  if want cluster; then step_kubernetes_plugin; fi
   step_env
   summary
 }

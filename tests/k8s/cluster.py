@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -144,6 +145,22 @@ def running_cluster(state: Path, images: Path, timings: dict[str, float]) -> Ite
         t2 = time.monotonic()
         _down(state)
         timings["cluster down"] = time.monotonic() - t2
+
+
+def busybox_layout(d: Path) -> str:
+    """A busybox base image as an OCI layout (no registry, no pull), for `FROM busybox`."""
+    root = d / "bbroot"
+    (root / "bin").mkdir(parents=True)
+    (root / "tmp").mkdir(mode=0o1777)
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    for a in ("sh", "echo", "cat", "cp", "sleep", "ls"):
+        (root / "bin" / a).symlink_to("busybox")
+    digest = run(["python3", str(ROOT / "local" / "k8s" / "mkoci.py"), str(root), str(d / "bb.tar"),
+                  '{"Cmd":["/bin/sh"]}', "docker.io/library/busybox:bkf-local"]).stdout.strip()
+    layout = d / "bblayout"
+    layout.mkdir()
+    run(["tar", "-xf", str(d / "bb.tar"), "-C", str(layout)])
+    return f"oci-layout://{layout}@{digest}"
 
 
 def stack_yaml(image_ref: str, **kubernetes: Any) -> dict[str, Any]:

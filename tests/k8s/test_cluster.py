@@ -40,6 +40,7 @@ from tests.k8s.cluster import (
     STORAGE_CLASS,
     Cluster,
     ServiceProxy,
+    busybox_layout,
     poll,
     running_cluster,
     service_proxies,
@@ -87,22 +88,6 @@ class Tier:
         return rendered.render(rendered.stack_config(y), pki=self.pki)
 
 
-def _busybox_layout(d: Path) -> str:
-    """A busybox base image as an OCI layout (no registry, no pull), for `FROM busybox`."""
-    root = d / "bbroot"
-    (root / "bin").mkdir(parents=True)
-    (root / "tmp").mkdir(mode=0o1777)
-    shutil.copy("/bin/busybox", root / "bin" / "busybox")
-    for a in ("sh", "echo", "cat", "cp", "sleep", "ls"):
-        (root / "bin" / a).symlink_to("busybox")
-    digest = run(["python3", str(ROOT / "local" / "k8s" / "mkoci.py"), str(root), str(d / "bb.tar"),
-                  '{"Cmd":["/bin/sh"]}', "docker.io/library/busybox:bkf-local"]).stdout.strip()
-    layout = d / "bblayout"
-    layout.mkdir()
-    run(["tar", "-xf", str(d / "bb.tar"), "-C", str(layout)])
-    return f"oci-layout://{layout}@{digest}"
-
-
 @pytest.fixture(scope="module")
 def tier(request: pytest.FixtureRequest) -> Iterator[Tier]:
     need("docker", "docker-buildx", "buildctl")
@@ -133,7 +118,7 @@ def tier(request: pytest.FixtureRequest) -> Iterator[Tier]:
                 out = run(["bash", "-c", stack.outputs["buildxCreateScript"]], env=env, timeout=300)
                 timings["builder created (program's script)"] = time.monotonic() - t0
                 assert "builder bkf-k8s-tier ready" in out.stdout, out.stdout
-                yield Tier(d, cluster, pki, stack, proxies, env, ca, Pem(cert, key), _busybox_layout(d), timings,
+                yield Tier(d, cluster, pki, stack, proxies, env, ca, Pem(cert, key), busybox_layout(d), timings,
                            applied)
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -5,8 +5,8 @@ installs (toolchain/providers/bkf_providers/tls.py) from the very inputs the pro
 So the Kubernetes objects are exactly the ones the program registers (built by
 components/backends/kubernetes/{manifests,pod}.py through the component), and the certs are
 real (ECDSA keys, SANs, key usages as the program asks), which a real cluster and real clients
-can use. The kubernetes provider itself is not involved: its plugin cannot be built here (the
-module proxy refuses it), so `pulumi up` of this backend stays under mocks.
+can use. The kubernetes provider itself is not involved here (tests/k8s/test_pulumi_up.py runs the
+real one through `pulumi up`).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def test_every_wrapper_a_step_builds_from_is_committed() -> None:
     assert sorted(declared_wrappers()) == sorted(p.name for p in MODULES.iterdir())
     assert sorted(declared_wrappers()) == sorted([
         "buildkit", "buildx", "pulumi", "pulumi-language-python", "registry", "actionlint", "etcd", "containerd",
-        "rootlesskit", "kubernetes"])
+        "rootlesskit", "kubernetes", "pulumi-kubernetes"])
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in MODULES.iterdir()))

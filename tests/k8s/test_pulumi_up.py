@@ -1,0 +1,168 @@
+"""The Kubernetes backend applied by Pulumi itself: `pulumi up` of the program through the real
+pulumi-kubernetes provider (built by toolchain/steps/cluster.sh, installed as the `kubernetes`
+plugin) against the local single-node cluster (local/k8s.sh).
+
+The stack is Pulumi.k8s.yaml pointed at this cluster (tests/k8s/cluster.py's stack_yaml: ClusterIP
+Services, since the cluster has no load balancer; the locally built rootless image; the cluster's
+StorageClass), on a local file backend, with the cluster's kubeconfig in KUBECONFIG. Proves: the
+provider creates the namespace, NetworkPolicy, Services, Secrets, ConfigMaps and StatefulSets (and
+the StatefulSets their PVCs), with every await it does satisfied (none reaches its timeout: `up`
+returns with the pods Ready); the program's builder comes up through its preflight and builds; a
+preview right after is clean; `pulumi destroy` removes the namespace and all in it.
+
+Services reach pods through tests/k8s/cluster.py's ServiceProxy (no kube-proxy). Times are printed
+at the end, never asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.hosts import ROOT, need, run
+from harness.stack import Stack, file_backend, running_stack
+from harness.versions import versions_env
+from tests.k8s.cluster import (
+    NAMESPACE,
+    NODE_HOSTS,
+    Cluster,
+    ServiceProxy,
+    busybox_layout,
+    running_cluster,
+    service_proxies,
+    stack_yaml,
+)
+
+pytestmark = pytest.mark.k8s
+
+PORT = 1234
+STACK = "k8s-tier"
+#: what the program creates in the namespace (besides the PVCs, which the StatefulSets make)
+KINDS = {"networkpolicy": ["buildkitd"], "service": list(NODE_HOSTS), "secret": [f"{n}-tls" for n in NODE_HOSTS],
+         "configmap": [f"{n}-config" for n in NODE_HOSTS], "statefulset": list(NODE_HOSTS)}
+DOCKERFILE = """\
+FROM busybox
+ARG STAMP
+RUN --mount=type=cache,id=bkf-k8s-up,target=/cache echo "$STAMP" >> /cache/stamps && cp /cache/stamps /stamps
+FROM scratch
+COPY --from=0 /stamps /stamps
+"""
+
+
+def kubernetes_plugin() -> Path:
+    """The installed real provider; missing: one line saying how to get it."""
+    version = versions_env()["PULUMI_KUBERNETES_PROVIDER_VERSION"]
+    home = Path(os.environ.get("PULUMI_HOME", ROOT / ".pulumi-home"))
+    plugin = home / "plugins" / f"resource-kubernetes-v{version}" / "pulumi-resource-kubernetes"
+    if not os.access(plugin, os.X_OK):
+        pytest.fail(f"no kubernetes plugin {version} at {plugin}: run toolchain/bootstrap.sh cluster")
+    return plugin
+
+
+@dataclass
+class Up:
+    dir: Path
+    cluster: Cluster
+    stack: Stack
+    proxies: dict[str, ServiceProxy]
+    #: `pulumi up`'s output (stdout + stderr)
+    log: str
+    outputs: dict[str, Any]
+    timings: dict[str, float]
+
+
+@pytest.fixture(scope="module")
+def up(request: pytest.FixtureRequest) -> Iterator[Up]:
+    need("docker", "docker-buildx", "buildctl", "pulumi")
+    kubernetes_plugin()
+    # a short path: containerd's shim sockets live under the state dir
+    d = Path(tempfile.mkdtemp(prefix="bkf-k8s-up.", dir="/tmp"))
+    timings: dict[str, float] = {}
+    try:
+        with running_cluster(d / "s", d / "images", timings) as cluster, \
+                service_proxies(cluster, PORT) as proxies:
+            env = {**file_backend(d), "KUBECONFIG": str(cluster.kubeconfig)}
+            cfg = stack_yaml(cluster.image_ref)["config"]
+            with running_stack(STACK, d, cfg, env=env, config=d / f"Pulumi.{STACK}.yaml") as stack:
+                t0 = time.monotonic()
+                # the program makes the builder too (its create script, preflight of every node)
+                r = stack.pulumi("up", "--yes", "--skip-preview", timeout=900)
+                timings["pulumi up (objects, awaits, builder)"] = time.monotonic() - t0
+                yield Up(d, cluster, stack, proxies, r.stdout + r.stderr, stack.outputs(), timings)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if capture is not None and reporter is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line("")
+                reporter.write_line("tests/k8s pulumi times (s): "
+                                    + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+
+
+def test_up_creates_every_object_through_the_provider(up: Up) -> None:
+    # the plugin is the version the SDK announces (else the engine warns and may load another)
+    assert "is expected to have version" not in up.log, up.log[-3000:]
+    ns = up.cluster.get("namespace", NAMESPACE, None)
+    assert ns["status"]["phase"] == "Active"
+    for kind, names in KINDS.items():
+        for name in names:
+            live = up.cluster.get(kind, name)
+            # made by the provider (server-side apply under its own field manager), not by kubectl
+            managers = {f["manager"] for f in live["metadata"].get("managedFields", [])}
+            assert any(mgr.startswith("pulumi-kubernetes") for mgr in managers), (kind, name, managers)
+    for node in NODE_HOSTS:
+        # `up` returned only after the StatefulSet's await: its pod is Ready, its PVC bound
+        sts = up.cluster.get("statefulset", node)
+        assert sts["status"].get("readyReplicas") == 1, sts["status"]
+        assert up.cluster.get("pvc", f"state-{node}-0")["status"]["phase"] == "Bound"
+
+
+def test_the_builder_comes_up_through_its_preflight_and_builds(up: Up) -> None:
+    # `pulumi up` made the builder (in the stack's BUILDX_CONFIG); its script again, as a user runs it
+    made = run(["docker", "buildx", "inspect", "bkf-k8s-tier"], env=up.stack.env)
+    assert "tcp://10.79.0.11:1234" in made.stdout, made.stdout
+    o = up.outputs
+    env = {**up.stack.env, "BKF_TLS_CA": o["caCert"], "BKF_TLS_CERT": o["clientCert"], "BKF_TLS_KEY": o["clientKey"]}
+    t0 = time.monotonic()
+    out = run(["bash", "-c", o["buildxCreateScript"]], env=env, timeout=300)
+    up.timings["builder created again (program's script)"] = time.monotonic() - t0
+    for node, host in NODE_HOSTS.items():
+        assert f"preflight: node {node} (tcp://{host}:{PORT}) is up and builds linux/amd64" in out.stdout, out.stdout
+    assert "builder bkf-k8s-tier ready" in out.stdout, out.stdout
+    ctx, dest = up.dir / "ctx", up.dir / "out"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    t0 = time.monotonic()
+    run(["docker", "buildx", "build", "--builder", "bkf-k8s-tier", "--progress=plain",
+         "--build-context", f"busybox={busybox_layout(up.dir)}", "--build-arg", "STAMP=up",
+         "--output", f"type=local,dest={dest}", str(ctx)], env=env, timeout=300)
+    up.timings["build"] = time.monotonic() - t0
+    assert (dest / "stamps").read_text().split() == ["up"]
+    assert up.proxies["amd64-1"].routed, "the build did not go through node amd64-1's Service"
+
+
+def test_a_preview_right_after_up_is_clean(up: Up) -> None:
+    t0 = time.monotonic()
+    r = up.stack.pulumi("preview", "--expect-no-changes", check=False, timeout=600)
+    up.timings["pulumi preview --expect-no-changes"] = time.monotonic() - t0
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+
+
+def test_destroy_removes_the_namespace_and_everything_in_it(up: Up) -> None:
+    t0 = time.monotonic()
+    r = up.stack.pulumi("destroy", "--yes", "--skip-preview", check=False, timeout=900)
+    up.timings["pulumi destroy"] = time.monotonic() - t0
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    gone = up.cluster.kubectl("get", "namespace", NAMESPACE, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stdout + gone.stderr
+    pvcs = up.cluster.kubectl("get", "pvc", "-A", "-o", "name", check=False)
+    assert pvcs.stdout.strip() == "", pvcs.stdout
