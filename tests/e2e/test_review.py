@@ -23,6 +23,7 @@ from harness.farm import Farm, running_farm
 from harness.hosts import ROOT, need, run, running_hosts
 from harness.stack import init_salt
 from review import summary
+from tests.support.figures import print_past_capture
 from tests.support.previews import trim
 
 pytestmark = pytest.mark.e2e
@@ -48,9 +49,9 @@ def farm(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
                 assert [n["name"] for n in f.stack.read_config()["buildkit-farm:nodes"]] == list(HOSTS.values())
                 yield f
         finally:
-            # the CI time this file adds, printed past pytest's output capture
-            with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
-                print(f"\ntests/e2e/test_review.py: {time.monotonic() - t0:.1f} s from hosts up to teardown")
+            # the CI time this file adds
+            took = time.monotonic() - t0
+            print_past_capture(request, f"tests/e2e/test_review.py: {took:.1f} s from hosts up to teardown")
 
 
 def test_up_with_the_policy_pack_passes(farm: Farm) -> None:

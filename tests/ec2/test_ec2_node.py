@@ -40,6 +40,7 @@ from components.builder.scripts import BuilderNode, render_create_script
 from components.config import parse_config
 from harness.hosts import ROOT, Pem, buildctl, make_artifact, need, openssl_pki, run, sample_context
 from tests.ec2.node import Ec2Node, exclusive, sweep, tcp_open
+from tests.support.figures import print_past_capture, timings_line
 from tests.unit import mockrt
 
 pytestmark = pytest.mark.ec2
@@ -151,14 +152,7 @@ def _tier(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
              ca=ca, ca_key=ca.with_suffix(".key"), server=servers[NODE], client=clients["ci"], timings=timings)
     timings["pki, artifact, user data under mocks"] = time.monotonic() - t0
     yield t
-    # printed past pytest's capture, on every run (timings are reported, never asserted)
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is not None and reporter is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line("")
-            reporter.write_line("tests/ec2 set-up and boot times (s): " +
-                                ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    print_past_capture(request, timings_line("tests/ec2 set-up and boot times", timings))
 
 
 def new_node(tier: Tier, index: int, name: str) -> Ec2Node:

@@ -47,6 +47,7 @@ from tests.k8s.cluster import (
     stack_yaml,
 )
 from tests.support import rendered
+from tests.support.figures import print_past_capture, timings_line
 
 pytestmark = pytest.mark.k8s
 
@@ -122,13 +123,7 @@ def tier(request: pytest.FixtureRequest) -> Iterator[Tier]:
                            applied)
     finally:
         shutil.rmtree(d, ignore_errors=True)
-        # printed past pytest's capture, on every run (timings are reported, never asserted)
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if capture is not None and reporter is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line("")
-                reporter.write_line("tests/k8s times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+        print_past_capture(request, timings_line("tests/k8s times", timings))
 
 
 def build(t: Tier, dockerfile: str, stamp: str, out: Path) -> subprocess.CompletedProcess[str]:

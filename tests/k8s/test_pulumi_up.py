@@ -40,6 +40,7 @@ from tests.k8s.cluster import (
     service_proxies,
     stack_yaml,
 )
+from tests.support.figures import print_past_capture, timings_line
 
 pytestmark = pytest.mark.k8s
 
@@ -99,13 +100,7 @@ def up(request: pytest.FixtureRequest) -> Iterator[Up]:
                 yield Up(d, cluster, stack, proxies, r.stdout + r.stderr, stack.outputs(), timings)
     finally:
         shutil.rmtree(d, ignore_errors=True)
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if capture is not None and reporter is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line("")
-                reporter.write_line("tests/k8s pulumi times (s): "
-                                    + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+        print_past_capture(request, timings_line("tests/k8s pulumi times", timings))
 
 
 def test_up_creates_every_object_through_the_provider(up: Up) -> None:
