@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ BOOT_LOG = aws_boot_log("us-east-1", "i-0abc1234")
 
 
 def run(tmp: Path, nodes: list[BuilderNode], ready: Readiness | None, up_after: dict[str, int],
-        *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+        *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The script with a buildx whose node N answers from its up_after[N]-th probe on (0: never)
     and a buildctl that reports what a closed port reports."""
     bin_ = tmp / "bin"
@@ -52,9 +51,7 @@ def run(tmp: Path, nodes: list[BuilderNode], ready: Readiness | None, up_after: 
     full_env = {"PATH": f"{bin_}:/usr/bin:/bin", "HOME": str(tmp), "BX_LOG": str(tmp / "log"),
                 "BX_UP": str(tmp / "up"), "BX_DIR": str(tmp / "count"), "BUILDX_CONFIG": str(tmp / "bx"),
                 "BKF_TLS_CA": "CA", "BKF_TLS_CERT": "CERT", "BKF_TLS_KEY": "KEY", **env}
-    t0 = time.monotonic()
-    r = subprocess.run(["bash", str(script), *args], env=full_env, capture_output=True, text=True, timeout=120)
-    return r, time.monotonic() - t0
+    return subprocess.run(["bash", str(script), *args], env=full_env, capture_output=True, text=True, timeout=120)
 
 
 def log(tmp: Path) -> list[str]:
@@ -62,7 +59,7 @@ def log(tmp: Path) -> list[str]:
 
 
 def test_a_node_that_answers_on_its_third_probe_joins_after_progress_lines(tmp_path: Path) -> None:
-    r, _ = run(tmp_path, NODES, Readiness(60, {"amd64-1": BOOT_LOG}, interval_seconds=1), {"amd64-1": 3, "arm64-1": 1})
+    r = run(tmp_path, NODES, Readiness(60, {"amd64-1": BOOT_LOG}, interval_seconds=1), {"amd64-1": 3, "arm64-1": 1})
     assert r.returncode == 0, r.stderr
     waiting = [line for line in r.stdout.splitlines() if line.startswith("preflight: waiting")]
     assert len(waiting) == 2
@@ -75,11 +72,14 @@ def test_a_node_that_answers_on_its_third_probe_joins_after_progress_lines(tmp_p
 
 
 def test_a_node_that_never_answers_fails_within_the_bound_naming_its_error_and_boot_log(tmp_path: Path) -> None:
-    r, took = run(tmp_path, NODES, Readiness(3, {"amd64-1": BOOT_LOG}, interval_seconds=1),
-                  {"amd64-1": 0, "arm64-1": 1})
+    r = run(tmp_path, NODES, Readiness(3, {"amd64-1": BOOT_LOG}, interval_seconds=1),
+               {"amd64-1": 0, "arm64-1": 1})
     assert r.returncode != 0
-    assert took < 3 + 10  # the bound plus one probe's time (generous: a loaded machine)
-    assert re.search(r"preflight: node amd64-1 \(tcp://10\.0\.0\.1:1234\) is not ready after [3-9]s \(bound 3s\); "
+    # within the bound: a round sleeps at least a second of what is left, so at most 3 rounds wait
+    # (at 0, 1 and 2 s) before the verdict, however slow the machine (no clock asserted)
+    waiting = [line for line in r.stdout.splitlines() if line.startswith("preflight: waiting for node amd64-1")]
+    assert 1 <= len(waiting) <= 3, r.stdout
+    assert re.search(r"preflight: node amd64-1 \(tcp://10\.0\.0\.1:1234\) is not ready after \d+s \(bound 3s\); "
                      r"last error: error: " + re.escape(REFUSED.format(ip="10.0.0.1")), r.stderr), r.stderr
     assert ("preflight: boot log of amd64-1: aws ec2 get-console-output --region us-east-1 --instance-id "
             "i-0abc1234 --latest") in r.stderr
@@ -89,7 +89,7 @@ def test_a_node_that_never_answers_fails_within_the_bound_naming_its_error_and_b
 def test_a_silent_node_is_awaited_one_probe_bound_per_round_and_named(tmp_path: Path) -> None:
     # amd64-1 drops packets until the end: each round's probe of it is cut by the probe bound (1 s
     # here), and that is the last error the waiting lines and the verdict give
-    r, _ = run(tmp_path, NODES, Readiness(3, interval_seconds=1), {"amd64-1": 0, "arm64-1": 1},
+    r = run(tmp_path, NODES, Readiness(3, interval_seconds=1), {"amd64-1": 0, "arm64-1": 1},
                BX_SILENT="amd64-1", BKF_PROBE_TIMEOUT="1")
     assert r.returncode != 0
     cut = "probe of node amd64-1 (tcp://10.0.0.1:1234) timed out after 1s (the bound: builder.probeTimeoutSeconds"
@@ -100,16 +100,19 @@ def test_a_silent_node_is_awaited_one_probe_bound_per_round_and_named(tmp_path: 
 
 
 def test_the_environment_overrides_the_rendered_bound(tmp_path: Path) -> None:
-    r, took = run(tmp_path, NODES, Readiness(900), {"amd64-1": 0, "arm64-1": 1},
+    r = run(tmp_path, NODES, Readiness(900), {"amd64-1": 0, "arm64-1": 1},
                   BKF_READY_TIMEOUT="0", BKF_READY_INTERVAL="1")
-    assert r.returncode != 0 and took < 5
+    assert r.returncode != 0
+    # the rendered 900 s did not apply: one probe, no round waited
     assert "is not ready after 0s (bound 0s)" in r.stderr
+    assert "preflight: waiting" not in r.stdout
 
 
 def test_a_wrong_platform_fails_at_once(tmp_path: Path) -> None:
     wrong = [BuilderNode("arm64-1", "linux/amd64", "tcp://10.0.0.2:1234", "10.0.0.2")]
-    r, took = run(tmp_path, wrong, Readiness(60, interval_seconds=1), {"arm64-1": 1})
-    assert r.returncode != 0 and took < 5
+    r = run(tmp_path, wrong, Readiness(60, interval_seconds=1), {"arm64-1": 1})
+    assert r.returncode != 0
+    assert log(tmp_path).count("inspect --bootstrap probe-arm64-1") == 1  # no second probe
     assert "should build linux/amd64 natively, but its daemon reports linux/arm64 first" in r.stderr
     assert "waiting" not in r.stdout
 
@@ -118,7 +121,7 @@ def test_a_key_waits_for_the_first_node_of_its_order_that_answers(tmp_path: Path
     # the key orders amd64 as amd64-1, amd64-2 (see test_buildx); the second answers first
     order = render_create_script("bkf", SPARE)  # the key/failover script: no wait without a bound
     assert "await_any" not in order
-    r, _ = run(tmp_path, SPARE, Readiness(60, interval_seconds=1), {"amd64-1": 0, "amd64-2": 2, "arm64-1": 1},
+    r = run(tmp_path, SPARE, Readiness(60, interval_seconds=1), {"amd64-1": 0, "amd64-2": 2, "arm64-1": 1},
                "--key", "acme/app")
     assert r.returncode == 0, r.stderr
     assert "preflight: node amd64-2 (tcp://10.0.0.3:1234) is up" in r.stdout
@@ -126,7 +129,7 @@ def test_a_key_waits_for_the_first_node_of_its_order_that_answers(tmp_path: Path
 
 
 def test_without_a_key_every_spare_node_is_awaited(tmp_path: Path) -> None:
-    r, _ = run(tmp_path, SPARE, Readiness(2, interval_seconds=1), {"amd64-1": 1, "amd64-2": 0, "arm64-1": 1})
+    r = run(tmp_path, SPARE, Readiness(2, interval_seconds=1), {"amd64-1": 1, "amd64-2": 0, "arm64-1": 1})
     assert r.returncode != 0
     assert "preflight: node amd64-2 (tcp://10.0.0.3:1234) is not ready after" in r.stderr
 
