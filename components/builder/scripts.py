@@ -171,7 +171,17 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         '    rc=0; out=$(BUILDX_CONFIG="$probe" bx_bounded inspect --bootstrap "probe-$name" 2>&1) || rc=$?',
         "  fi",
         '  if [ "$rc" = 124 ]; then',
-        "    # nothing came back in time: asking buildctl would only wait for the same silence",
+        "    # buildx retries a refused dial until its own timeout, so a cut probe is silence or a refusal:",
+        "    # buildctl answers a refusal at once (a node already silent to the load read is not asked again)",
+        '    if [ -z "${silent[$name]:-}" ] && command -v buildctl >/dev/null; then',
+        '      rc=0; out=$(timeout -k 1 "$probe_timeout" buildctl --addr "$ep" --tlsservername "$sn" \\',
+        '        --tlscacert "$certs/ca.pem" --tlscert "$certs/cert.pem" --tlskey "$certs/key.pem" \\',
+        "        debug workers 2>&1) || rc=$?",
+        '      if [ "$rc" != 124 ] && [ "$rc" != 137 ]; then',
+        '        tail -n 3 <<<"$out" >&2',
+        '        fail "node $name ($ep) is unreachable or refused the TLS handshake"',
+        "      fi",
+        "    fi",
         '    echo "probe of node $name ($ep) timed out after ${probe_timeout}s (the bound:' +
         ' builder.probeTimeoutSeconds or \\$BKF_PROBE_TIMEOUT): no answer at all (packets dropped by a firewall' +
         ' or security group, a network partition, or the host is off)" >&2',

@@ -130,13 +130,17 @@ def run_spare_script(tmp_path: Path, *args: str, down: str = "", env_key: str | 
     fake.chmod(0o755)
     bin_ = tmp_path / "bin-diagnose"
     bin_.mkdir(exist_ok=True)
+    # silent nodes are silent to buildctl too; any other node refuses the dial
     (bin_ / "buildctl").write_text('#!/bin/bash\necho "buildctl $*" >> "$BX_LOG"\n'
+                                   'a=" $* "; a=${a#* --addr }; a=${a%% *}\n'
+                                   'case " ${BX_SILENT_EPS:-} " in *" $a "*) exec sleep 30;; esac\n'
                                    'echo "error: dial tcp: connect: connection refused" >&2; exit 1\n')
     (bin_ / "buildctl").chmod(0o755)
     log = tmp_path / "log"
     log.unlink(missing_ok=True)
     env = {"PATH": path or f"{bin_}:/usr/bin:/bin", "HOME": str(tmp_path), "BX_LOG": str(log), "BX_DOWN": down,
-           "BX_SILENT": silent, "BKF_TLS_CA": "CA", "BKF_TLS_CERT": "CERT", "BKF_TLS_KEY": "KEY",
+           "BX_SILENT": silent, "BX_SILENT_EPS": " ".join(n.endpoint for n in nodes if n.name in silent.split()),
+           "BKF_TLS_CA": "CA", "BKF_TLS_CERT": "CERT", "BKF_TLS_KEY": "KEY",
            "BUILDX_CONFIG": str(tmp_path / "bx"), **env_extra}
     if env_key is not None:
         env["BKF_KEY"] = env_key
@@ -259,7 +263,20 @@ def test_a_refused_node_is_still_diagnosed_within_the_probe_bound(tmp_path: Path
     script = render_create_script("bkf", SPARE, probe_timeout=7)
     assert "probe_timeout=${BKF_PROBE_TIMEOUT:-7}" in script
     # the diagnosis (buildctl, else openssl) has the same bound, never a fixed one
-    assert script.count('timeout -k 1 "$probe_timeout" ') == 2 and "timeout 30" not in script
+    # (the diagnosis, and the buildctl question after a probe the bound cut)
+    assert script.count('timeout -k 1 "$probe_timeout" ') == 3 and "timeout 30" not in script
+
+
+def test_a_refusal_that_buildx_retries_past_the_bound_is_reported_as_the_refusal(tmp_path: Path) -> None:
+    # real buildx retries a refused dial until its own timeout, so the bound cuts the probe of a
+    # node that refuses, as it cuts a silent one; buildctl answers the refusal at once, and that is
+    # what the script reports (the node is not called silent)
+    first = next(n for n in SPARE if n.name == rank("acme/api", ["amd64-1", "amd64-2", "amd64-3"])[0])
+    r, log = run_spare_script(tmp_path, "--key", "acme/api", silent=first.name, probe_timeout=2, BX_SILENT_EPS="")
+    assert r.returncode == 0, r.stderr
+    assert "error: dial tcp: connect: connection refused" in r.stderr and "timed out" not in r.stderr, r.stderr
+    assert f"affinity: skipping {first.name}" in r.stderr
+    assert f"inspect --bootstrap probe-{first.name}" not in log  # the bound cut its create
 
 
 def test_a_probe_bound_under_a_second_is_refused() -> None:

@@ -41,6 +41,8 @@ def run(tmp: Path, nodes: list[BuilderNode], ready: Readiness | None, up_after: 
         'fi\nexit 0\n')
     (bin_ / "buildctl").write_text(
         '#!/bin/bash\nwhile [ "$1" != --addr ]; do shift; done; ip=${2#tcp://}; ip=${ip%:*}\n'
+        '# a node in $BX_SILENT is silent to buildctl too\n'
+        'case " ${BX_SILENT_EPS:-} " in *" $2 "*) exec sleep 30;; esac\n'
         f'echo "error: {REFUSED.replace("{ip}", "$ip")}" >&2; exit 1\n')
     for f in ("buildx", "buildctl"):
         (bin_ / f).chmod(0o755)
@@ -50,7 +52,9 @@ def run(tmp: Path, nodes: list[BuilderNode], ready: Readiness | None, up_after: 
     script.write_text(render_create_script("bkf", nodes, buildx=str(bin_ / "buildx"), ready=ready))
     full_env = {"PATH": f"{bin_}:/usr/bin:/bin", "HOME": str(tmp), "BX_LOG": str(tmp / "log"),
                 "BX_UP": str(tmp / "up"), "BX_DIR": str(tmp / "count"), "BUILDX_CONFIG": str(tmp / "bx"),
-                "BKF_TLS_CA": "CA", "BKF_TLS_CERT": "CERT", "BKF_TLS_KEY": "KEY", **env}
+                "BKF_TLS_CA": "CA", "BKF_TLS_CERT": "CERT", "BKF_TLS_KEY": "KEY",
+                "BX_SILENT_EPS": " ".join(n.endpoint for n in nodes if n.name in env.get("BX_SILENT", "").split()),
+                **env}
     return subprocess.run(["bash", str(script), *args], env=full_env, capture_output=True, text=True, timeout=120)
 
 
