@@ -1,4 +1,8 @@
-"""buildx command rendering (pure)."""
+"""buildx command rendering (pure), and the create script run against stand-in buildx/buildctl.
+
+Over 300 lines on purpose: one stand-in farm (run_spare_script) serves every check of the create
+script's keys, failover, probe bound and diagnosis; split, each file would need its own copy.
+"""
 
 from __future__ import annotations
 
