@@ -276,3 +276,15 @@ def poll(what: str, fn: Callable[[], Any], timeout: float = 120, every: float = 
             return v
         time.sleep(every)
     raise AssertionError(f"{what}: not after {timeout}s")
+
+
+def cache_dockerfile(cache_id: str) -> str:
+    """A two-stage build whose RUN appends its STAMP build-arg to a cache mount (`cache_id`) and
+    exports what the mount holds: a rebuild with a new stamp shows the mount survived."""
+    return f"""\
+FROM busybox
+ARG STAMP
+RUN --mount=type=cache,id={cache_id},target=/cache echo "$STAMP" >> /cache/stamps && cp /cache/stamps /stamps
+FROM scratch
+COPY --from=0 /stamps /stamps
+"""

@@ -41,6 +41,7 @@ from tests.k8s.cluster import (
     Cluster,
     ServiceProxy,
     busybox_layout,
+    cache_dockerfile,
     poll,
     running_cluster,
     service_proxies,
@@ -52,13 +53,7 @@ from tests.support.figures import print_past_capture, timings_line
 pytestmark = pytest.mark.k8s
 
 PORT = 1234
-CACHE_DOCKERFILE = """\
-FROM busybox
-ARG STAMP
-RUN --mount=type=cache,id=bkf-k8s-tier,target=/cache echo "$STAMP" >> /cache/stamps && cp /cache/stamps /stamps
-FROM scratch
-COPY --from=0 /stamps /stamps
-"""
+CACHE_DOCKERFILE = cache_dockerfile("bkf-k8s-tier")
 SLOW_BUILD_S = 20
 SLOW_DOCKERFILE = f"""\
 FROM busybox

@@ -36,6 +36,7 @@ from tests.k8s.cluster import (
     Cluster,
     ServiceProxy,
     busybox_layout,
+    cache_dockerfile,
     running_cluster,
     service_proxies,
     stack_yaml,
@@ -49,13 +50,7 @@ STACK = "k8s-tier"
 #: what the program creates in the namespace (besides the PVCs, which the StatefulSets make)
 KINDS = {"networkpolicy": ["buildkitd"], "service": list(NODE_HOSTS), "secret": [f"{n}-tls" for n in NODE_HOSTS],
          "configmap": [f"{n}-config" for n in NODE_HOSTS], "statefulset": list(NODE_HOSTS)}
-DOCKERFILE = """\
-FROM busybox
-ARG STAMP
-RUN --mount=type=cache,id=bkf-k8s-up,target=/cache echo "$STAMP" >> /cache/stamps && cp /cache/stamps /stamps
-FROM scratch
-COPY --from=0 /stamps /stamps
-"""
+DOCKERFILE = cache_dockerfile("bkf-k8s-up")
 
 
 def kubernetes_plugin() -> Path:
