@@ -107,7 +107,7 @@ class BuildkitFarm(pulumi.ComponentResource):
                 client_cert_pem=client.cert_pem, client_key_pem=client.private_key_pem,
                 buildx_config_dir=cfg.builder.config_dir, buildx=cfg.builder.buildx, wake=wake, ready=ready,
                 load_bound=cfg.builder.load_bound,
-                probe_timeout_seconds=cfg.builder.probe_timeout_seconds),
+                probe_timeout_seconds=cfg.builder.probe_timeout_seconds, emulate=cfg.builder.emulate),
                 builder_opts)
             self.builder_name = builder.builder_name
             self.create_script = builder.create_script
@@ -117,7 +117,8 @@ class BuildkitFarm(pulumi.ComponentResource):
             self.create_script = pulumi.Output.all(node_info, wake, ready).apply(
                 lambda v: render_create_script(builder_name, v[0], cfg.builder.buildx, v[1], v[2],
                                                load_bound=cfg.builder.load_bound,
-                                               probe_timeout=cfg.builder.probe_timeout_seconds))
+                                               probe_timeout=cfg.builder.probe_timeout_seconds,
+                                               emulate=cfg.builder.emulate))
 
         self.backend = cfg.backend
         self.platforms = list(cfg.platforms())

@@ -41,6 +41,8 @@ class BuilderArgs:
     load_bound: float = DEFAULT_C
     #: seconds one node's probe may take (a node that drops packets costs this, not buildx's timeouts)
     probe_timeout_seconds: int = DEFAULT_PROBE_TIMEOUT
+    #: platforms that may build under emulation when none of their own nodes passes (builder.emulate)
+    emulate: tuple[str, ...] = ()
 
 
 class Builder(pulumi.ComponentResource):
@@ -59,7 +61,7 @@ class Builder(pulumi.ComponentResource):
         self.create_script = pulumi.Output.all(args.nodes, wake, ready).apply(
             lambda v: render_create_script(args.builder_name, v[0], args.buildx, v[1], v[2],
                                            load_bound=args.load_bound,
-                                           probe_timeout=args.probe_timeout_seconds))
+                                           probe_timeout=args.probe_timeout_seconds, emulate=args.emulate))
         env: dict[str, pulumi.Input[str]] = {
             ENV_CA: args.ca_cert_pem,
             ENV_CERT: args.client_cert_pem,

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 WRONG_PLATFORM = "natively, but its daemon reports"
 #: the failover script's steps with a bound: without a key every node is awaited; with one, each
 #: round probes a platform's nodes in the key's order and the first that answers joins
-AWAIT_ALL = '  for n in "${all[@]}"; do await_any "$n" || exit 1; joined+=("$n"); done'
+AWAIT_ALL = '  for n in "${all[@]}"; do if await_any "$n"; then joined+=("$n"); else failed+=("$n"); fi; done'
 AWAIT_PICK = [
-    '    await_any "${order[@]}" ||',
-    '      fail "no node of $p passed the preflight within ${ready_timeout}s (tried ${order[*]})"',
-    '    joined+=("$picked")',
+    '    if await_any "${order[@]}"; then joined+=("$picked")',
+    '    else no_native "$p" " within ${ready_timeout}s" "${order[@]}" || exit 1; fi',
 ]
 
 

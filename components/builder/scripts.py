@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from components.builder.placement import DEFAULT_C
 from components.builder.readiness import AWAIT_ALL, AWAIT_PICK, WRONG_PLATFORM, Readiness, render_await
 from components.builder.spread import render_loads, render_place
+from components.builder.strict import EMULATE_KEY, no_native_message, render_keyless_settle, render_strict
 from components.builder.wake import Wake, render_wake
 
 #: environment variables the create script reads PEM contents from
@@ -76,7 +77,7 @@ def _q(argv: Sequence[str]) -> str:
 def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx",
                          wake: Wake | None = None, ready: Readiness | None = None,
                          load_bound: float = DEFAULT_C,
-                         probe_timeout: int = DEFAULT_PROBE_TIMEOUT) -> str:
+                         probe_timeout: int = DEFAULT_PROBE_TIMEOUT, emulate: Sequence[str] = ()) -> str:
     """A bash script that checks every node, then (re)creates the builder.
 
     Reads PEMs from $BKF_TLS_CA/$BKF_TLS_CERT/$BKF_TLS_KEY; honours $BUILDX_CONFIG
@@ -97,6 +98,10 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
     would cost about a minute per probe, and the key's failover would wait that long before the
     next node. A probe the bound cuts is not diagnosed (the diagnosis would wait for the same
     silence again); the script says so in one line naming the node and the bound.
+
+    Strict platforms (components.builder.strict): each node joins claiming its own platform only; a
+    platform with no node passing the preflight stops the script naming the platform and the nodes
+    tried, unless `emulate` (builder.emulate) lists it: then a node of another platform claims it too.
     """
     if not nodes:
         raise ValueError("a builder needs at least one node")
@@ -200,15 +205,20 @@ def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str
         "}",
     ]
     ready = ready if ready and ready.timeout_seconds > 0 else None  # 0: one probe, the script as before
-    if has_spares(nodes) or wake is not None:
-        # Only a farm with several nodes on some platform (or idle stop and wake) renders the key,
-        # failover and wake part: any other farm keeps the script (the Builder's `create`) it had.
-        return "\n".join(lines + _affine_tail(builder, nodes, wake, ready, load_bound)) + "\n"
+    if has_spares(nodes) or wake is not None or emulate:
+        # Only a farm with several nodes on some platform (or idle stop and wake, or emulation) renders
+        # the key, failover and wake part: any other farm keeps the script (the Builder's `create`) it had.
+        return "\n".join(lines + _affine_tail(builder, nodes, wake, ready, load_bound, emulate)) + "\n"
+    lines.append(f'[ -z "${{BKF_EMULATE:-}}" ] || fail "BKF_EMULATE: this script emulates nothing (one node per '
+                 f'platform and no {EMULATE_KEY}): set {EMULATE_KEY} in the stack config"')
+    # one node per platform: the node that fails is its platform's last, so the script stops naming both
     if ready is None:
-        lines += ["check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]) for n in nodes]
+        lines += ["( check_node " + _q([n.name, n.platform, n.endpoint, n.server_name]) + " ) || "
+                  f"fail {shlex.quote(no_native_message(n.platform, '', n.name))}" for n in nodes]
     else:
         lines += ["declare -A plat ep sn", *_node_table(nodes), *render_await(ready)]
-        lines += [f"await_any {n.name} || exit 1" for n in nodes]
+        lines += [f"await_any {n.name} || "
+                  f'fail "{no_native_message(n.platform, " within ${ready_timeout}s", n.name)}"' for n in nodes]
     lines.append(f"bx rm {shlex.quote(builder)} >/dev/null 2>&1 || true")
     for argv in create_args(builder, nodes, _CERTS):
         lines.append(f"bx {_q(argv)} >/dev/null")
@@ -233,7 +243,8 @@ def _node_table(nodes: Sequence[BuilderNode]) -> list[str]:
 
 
 def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None = None,
-                 ready: Readiness | None = None, load_bound: float = DEFAULT_C) -> list[str]:
+                 ready: Readiness | None = None, load_bound: float = DEFAULT_C,
+                 emulate: Sequence[str] = ()) -> list[str]:
     """The rest of the create script for a farm with spare nodes: `--key` (or $BKF_KEY) orders
     each platform's nodes by bounded loads over rendezvous hashing (components.builder.placement,
     its bash twin from components.builder.spread, with the nodes' running builds) and the first
@@ -266,6 +277,8 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
         "shared=(" + " ".join(n.name for n in nodes if sum(m.platform == n.platform for m in nodes) > 1) + ")",
         *render_place(load_bound),
         *render_loads(),
+        *render_strict(emulate),
+        *render_keyless_settle(),
         *(render_wake(wake) if wake else []),
         # each platform's nodes in the order to try them: the key's bounded-load order, or without
         # a key least-loaded first (buildx sends a platform's builds to its first node)
@@ -288,8 +301,13 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
         '  done',
         '  all=("${byload[@]}")',
         *(['  wake "${all[@]}"'] if wake else []),
+        # every node is checked before the script stops: all the problems at once
         *([AWAIT_ALL] if ready else [
-            '  for n in "${all[@]}"; do check_node "$n" "${plat[$n]}" "${ep[$n]}" "${sn[$n]}"; joined+=("$n"); done']),
+            '  for n in "${all[@]}"; do',
+            '    if ( check_node "$n" "${plat[$n]}" "${ep[$n]}" "${sn[$n]}" ); then joined+=("$n")',
+            '    else failed+=("$n"); fi',
+            "  done"]),
+        "  settle_all",
         "else",
         *(['  wake "${firsts[@]}"'] if wake else []),
         '  for p in "${platforms[@]}"; do',
@@ -301,21 +319,23 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None =
             '      if ( check_node "$n" "$p" "${ep[$n]}" "${sn[$n]}" ); then pick=$n; break; fi',
             '      echo "affinity: skipping $n" >&2',
             '    done',
-            '    [ -n "$pick" ] || fail "no node of $p passed the preflight (tried ${order[*]})"',
-            '    joined+=("$pick")']),
+            '    if [ -n "$pick" ]; then joined+=("$pick"); else no_native "$p" "" "${order[@]}" || exit 1; fi']),
         '  done',
         "fi",
+        "emulate_on_hosts",
         f"bx rm {b} >/dev/null 2>&1 || true",
         "first=1",
         'for n in "${joined[@]}"; do',
         '  app=(); [ "$first" = 1 ] || app=(--append); first=0',
-        f'  bx create "${{app[@]}}" --name {b} --driver remote --node "$n" --platform "${{plat[$n]}}" \\',
+        # each node claims its own platform only (and an emulated one it was given, said above)
+        f'  bx create "${{app[@]}}" --name {b} --driver remote --node "$n" \\',
+        '    --platform "${plat[$n]}${extra[$n]:-}" \\',
         '    --driver-opt "servername=${sn[$n]},cacert=$certs/ca.pem,cert=$certs/cert.pem,key=$certs/key.pem" \\',
         '    "${ep[$n]}" >/dev/null',
         "done",
         f"out=$(bx inspect --bootstrap {b} 2>&1) || "
         f"{{ echo \"$out\" >&2; fail 'builder {builder} failed to bootstrap'; }}",
-        'ready=(); for n in "${joined[@]}"; do ready+=("$n=${plat[$n]}"); done',
+        'ready=(); for n in "${joined[@]}"; do ready+=("$n=${plat[$n]}${extra[$n]:-}"); done',
         f'echo "builder {builder} ready: ${{ready[*]}}"',
     ]
     return lines

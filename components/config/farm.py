@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import AfterValidator, Field, ValidationInfo
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from components.backends.registry import BACKENDS as REGISTRY
 from components.config.base import ConfigModel, Problem, beside, problems
@@ -145,6 +145,22 @@ class FarmBase(ConfigModel):
     otel: OtelSpec = Field(OtelSpec(), description="build traces from every node over OTLP")
 
     nodes: tuple[NodeSpec, ...]
+
+    @model_validator(mode="after")
+    def _emulate_fits_nodes(self) -> Self:
+        # an emulated platform needs nodes of its own (their failure is what it covers) and a node of
+        # another platform to run on: without both, the key would silently do nothing
+        have = self.platforms()
+        found: list[Problem] = []
+        for i, p in enumerate(self.builder.emulate):
+            if p not in have or len(have) < 2:
+                found.append((("builder", "emulate", i), f"{p!r} cannot be emulated by this farm: emulation covers a "
+                              "platform whose own nodes all fail the preflight, on a node of another platform "
+                              f"(allowed: platforms of the nodes, with another platform beside: "
+                              f"{', '.join(have) if len(have) > 1 else 'none'})"))
+        if found:
+            raise problems(found)
+        return self
 
     def ready_timeout(self) -> int:
         """Seconds the builder's preflight waits for the nodes (0: it probes once)."""

@@ -11,7 +11,7 @@ from components import versions
 from components.builder.scripts import DEFAULT_PROBE_TIMEOUT
 from components.config.base import ConfigModel, Problem, problems
 from components.config.fields import Bool, Int, allows, digits, integer, matching, problem
-from components.platforms import Arch
+from components.platforms import Arch, Platform
 
 SemverTag = Annotated[str, matching(r"^v\d+\.\d+\.\d+$", "a release tag like v0.32.2")]
 Sha256 = Annotated[str, matching(r"^[0-9a-f]{64}$", "a 64-digit lower-case hex sha256")]
@@ -154,6 +154,18 @@ class BuilderSpec(ConfigModel):
         DEFAULT_PROBE_TIMEOUT, description="how long one probe of one node may take in the builder's preflight: a "
         "node that drops packets (a security group change, a partition) costs this once, not buildx's own timeouts "
         "(about a minute), before the key's next node is tried; `$BKF_PROBE_TIMEOUT` overrides it at run time")
+    emulate: tuple[Platform, ...] = Field(
+        (), description="platforms that may build under emulation (QEMU) on a node of another platform when none "
+        "of their own nodes passes the builder's preflight (the script says so); empty: such a platform stops the "
+        "script naming it and the nodes tried. `$BKF_EMULATE` (space-separated) overrides it at run time")
+
+    @model_validator(mode="after")
+    def _emulate_once(self) -> Self:
+        found: list[Problem] = [(("emulate", i), f"{p!r} is a duplicate") for i, p in enumerate(self.emulate)
+                                if p in self.emulate[:i]]
+        if found:
+            raise problems(found)
+        return self
 
 
 class IdleStopSpec(ConfigModel):

@@ -115,6 +115,7 @@ SPARE = [BuilderNode("amd64-1", "linux/amd64", "tcp://10.0.0.1:1234", "10.0.0.1"
 def run_spare_script(tmp_path: Path, *args: str, down: str = "", env_key: str | None = None,
                      nodes: list[BuilderNode] = SPARE, path: str | None = None,
                      load_bound: float = 1.25, silent: str = "", probe_timeout: int = 10,
+                     emulate: tuple[str, ...] = (),
                      **env_extra: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """The create script against a fake buildx: nodes named in `down` fail their preflight (refused
     at once), nodes named in `silent` drop packets: as buildx does then, their create and inspect
@@ -150,7 +151,7 @@ def run_spare_script(tmp_path: Path, *args: str, down: str = "", env_key: str | 
         env["BKF_KEY"] = env_key
     script = tmp_path / "create.sh"
     script.write_text(render_create_script("bkf", nodes, buildx=str(fake), load_bound=load_bound,
-                                           probe_timeout=probe_timeout))
+                                           probe_timeout=probe_timeout, emulate=emulate))
     r = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=300)
     return r, log.read_text().splitlines() if log.exists() else []
 
@@ -213,6 +214,8 @@ def test_without_a_key_every_node_is_checked_and_joins_as_today(tmp_path: Path) 
     assert all("--append" in x for x in log if x.startswith("create --append"))
     r, log = run_spare_script(tmp_path, down="amd64-3")
     assert r.returncode != 0 and "node amd64-3 (tcp://10.0.0.4:1234) is unreachable" in r.stderr
+    assert "amd64-3 of linux/amd64 failed the preflight (tried amd64-1 amd64-2 amd64-3); without a key every " \
+        "node joins" in r.stderr
     assert "rm bkf" not in log
 
 
