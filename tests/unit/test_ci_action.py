@@ -53,7 +53,7 @@ def tool(name: str) -> str:
 def test_action_yml_takes_the_farms_outputs_and_runs_the_script_beside_it() -> None:
     action = yaml.safe_load((ACTION / "action.yml").read_text())
     assert {"outputs", "client-key", "key", "builder-name", "ready-timeout", "create-script", "ca-cert",
-            "client-cert"} == set(action["inputs"])
+            "client-cert", "platforms"} == set(action["inputs"])
     for name, spec in action["inputs"].items():
         # every input is optional for GitHub: run.sh refuses a missing one with its own clear line
         assert spec["description"] and spec["required"] is False and spec["default"] == "", name
@@ -199,6 +199,26 @@ def test_no_node_of_a_platform_fails_and_selects_nothing(tmp_path: Path) -> None
     assert r.stderr.splitlines()[-1] == "buildkit-farm: no builder: the create script failed (exit 1), " \
                                         "its messages are above"
     assert (tmp_path / "github_env").read_text() == "" and not joined(tmp_path)
+
+
+def test_the_jobs_platforms_are_checked_against_the_nodes_that_joined(tmp_path: Path) -> None:
+    for i, platforms in enumerate(("linux/amd64,linux/arm64", "linux/arm64 linux/amd64", "")):
+        r = run(tmp_path / str(i), stack_outputs(), {"BKF_PLATFORMS": platforms})
+        assert r.returncode == 0, r.stderr
+    tmp = tmp_path / "riscv"
+    r = run(tmp, stack_outputs(), {"BKF_PLATFORMS": "linux/amd64,linux/riscv64"})
+    want = rank("acme/api", AMD)[0]
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == (
+        f"buildkit-farm: platform linux/riscv64 is not built by builder bkf (its nodes: {want}=linux/amd64 "
+        "arm64-1=linux/arm64): buildx would send it to the first node, to run emulated or fail; build only the "
+        "platforms listed")
+    assert (tmp / "github_env").read_text() == ""  # nothing selected
+    # an emulated platform (builder.emulate, said by the create script) is claimed, so it passes
+    r = run(tmp_path / "emulated", stack_outputs(), {"BKF_PLATFORMS": "linux/arm64", "BKF_EMULATE": "linux/arm64"},
+            down={"arm64-1"})
+    assert r.returncode == 0, r.stderr
+    assert f"nodes={want}=linux/amd64,linux/arm64\n" in (tmp_path / "emulated" / "github_output").read_text()
 
 
 def test_cert_files_are_0600_and_the_key_is_never_printed(tmp_path: Path) -> None:

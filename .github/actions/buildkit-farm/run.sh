@@ -15,6 +15,8 @@
 #   BKF_TLS_KEY        stack output clientKey (secret)
 #   BKF_KEY            affinity key (default: $GITHUB_REPOSITORY, else $CI_PROJECT_PATH)
 #   BKF_READY_TIMEOUT  seconds to wait for booting or woken nodes (default: the stack's own bound)
+#   BKF_PLATFORMS      the platforms the job will build (comma- or space-separated; default: no check):
+#                      refused unless a node that joined claims each
 # On GitHub it adds BUILDX_BUILDER and BUILDX_CONFIG to $GITHUB_ENV and builder/nodes to $GITHUB_OUTPUT.
 set -euo pipefail
 
@@ -86,6 +88,20 @@ ready=$(awk -v p="builder $builder ready: " 'index($0, p) == 1 { print; exit }' 
 [ -n "$ready" ] ||
   die "the create script made no builder named $builder: builder-name must be the stack output builderName"
 nodes=${ready#*ready: }
+# buildx sends a platform no node claims to the builder's first node, where it runs emulated or fails
+# with `exec format error` (docker/buildx#2119): the job's platforms are checked against the nodes'
+if [ -n "${BKF_PLATFORMS:-}" ]; then
+  claimed=" "
+  for n in $nodes; do claimed+="${n#*=} "; done
+  claimed=${claimed//,/ }
+  for p in ${BKF_PLATFORMS//,/ }; do
+    case $claimed in
+      *" $p "*) ;;
+      *) die "platform $p is not built by builder $builder (its nodes: $nodes): buildx would send it to" \
+           "the first node, to run emulated or fail; build only the platforms listed";;
+    esac
+  done
+fi
 
 if [ -n "${GITHUB_ENV:-}" ]; then
   { echo "BUILDX_BUILDER=$builder"; echo "BUILDX_CONFIG=$BUILDX_CONFIG"; } >>"$GITHUB_ENV"
