@@ -198,7 +198,7 @@ def test_an_aws_stack_waits_and_names_each_instances_boot_log() -> None:
     for node in ("arm64-1", "amd64-1"):
         # the mocks give each resource the id <name>-id
         assert f"--instance-id {node}-instance-id" in script
-        assert f"await_any {node} || exit 1" in script
+        assert f'await_any {node} || fail "no node of linux/{node[:5]} passed the preflight within' in script
     assert run_.named("builder-buildx").inputs["create"] == script
 
 
