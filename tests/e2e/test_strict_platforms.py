@@ -1,5 +1,6 @@
-"""Tier 3: strict platforms on real hosts (issue 21 item 2): with the arm64 node down, a two-platform
-build fails naming that node and runs nothing of arm64 on an amd64 node; the create script then
+"""Tier 3: strict platforms on real hosts (issue 21 item 2): each node claims its own platform only;
+with the arm64 node down, a two-platform build fails (buildx: "context deadline exceeded", it
+names no node) and runs nothing of arm64 on an amd64 node; the create script then
 fails naming linux/arm64 and the node tried; with the opt-in ($BKF_EMULATE, as builder.emulate) it
 succeeds, says it emulates, and the arm64 half runs under QEMU on the amd64 node it named.
 
@@ -11,6 +12,7 @@ history of each daemon is read for.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import shutil
@@ -60,26 +62,26 @@ def platforms_built(farm: Farm, node: str, bust: str) -> list[str]:
             if r["FrontendAttrs"].get("build-arg:BUST") == bust]
 
 
-def node_platforms(farm: Farm) -> dict[str, str]:
-    """node -> the platforms `buildx inspect` shows for it in the program's builder."""
-    out = run(["docker-buildx", "inspect", "--bootstrap", BUILDER], env=farm.env).stdout
-    names = re.findall(r"^Name:\s+(\S+)", out, re.M)[1:]
-    plats = re.findall(r"^Platforms:\s+(.*)$", out, re.M)
-    return dict(zip(names, plats, strict=True))
+def claimed(farm: Farm) -> dict[str, list[str]]:
+    """node -> the platforms it joined the program's builder claiming (buildx's own record of the
+    builder, $BUILDX_CONFIG/instances/<builder>)."""
+    inst = json.loads((Path(farm.env["BUILDX_CONFIG"]) / "instances" / BUILDER).read_text())
+    return {n["Name"]: [f"{p['os']}/{p['architecture']}" for p in n.get("Platforms") or []] for n in inst["Nodes"]}
 
 
-def test_each_node_advertises_and_claims_its_own_platform_only(farm: Farm) -> None:
+def test_each_node_claims_its_own_platform_only(farm: Farm) -> None:
     r = create_builder(farm)
     assert f"builder {BUILDER} ready: amd64-1=linux/amd64 arm64-1=linux/arm64 amd64-2=linux/amd64" in r.stdout
-    plats = node_platforms(farm)
-    assert set(plats) == {"amd64-1", "arm64-1", "amd64-2"}
-    # buildx lists the configured platform first, then the worker's; the amd64 daemons would list
-    # linux/arm64 too (binfmt is registered here) were it not for buildkitd.toml's platforms
-    for n, p in plats.items():
-        assert ("arm64" in p) == (n == "arm64-1"), plats
-    for n in ("amd64-1", "amd64-2", "arm64-1"):
+    assert claimed(farm) == {"amd64-1": ["linux/amd64"], "arm64-1": ["linux/arm64"], "amd64-2": ["linux/amd64"]}
+    # what each daemon advertises: its own platform first (buildkitd.toml), then whatever the host
+    # kernel runs through binfmt_misc (BuildKit adds those to ListWorkers; no setting removes them):
+    # here QEMU is registered, so the amd64 daemons list linux/arm64 too. Printed, not asserted past
+    # the first: the farm does not rely on it, each node claims its platform (above)
+    for n in ("amd64-1", "arm64-1", "amd64-2"):
         workers = farm.buildctl(n, "debug", "workers", "-v").stdout
-        assert re.findall(r"^Platforms:\s+(.*)$", workers, re.M) == [f"linux/{n[:5]}"], workers
+        listed = re.findall(r"^Platforms:\s+(.*)$", workers, re.M)
+        print(f"\n{n} advertises: {listed}")
+        assert len(listed) == 1 and listed[0].split(",")[0] == f"linux/{n[:5]}", workers
 
 
 def test_with_the_arm64_node_down_a_two_platform_build_fails_and_nothing_runs_emulated(farm: Farm) -> None:
@@ -91,7 +93,8 @@ def test_with_the_arm64_node_down_a_two_platform_build_fails_and_nothing_runs_em
         r, out = build_both(farm, bust)
         print(f"\nbuildx with arm64-1 down (exit {r.returncode}):\n{r.stderr[-1500:]}")
         assert r.returncode != 0
-        assert "arm64-1" in r.stderr, r.stderr
+        # buildx does not name the node (docker/buildx#2119): it waits for its connection and gives up
+        assert "context deadline exceeded" in r.stderr, r.stderr
         assert not (out / "linux_arm64").exists()
         # nothing of arm64 on either amd64 daemon (what a fallback to node 0 or to an emulating
         # worker would leave there); the amd64 half may have run on amd64-1, natively
@@ -105,8 +108,8 @@ def test_with_the_arm64_node_down_a_two_platform_build_fails_and_nothing_runs_em
             assert NO_NATIVE in r.stderr, r.stderr
             assert "preflight: node arm64-1 (tcp://" in r.stderr  # its own error, above the verdict
         # the failed preflight left the builder as it was (arm64-1 in it, down)
-        out = run(["docker-buildx", "inspect", BUILDER], env=farm.env, check=False).stdout
-        assert re.findall(r"^Name:\s+(\S+)", out, re.M)[1:] == ["amd64-1", "arm64-1", "amd64-2"], out
+        shown = run(["docker-buildx", "inspect", BUILDER], env=farm.env, check=False).stdout
+        assert re.findall(r"^Name:\s+(\S+)", shown, re.M)[1:] == ["amd64-1", "arm64-1", "amd64-2"], shown
 
         # the opt-in: a node of the other platform claims linux/arm64, and says so
         key = "acme/strict"
