@@ -5,12 +5,12 @@ Why the script must decide: buildx (v0.36) sends a requested platform to the fir
 configured `--platform` matches; a platform no node claims goes to a node whose workers list it
 (emulated, with binfmt) or else to node 0, and a claimed platform whose node is down fails the
 build with no fallback (docker/buildx#2119). BuildKit never refuses a foreign platform: it runs
-it under QEMU if the kernel or its PATH can, or the RUN fails with "exec format error". So the
-only place a farm can keep a platform off another architecture is which nodes join, claiming
-what: each node claims its own platform only (and advertises only it, buildkitd.toml's
-`[worker.oci] platforms`), and a platform with no native node left either stops the script or,
-listed in builder.emulate ($BKF_EMULATE at run time), is claimed explicitly by a node of another
-platform, said loudly.
+it under QEMU if the kernel or its PATH can, or the RUN fails with "exec format error", and its
+workers list every platform the host kernel runs through binfmt_misc besides their own (no setting
+removes them). So the only place a farm can keep a platform off another architecture is which
+nodes join, claiming what: each node claims its own platform only, and a platform with no native
+node left either stops the script or, listed in builder.emulate ($BKF_EMULATE at run time), is
+claimed explicitly by a node of another platform, said loudly.
 """
 
 from __future__ import annotations
