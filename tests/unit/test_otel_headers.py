@@ -160,6 +160,8 @@ def test_kubernetes_the_pod_reads_the_headers_from_its_secret() -> None:
     assert_nowhere_in_plain(run)
     secrets = {r.name: r.inputs for r in run.of_type("kubernetes:core/v1:Secret")}
     for s in run.of_type("kubernetes:apps/v1:StatefulSet"):
+        # the pod spec stays reviewable: only the Secret is secret, not the StatefulSet around the ref
+        assert ENDPOINT in [v for _, v in mockrt.plaintext_strings(s.inputs)]
         (c,) = mockrt.plain(s.inputs)["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e for e in c["env"]}
         ref = env["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"]

@@ -174,10 +174,12 @@ class KubernetesNode(pulumi.ComponentResource):
             drain_timeout_s=args.drain_timeout_s,
             config_sha256=m.sha256(args.bundle.buildkitd_toml), config_files=config_files, env=args.bundle.daemon_env,
             secret_env={"OTEL_EXPORTER_OTLP_HEADERS": m.OTEL_HEADERS_KEY} if headers else None,
-            # (the key only with headers: without, the annotation's inputs are what they were)
-            tls_sha256=pulumi.Output.all(ca, args.server_cert.cert_pem,
-                                         *([args.server_cert.private_key_pem] if headers else [])).apply(
-                lambda v: m.tls_checksum(v[0], v[1], v[2] if headers else "", headers)))
+            # (the key only with headers: without, the annotation's inputs are what they were). An HMAC
+            # reveals neither the key nor the headers: unsecret, or the whole pod spec would turn secret
+            # in state and previews
+            tls_sha256=pulumi.Output.unsecret(pulumi.Output.all(
+                ca, args.server_cert.cert_pem, *([args.server_cert.private_key_pem] if headers else [])).apply(
+                lambda v: m.tls_checksum(v[0], v[1], v[2] if headers else "", headers))))
         # A rollout includes the old pod's drain; the default await (10 min) may be shorter.
         rollout = f"{(pod.termination_grace_s(args.drain_timeout_s) + 600) // 60 + 1}m"
         statefulset = k8s.apps.v1.StatefulSet(
