@@ -580,6 +580,8 @@ restart_daemon() {
   drain
   if use_systemd; then
     require_tls; write_unit; systemctl restart buildkitd.service
+    # PartOf restarts a running endpoint with the daemon, but one just turned on was never started
+    if metrics_on; then systemctl start bkf-metrics.service; fi
   else
     stop_daemon; start_daemon
   fi
