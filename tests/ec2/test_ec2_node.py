@@ -15,7 +15,9 @@ failed"); the per-boot hook without its token header (the reboot test: the GET g
 always restarting (the rotation test: "certificates changed" for an unchanged parameter); the fstab
 entry by device path (the volume test); fetch failures non-fatal and TLS stripped from the daemon
 (the refusal test: the daemon listened on 1234); and with the key parameter left out of SSM, the
-first boot failed (cloud-init "status: error").
+first boot failed (cloud-init "status: error"). The metrics endpoint with ssl.CERT_OPTIONAL accepted
+a scrape without a client cert (2026-12-03: "DID NOT RAISE"), and the daemon tier's OTLP receiver
+saw no headers when bkf-node.sh set OTEL_EXPORTER_OTLP_HEADERS without exporting it.
 """
 
 from __future__ import annotations
