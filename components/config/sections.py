@@ -197,6 +197,32 @@ class MetricsSpec(ConfigModel):
         return self.port > 0
 
 
+#: an HTTP header name (RFC 9110 token); over grpc it is sent as metadata, lower-cased
+OTLP_HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$"
+#: the longest header value accepted (an API key or a bearer token fits many times over)
+OTLP_HEADER_VALUE_MAX = 2048
+
+
+def _header_value(value: Any) -> Any:
+    """A header value is a secret (an API key): a problem says what is wrong, never shows the value."""
+    if not isinstance(value, str):
+        raise problem("is not a string (the value is not shown: header values are secret)")
+    if not value or value != value.strip():
+        raise problem("is empty or starts or ends with a space (the value is not shown: header values are secret)")
+    if len(value) > OTLP_HEADER_VALUE_MAX:
+        raise problem(f"is {len(value)} characters long, more than {OTLP_HEADER_VALUE_MAX} (the value is not "
+                      "shown: header values are secret)")
+    if any(not " " <= c <= "~" for c in value):
+        raise problem("holds a character other than printable ASCII (a line break, a control or a non-ASCII "
+                      "character; the value is not shown: header values are secret)")
+    return value
+
+
+OtlpHeaderName = Annotated[str, matching(OTLP_HEADER_NAME, "an HTTP header name like x-api-key")]
+OtlpHeaderValue = Annotated[str, BeforeValidator(_header_value), allows(
+    "printable ASCII, 1 to 2048 characters, no leading or trailing space")]
+
+
 class OtelSpec(ConfigModel):
     """Build traces from every node to an OpenTelemetry collector (buildkitd's own OTLP exporter)."""
 
@@ -206,3 +232,19 @@ class OtelSpec(ConfigModel):
         "(OTEL_EXPORTER_OTLP_ENDPOINT; http:// is plaintext, https:// TLS); empty: off")
     protocol: Literal["grpc", "http/protobuf"] = Field(
         "grpc", description="OTLP transport (OTEL_EXPORTER_OTLP_PROTOCOL): grpc (port 4317) or http/protobuf (4318)")
+    headers: dict[OtlpHeaderName, OtlpHeaderValue] = Field(
+        {}, repr=False, description="headers on every OTLP request (OTEL_EXPORTER_OTLP_HEADERS), e.g. an API key: "
+        "set them with `pulumi config set --secret --path 'otel.headers.x-api-key' ...`; they reach the node "
+        "the way its TLS key does (ssh: stdin, aws: an SSM SecureString, kubernetes: its Secret), never the "
+        "command line, the user data or plain state")
+
+    @model_validator(mode="after")
+    def _headers_need_an_endpoint(self) -> Self:
+        if self.headers and not self.endpoint:
+            raise problems([(("headers",), "are set but otel.endpoint is empty: give the endpoint they are for "
+                                           "(or remove otel.headers)")])
+        lower = [n.lower() for n in self.headers]
+        dups = sorted({n for n in self.headers if lower.count(n.lower()) > 1})
+        if dups:
+            raise problems([(("headers", n), "is given twice (header names are case-insensitive)") for n in dups])
+        return self

@@ -37,7 +37,7 @@ SETTINGS=(BKF_NODE_NAME BKF_PLATFORM BKF_BUILDKIT_VERSION BKF_BUILDKIT_SHA256 BK
   BKF_INSTALL_DIR BKF_CONFIG_DIR BKF_STATE_DIR BKF_RUN_DIR BKF_CNI_DIR BKF_LOG_FILE BKF_PORT BKF_INIT
   BKF_CERT_SOURCE BKF_SSM_PREFIX BKF_AWS_REGION BKF_DATA_DEVICE BKF_DATA_DEVICE_WAIT BKF_DATA_FSTAB
   BKF_BRIDGE_SUBNET BKF_METADATA_CIDR BKF_ALLOW_EMULATION BKF_PER_BOOT_HOOK BKF_STOP_TIMEOUT
-  BKF_DRAIN_TIMEOUT BKF_METRICS_PORT BKF_OTEL_ENDPOINT BKF_OTEL_PROTOCOL)
+  BKF_DRAIN_TIMEOUT BKF_METRICS_PORT BKF_OTEL_ENDPOINT BKF_OTEL_PROTOCOL BKF_OTEL_HEADERS)
 missing=()
 for v in "${SETTINGS[@]}"; do [ -n "${!v+set}" ] || missing+=("$v"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -279,15 +279,18 @@ unmount_state_leftovers() {
 
 # ------------------------------------------------------------------ certificates
 # (missing files hash as empty: the first install then counts as a change)
+# (the OTLP headers are a secret that travels with the key: a new value restarts the daemon too)
 cert_fingerprint() {
-  { cat "$TLS_DIR/ca.pem" "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem" 2>/dev/null || true; } | sha256sum | cut -d' ' -f1
+  { cat "$TLS_DIR/ca.pem" "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem" "$TLS_DIR/otel-headers" 2>/dev/null || true; } |
+    sha256sum | cut -d' ' -f1
 }
 
 # The bundle on stdin: "### ca.pem", "### cert.pem", "### key.pem" headers, each
-# followed by its PEM. Secrets travel on stdin, never on a command line.
+# followed by its PEM, and with config otel.headers "### otel-headers" and the value of
+# OTEL_EXPORTER_OTLP_HEADERS. Secrets travel on stdin, never on a command line.
 split_bundle() {
   awk -v dir="$1" '
-    /^### (ca|cert|key)\.pem$/ { out = dir "/" $2; next }
+    /^### ((ca|cert|key)\.pem|otel-headers)$/ { out = dir "/" $2; next }
     out != "" { print > out }
   '
 }
@@ -299,6 +302,11 @@ fetch_ssm() {
       --name "$BKF_SSM_PREFIX/$name" --query Parameter.Value --output text >"$1/$name.pem" ||
       die "cannot read $BKF_SSM_PREFIX/$name from SSM Parameter Store"
   done
+  if [ "$BKF_OTEL_HEADERS" = 1 ]; then
+    aws ssm get-parameter --region "$BKF_AWS_REGION" --with-decryption \
+      --name "$BKF_SSM_PREFIX/otel-headers" --query Parameter.Value --output text >"$1/otel-headers" ||
+      die "cannot read $BKF_SSM_PREFIX/otel-headers from SSM Parameter Store"
+  fi
 }
 
 # Prints "changed" when new material was installed.
@@ -322,10 +330,20 @@ install_certs() {
     grep -q -- '-----BEGIN CERTIFICATE-----' "$tmp/$f.pem" 2>/dev/null || { rm -rf "$tmp"; die "$f.pem from $BKF_CERT_SOURCE is not a PEM certificate"; }
   done
   grep -q -- '-----BEGIN .*PRIVATE KEY-----' "$tmp/key.pem" 2>/dev/null || { rm -rf "$tmp"; die "key.pem from $BKF_CERT_SOURCE is not a PEM private key"; }
+  # (never printed: the value is an API key)
+  if [ "$BKF_OTEL_HEADERS" = 1 ] && [ ! -s "$tmp/otel-headers" ]; then
+    rm -rf "$tmp"; die "config otel.headers is set but no otel-headers came from $BKF_CERT_SOURCE"
+  fi
   before=$(cert_fingerprint)
   chmod 0644 "$tmp/ca.pem" "$tmp/cert.pem"
   chmod 0600 "$tmp/key.pem"
   for f in ca cert key; do mv -f "$tmp/$f.pem" "$TLS_DIR/$f.pem"; done
+  if [ "$BKF_OTEL_HEADERS" = 1 ]; then
+    chmod 0600 "$tmp/otel-headers"
+    mv -f "$tmp/otel-headers" "$TLS_DIR/otel-headers"
+  else
+    rm -f "$TLS_DIR/otel-headers"
+  fi
   rm -rf "$tmp"
   [ "$before" = "$(cert_fingerprint)" ] || echo changed
 }
@@ -421,6 +439,11 @@ run_daemon() {
   if [ -n "$BKF_OTEL_ENDPOINT" ]; then
     export OTEL_EXPORTER_OTLP_ENDPOINT="$BKF_OTEL_ENDPOINT" OTEL_EXPORTER_OTLP_PROTOCOL="$BKF_OTEL_PROTOCOL"
     export OTEL_RESOURCE_ATTRIBUTES="bkf.node=$BKF_NODE_NAME,bkf.platform=$BKF_PLATFORM"
+    # config otel.headers: in the daemon's environment only (root-only /proc/PID/environ), never its argv
+    if [ "$BKF_OTEL_HEADERS" = 1 ] && [ -s "$TLS_DIR/otel-headers" ]; then
+      OTEL_EXPORTER_OTLP_HEADERS=$(cat "$TLS_DIR/otel-headers")
+      export OTEL_EXPORTER_OTLP_HEADERS
+    fi
   fi
   exec "${DAEMON_ARGV[@]}"
 }
@@ -557,6 +580,8 @@ restart_daemon() {
   drain
   if use_systemd; then
     require_tls; write_unit; systemctl restart buildkitd.service
+    # PartOf restarts a running endpoint with the daemon, but one just turned on was never started
+    if metrics_on; then systemctl start bkf-metrics.service; fi
   else
     stop_daemon; start_daemon
   fi

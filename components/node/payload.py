@@ -35,8 +35,16 @@ USER_DATA_LIMIT = 16 * 1024
 
 
 def node_script() -> str:
-    """The one node bootstrap script."""
-    return SCRIPT_PATH.read_text()
+    """The one node bootstrap script, as the node gets it: without its comment lines (shellcheck's
+    directives stay: the payload is checked too).
+
+    The comments are for a reader of the repository (and shellcheck), not for the node, and the
+    user data is near EC2's 16 KiB with idleStop, metrics and otel on. Safe because the script has
+    no heredocs and no quoted text spanning lines that starts a line with '#' (a unit test runs
+    the shipped script's `bash -n` and compares its statements with the repository's)."""
+    first, *rest = SCRIPT_PATH.read_text().splitlines(keepends=True)
+    return first + "".join(line for line in rest
+                           if not line.lstrip().startswith("#") or line.lstrip().startswith("# shellcheck "))
 
 
 def render_systemd_unit(settings: NodeSettings) -> str:
@@ -222,11 +230,13 @@ def render_uninstall(purge_state: bool, remove_dirs: tuple[str, ...] = (), idle:
             f"'{INSTALL_DIR}/bkf-node.sh' uninstall{flag}; else echo 'nothing installed'; fi")
 
 
-def render_cert_bundle(ca_pem: str, cert_pem: str, key_pem: str) -> str:
-    """The stdin bundle bkf-node.sh splits into ca.pem, cert.pem and key.pem."""
+def render_cert_bundle(ca_pem: str, cert_pem: str, key_pem: str, otel_headers: str = "") -> str:
+    """The stdin bundle bkf-node.sh splits into ca.pem, cert.pem and key.pem, and with config
+    otel.headers the OTEL_EXPORTER_OTLP_HEADERS value (a secret like the key: it travels beside it)."""
     def block(name: str, pem: str) -> str:
         return f"### {name}\n{pem.strip()}\n"
-    return block("ca.pem", ca_pem) + block("cert.pem", cert_pem) + block("key.pem", key_pem)
+    headers = block("otel-headers", otel_headers) if otel_headers else ""
+    return block("ca.pem", ca_pem) + block("cert.pem", cert_pem) + block("key.pem", key_pem) + headers
 
 
 def sha256_file(path: str | Path) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict, Unpack, cast
+from urllib.parse import quote
 
 from components.config.farm import FarmBase
 from components.config.nodes import NodeSpec
@@ -53,6 +54,9 @@ class NodeBundle:
     settings: NodeSettings | None = None
     #: buildkitd's environment (config otel); bkf-node.sh exports the same from its settings
     daemon_env: Mapping[str, str] = field(default_factory=dict)
+    #: OTEL_EXPORTER_OTLP_HEADERS ('' : none), a SECRET: each backend ships it as it ships the TLS key,
+    #: wrapped in pulumi.Output.secret; never in daemon_env, the settings or the payload
+    otel_headers: str = field(default="", repr=False)
 
     def host_settings(self) -> NodeSettings:
         if self.settings is None:
@@ -106,6 +110,12 @@ def daemon_env(cfg: FarmBase, node: NodeSpec) -> dict[str, str]:
             "OTEL_RESOURCE_ATTRIBUTES": f"bkf.node={node.name},bkf.platform={node.platform}"}
 
 
+def otlp_headers(cfg: FarmBase) -> str:
+    """config otel.headers as OTEL_EXPORTER_OTLP_HEADERS: name=value pairs joined by commas, each value
+    percent-encoded (the Go exporter splits on ',' and '=' and decodes values with url.PathUnescape)."""
+    return ",".join(f"{name}={quote(value, safe='')}" for name, value in cfg.otel.headers.items())
+
+
 def render(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYOUT,
            **host: Unpack[HostSettings]) -> NodeBundle:
     """The node's bundle; with ``host`` (a node on a host of its own) also its bkf-node.sh settings."""
@@ -115,7 +125,9 @@ def render(cfg: FarmBase, node: NodeSpec, layout: DaemonLayout = ROOTFUL_LAYOUT,
             node_name=node.name, platform=node.platform, buildkit_version=cfg.buildkit.version,
             buildkit_sha256=cfg.buildkit.sha256_of(node.host_arch), port=cfg.buildkit.port,
             cert_source="files", layout=layout, drain_timeout_s=cfg.buildkit.drain_timeout_seconds,
-            metrics_port=cfg.metrics.port, otel_endpoint=cfg.otel.endpoint, otel_protocol=cfg.otel.protocol),
+            metrics_port=cfg.metrics.port, otel_endpoint=cfg.otel.endpoint, otel_protocol=cfg.otel.protocol,
+            otel_headers=bool(cfg.otel.headers)),
             **cast(dict[str, Any], host))
     return NodeBundle(buildkitd_toml=buildkitd_toml(cfg, node, layout), files=registry_files(layout, registries(cfg)),
-                      idle=idle_stop(cfg), settings=settings, daemon_env=daemon_env(cfg, node))
+                      idle=idle_stop(cfg), settings=settings, daemon_env=daemon_env(cfg, node),
+                      otel_headers=otlp_headers(cfg))

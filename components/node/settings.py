@@ -60,6 +60,8 @@ class NodeSettings:
     #: config otel: where buildkitd exports traces over OTLP ('' : off) and how
     otel_endpoint: str = ""
     otel_protocol: str = "grpc"
+    #: config otel.headers is set: the value comes with the TLS material (stdin or SSM), never from here
+    otel_headers: bool = False
 
     @property
     def release_url(self) -> str:
@@ -98,6 +100,7 @@ class NodeSettings:
             "BKF_METRICS_PORT": str(self.metrics_port),
             "BKF_OTEL_ENDPOINT": self.otel_endpoint,
             "BKF_OTEL_PROTOCOL": self.otel_protocol,
+            "BKF_OTEL_HEADERS": "1" if self.otel_headers else "0",
         }
 
 

@@ -15,7 +15,9 @@ failed"); the per-boot hook without its token header (the reboot test: the GET g
 always restarting (the rotation test: "certificates changed" for an unchanged parameter); the fstab
 entry by device path (the volume test); fetch failures non-fatal and TLS stripped from the daemon
 (the refusal test: the daemon listened on 1234); and with the key parameter left out of SSM, the
-first boot failed (cloud-init "status: error").
+first boot failed (cloud-init "status: error"). The metrics endpoint with ssl.CERT_OPTIONAL accepted
+a scrape without a client cert (2026-12-03: "DID NOT RAISE"), and the daemon tier's OTLP receiver
+saw no headers when bkf-node.sh set OTEL_EXPORTER_OTLP_HEADERS without exporting it.
 """
 
 from __future__ import annotations
@@ -328,6 +330,95 @@ def test_reboot_keeps_the_cache_and_the_per_boot_hook_runs_the_current_user_data
     assert node.sh("findmnt -n -o SOURCE,UUID /var/lib/buildkit").stdout.split() == [node.loop, uuid]
     assert count(node, "formatting blank data device") == 1
     assert build(tier, node, "3").startswith("platform=linux/amd64 machine=x86_64 cache-runs=3 bust=3")
+
+
+def metrics_unit(node: Ec2Node) -> dict[str, str]:
+    out = node.sh("systemctl show bkf-metrics.service -p ActiveState,MainPID,PartOf,UnitFileState").stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def scrape(tier: Tier, node: Ec2Node, client: bool) -> tuple[int, str]:
+    """GET /metrics over TLS, with or without the farm's client cert: (status, body)."""
+    import socket
+    ctx = ssl.create_default_context(cafile=str(tier.ca))
+    if client:
+        ctx.load_cert_chain(str(tier.client.cert), str(tier.client.key))
+    with socket.create_connection((node.addr, METRICS_PORT), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=node.addr) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: n\r\nConnection: close\r\n\r\n")
+        data = b"".join(iter(lambda: s.recv(65536), b""))
+    head, _, body = data.decode().partition("\r\n\r\n")
+    return int(head.split(" ", 2)[1]), body
+
+
+METRICS_PORT = 9464
+
+
+def apply_user_data(node: Ec2Node) -> str:
+    """The node's current user data applied as a boot applies it: the per-boot hook fetches it from
+    IMDS and runs it (`cloud-init single` would re-run the scripts of the FIRST boot's user data);
+    what it printed and the log's new part."""
+    size = int(node.sh(f"stat -c %s {LOG}").stdout)
+    r = node.sh("systemd-run --wait --pipe --collect --quiet /var/lib/cloud/scripts/per-boot/buildkit-farm.sh",
+                check=False)
+    return r.stdout + r.stderr + node.sh(f"tail -c +{size + 1} {LOG}").stdout
+#: config otel.headers on the same node: the value comes from its SSM SecureString, never the user data
+OTEL = {"endpoint": "http://10.77.0.1:4317", "headers": {"authorization": "Bearer s3cr3t,t0k3n=="}}
+
+
+def test_metrics_and_otel_headers_on_run_the_endpoint_mtls_only_and_off_removes_them(
+        tier: Tier, node: Ec2Node) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    base = mockrt.with_section(DEV, "buildkit", historyMaxEntries=150)  # what the reboot test left
+    on = rendered(mockrt.with_section(mockrt.with_section(base, "metrics", port=METRICS_PORT), "otel", **OTEL))
+    assert "s3cr3t" not in on.payload and on.settings["BKF_OTEL_HEADERS"] == "1"
+    headers_param = f"{on.prefix}/otel-headers"
+    assert on.parameters[headers_param] == "SecureString", on.parameters
+    put_certs(node, on, {"otel-headers": "authorization=Bearer%20s3cr3t%2Ct0k3n%3D%3D"})
+    node.set_user_data(on.user_data)
+    out = apply_user_data(node)
+    assert "buildkitd is up" in out and "s3cr3t" not in out, out
+    deadline = time.monotonic() + 60
+    while not tcp_open(node.addr, METRICS_PORT):
+        assert time.monotonic() < deadline, (metrics_unit(node), node.sh("journalctl -u bkf-metrics -n 20",
+                                                                         check=False).stdout)
+        time.sleep(0.5)
+    m = metrics_unit(node)
+    assert m["ActiveState"] == "active" and m["PartOf"] == "buildkitd.service", m
+    # the farm's client cert: Prometheus text with buildkitd's series and the farm's
+    status, body = scrape(tier, node, client=True)
+    assert status == 200, body[-2000:]
+    fams = {f.name: f for f in text_string_to_metric_families(body)}
+    assert [s.value for s in fams["bkf_daemon_up"].samples] == [1.0], fams.get("bkf_daemon_up")
+    for name in ("bkf_builds_running", "bkf_gc_max_used_bytes", "bkf_state_volume_used_bytes",
+                 "bkf_tls_cert_not_after_timestamp_seconds"):
+        assert name in fams, sorted(fams)
+    # buildkitd's own series, forwarded from its debug socket (its build counters appear after a build)
+    assert "process_resident_memory_bytes" in fams, sorted(fams)
+    # no client cert: refused in the handshake, no status line at all
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        scrape(tier, node, client=False)
+    # the OTLP headers: in buildkitd's environment (read from SSM), 0600 on disk, on no command line
+    pid = unit(node, "MainPID")["MainPID"]
+    environ = node.sh(f"tr '\\0' '\\n' </proc/{pid}/environ").stdout.splitlines()
+    assert "OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20s3cr3t%2Ct0k3n%3D%3D" in environ
+    assert node.sh("stat -c %a /etc/buildkit/tls/otel-headers").stdout.strip() == "600"
+    assert "s3cr3t" not in node.sh("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '", check=False).stdout
+    # a restart of buildkitd (a rotation, a config change) restarts the endpoint with it (PartOf)
+    node.sh("systemctl restart buildkitd.service")
+    deadline = time.monotonic() + 60
+    while metrics_unit(node)["MainPID"] in ("0", m["MainPID"]):
+        assert time.monotonic() < deadline, metrics_unit(node)
+        time.sleep(0.5)
+    # off again: the unit goes, the port closes, the headers file is removed
+    node.set_user_data(rendered(base).user_data)
+    out = apply_user_data(node)
+    assert "buildkitd is up" in out, out
+    assert metrics_unit(node).get("UnitFileState", "") in ("", "not-found") or \
+        metrics_unit(node)["ActiveState"] == "inactive", metrics_unit(node)
+    assert not tcp_open(node.addr, METRICS_PORT)
+    assert node.sh("test -e /etc/buildkit/tls/otel-headers", check=False).returncode != 0
 
 
 def test_changed_cert_in_ssm_reaches_the_node_through_the_association_command(tier: Tier, node: Ec2Node) -> None:

@@ -1,6 +1,7 @@
 """A small OTLP receiver: a real gRPC server on the OpenTelemetry protobufs (PyPI), collecting what
 buildkitd exports with OTEL_EXPORTER_OTLP_ENDPOINT. Traces are kept; metrics are accepted and counted
-(buildkitd exports both once an endpoint is set)."""
+(buildkitd exports both once an endpoint is set). Each export's gRPC metadata is kept too (config
+otel.headers arrive there)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ class Span:
 class Received:
     spans: list[Span] = field(default_factory=list)
     metric_exports: int = 0
+    #: the gRPC metadata (headers) of every trace export, in arrival order
+    trace_metadata: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_for(self, predicate: Any, timeout_s: float) -> list[Span]:
@@ -52,8 +55,10 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
         for rs in request.resource_spans:
             resource = {a.key: a.value.string_value for a in rs.resource.attributes}
             spans += [Span(s.name, resource) for ss in rs.scope_spans for s in ss.spans]
+        metadata = {str(k): str(v) for k, v in context.invocation_metadata()}
         with self.received.lock:
             self.received.spans += spans
+            self.received.trace_metadata.append(metadata)
         return trace_service_pb2.ExportTraceServiceResponse()
 
 

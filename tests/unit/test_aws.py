@@ -11,7 +11,7 @@ import pytest
 
 from components import versions
 from components.backends.aws.components import nvme_device_path
-from components.node.payload import SCRIPT_PATH
+from components.node.payload import node_script
 from review.iam import Request, evaluate
 from tests.unit import mockrt
 from tests.unit.test_least_privilege import decrypt, param, role_policies
@@ -74,7 +74,7 @@ def test_pinned_ami_ids_skip_the_lookup() -> None:
 
 
 def test_user_data_is_the_shared_script_without_key_material(dev: mockrt.Run) -> None:
-    script = SCRIPT_PATH.read_text()
+    script = node_script()
     for node in NODES:
         ud = user_data(dev, node)
         assert script in ud

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import pytest
@@ -82,17 +80,3 @@ def test_percentile_is_a_value_that_was_seen() -> None:
 def test_a_corrupt_history_line_is_named() -> None:
     with pytest.raises(ValueError, match="history line 2 is not JSON"):
         ins.parse_histories('{"record": {}}\n{oops\n')
-
-
-def test_thousands_of_records_report_in_linear_time() -> None:
-    # a figure printed for the closing note, no timed assert (timing goals live in benchmarks)
-    for n in (1000, 4000):
-        lines = "\n".join(json.dumps({"type": 1, "record": rec(f"r{i}", 1_700_000_000 + i * 60, 5 + i % 17,
-                                                               source=f"https://x/repo{i % 40}.git", cached=i % 7)})
-                          for i in range(n))
-        t = time.perf_counter()
-        bs = ins.builds("n", ins.parse_histories(lines))
-        for by in ins.GROUPS:
-            ins.report(bs, by)
-        print(f"insights over {n} records: {time.perf_counter() - t:.3f} s")
-        assert len(bs) == n

@@ -11,7 +11,7 @@ import pytest
 
 from components.node.buildkitd_toml import render_buildkitd_toml
 from components.node.layout import ENV_FILE, INSTALL_DIR
-from components.node.payload import SCRIPT_PATH, render_cert_bundle, render_payload, render_uninstall
+from components.node.payload import SCRIPT_PATH, node_script, render_cert_bundle, render_payload, render_uninstall
 from components.node.settings import NodeSettings, render_env_file
 
 SETTINGS = NodeSettings(node_name="arm64-1", platform="linux/arm64", buildkit_version="v0.32.2",
@@ -33,7 +33,7 @@ def heredocs(payload: str) -> dict[str, str]:
 def test_payload_carries_env_config_and_the_same_script() -> None:
     payload = render_payload(SETTINGS, TOML)
     docs = heredocs(payload)
-    assert docs[f"{INSTALL_DIR}/bkf-node.sh"] == SCRIPT_PATH.read_text()
+    assert docs[f"{INSTALL_DIR}/bkf-node.sh"] == node_script()
     assert docs["/etc/buildkit/buildkitd.toml"] == TOML
     assert docs[ENV_FILE] == render_env_file(SETTINGS)
     assert payload.rstrip().endswith(f"exec '{INSTALL_DIR}/bkf-node.sh' install")
@@ -66,6 +66,16 @@ def test_shellcheck_script_and_payload(tmp_path: Path) -> None:
     p = tmp_path / "payload.sh"
     p.write_text(render_payload(SETTINGS, TOML))
     subprocess.run(["shellcheck", str(p)], check=True)
+
+
+def test_the_shipped_script_is_the_repositorys_without_comment_lines(tmp_path: Path) -> None:
+    shipped, repo = node_script(), SCRIPT_PATH.read_text()
+    def code(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert code(shipped) == code(repo) and shipped.startswith("#!/usr/bin/env bash\n")
+    assert len(shipped) < len(repo) - 5000  # what the user data saves
+    (tmp_path / "bkf-node.sh").write_text(shipped)
+    subprocess.run(["bash", "-n", str(tmp_path / "bkf-node.sh")], check=True)
 
 
 def _function(name: str) -> str:

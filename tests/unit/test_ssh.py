@@ -11,7 +11,7 @@ import pulumi
 import pytest
 
 from components.backends.ssh.sftp import render_artifact_dir_script
-from components.node.payload import SCRIPT_PATH, render_payload
+from components.node.payload import node_script, render_payload
 from tests.unit import mockrt
 from tests.unit.test_node_bootstrap import heredocs
 
@@ -41,7 +41,7 @@ def test_resources_per_host(local: mockrt.Run) -> None:
 def test_runs_the_same_payload_as_aws_with_certs_on_stdin(local: mockrt.Run) -> None:
     cmd = local.named("amd64-1-buildkitd").inputs
     docs = heredocs(cmd["create"])
-    assert docs["/opt/buildkit-farm/bkf-node.sh"] == SCRIPT_PATH.read_text()
+    assert docs["/opt/buildkit-farm/bkf-node.sh"] == node_script()
     env = docs["/etc/buildkit-farm/node.env"]
     assert "BKF_CERT_SOURCE=stdin\n" in env
     assert "BKF_DATA_DEVICE=/run/bkf-testhosts/h1/data-device\n" in env

@@ -20,7 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.backends.aws.config import AwsNodeSpec, AwsSpec
-from components.backends.aws.iam import ASSUME_EC2, SSM_CORE_POLICY, cert_read_policy
+from components.backends.aws.iam import ASSUME_EC2, OTEL_HEADERS_PARAMETER, SSM_CORE_POLICY, cert_read_policy
 from components.config.sections import VolumeSpec
 from components.node.address import NodeAddress
 from components.node.payload import USER_DATA_LIMIT
@@ -170,7 +170,7 @@ class AwsNode(pulumi.ComponentResource):
         aws.iam.RolePolicyAttachment(f"{name}-ssm-core", role=role.name, policy_arn=SSM_CORE_POLICY,
                                      opts=child)
         aws.iam.RolePolicy(f"{name}-read-certs", role=role.id,
-                           policy=cert_read_policy(args.region, prefix), opts=child)
+                           policy=cert_read_policy(args.region, prefix, bool(args.bundle.otel_headers)), opts=child)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
 
         params = [
@@ -181,6 +181,15 @@ class AwsNode(pulumi.ComponentResource):
             aws.ssm.Parameter(f"{name}-key", name=f"{prefix}/key", type="SecureString",
                               value=args.server_cert.private_key_pem, opts=child),
         ]
+        rotation_inputs: list[pulumi.Input[str]] = [args.server_cert.cert_pem]
+        if args.bundle.otel_headers:
+            # config otel.headers: a secret like the key, so it travels like the key (never in user data)
+            headers = aws.ssm.Parameter(f"{name}-otel-headers", name=f"{prefix}/{OTEL_HEADERS_PARAMETER}",
+                                        type="SecureString", value=pulumi.Output.secret(args.bundle.otel_headers),
+                                        opts=child)
+            params.append(headers)
+            # a new value is a new parameter version: the rotation command changes and re-runs
+            rotation_inputs.append(headers.version.apply(lambda v: f" otel-headers v{v}"))
 
         volume = aws.ebs.Volume(
             f"{name}-cache",
@@ -254,7 +263,8 @@ class AwsNode(pulumi.ComponentResource):
         aws.ssm.Association(
             f"{name}-cert-rotation", name="AWS-RunShellScript",
             targets=[aws.ssm.AssociationTargetArgs(key="InstanceIds", values=[instance.id])],
-            parameters={"commands": args.server_cert.cert_pem.apply(cert_rotation_command)},
+            parameters={"commands": pulumi.Output.all(*rotation_inputs).apply(
+                lambda v: cert_rotation_command(v[0]) + "".join(v[1:]))},
             opts=pulumi.ResourceOptions(parent=self, depends_on=params))
 
         self.instance_id = instance.id

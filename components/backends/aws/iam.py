@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 CERT_PARAMETERS = ("ca", "cert", "key")
+#: config otel.headers: a SecureString beside the key (OTEL_EXPORTER_OTLP_HEADERS)
+OTEL_HEADERS_PARAMETER = "otel-headers"
 
 
 def parameter_arn(region: str, name: str) -> str:
@@ -15,7 +17,7 @@ def parameter_arn(region: str, name: str) -> str:
     return f"arn:aws:ssm:{region}:*:parameter{name}"
 
 
-def cert_read_policy(region: str, prefix: str) -> str:
+def cert_read_policy(region: str, prefix: str, otel_headers: bool = False) -> str:
     """IAM policy letting a node read exactly its own three cert parameters, and decrypt only
     its own key, whatever else the role holds.
 
@@ -24,9 +26,14 @@ def cert_read_policy(region: str, prefix: str) -> str:
     take that back (an explicit Deny wins over any Allow, including ones AWS adds to the managed
     policy later, and over the aws/ssm key policy that lets every principal of the account decrypt
     through SSM). SSM puts the parameter's ARN in the KMS encryption context (PARAMETER_ARN), so
-    the Decrypt conditions name the one SecureString the node owns."""
-    own = [parameter_arn(region, f"{prefix}/{p}") for p in CERT_PARAMETERS]
-    key = parameter_arn(region, f"{prefix}/key")
+    the Decrypt conditions name the one SecureString the node owns.
+
+    With ``otel_headers`` (config otel.headers) the node also reads and decrypts its own
+    otel-headers SecureString; without, the document is what it always was."""
+    extra = (OTEL_HEADERS_PARAMETER,) if otel_headers else ()
+    own = [parameter_arn(region, f"{prefix}/{p}") for p in (*CERT_PARAMETERS, *extra)]
+    secure = [parameter_arn(region, f"{prefix}/{p}") for p in ("key", *extra)]
+    key: str | list[str] = secure[0] if len(secure) == 1 else secure
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [

@@ -150,11 +150,14 @@ class KubernetesNode(pulumi.ComponentResource):
         node, spec = args.node, args.spec
         ca = pulumi.Output.from_input(args.ca_cert_pem)
 
+        headers = args.bundle.otel_headers
         sec = m.secret_manifest(spec, node, {
             "ca.pem": ca,
             "cert.pem": args.server_cert.cert_pem,
             # secret Output: stays encrypted in state; the SDK marks data/stringData secret too
             "key.pem": pulumi.Output.secret(args.server_cert.private_key_pem),
+            # config otel.headers: a secret like the key (the pod reads it through a secretKeyRef)
+            **({m.OTEL_HEADERS_KEY: pulumi.Output.secret(headers)} if headers else {}),
         })
         secret = k8s.core.v1.Secret(
             f"{name}-tls", metadata=sec["metadata"], type=sec["type"], string_data=sec["stringData"],
@@ -170,7 +173,13 @@ class KubernetesNode(pulumi.ComponentResource):
             spec, node, image=args.image, buildkit_port=args.buildkit_port, volume_gb=args.volume_gb,
             drain_timeout_s=args.drain_timeout_s,
             config_sha256=m.sha256(args.bundle.buildkitd_toml), config_files=config_files, env=args.bundle.daemon_env,
-            tls_sha256=pulumi.Output.all(ca, args.server_cert.cert_pem).apply(lambda v: m.tls_checksum(v[0], v[1])))
+            secret_env={"OTEL_EXPORTER_OTLP_HEADERS": m.OTEL_HEADERS_KEY} if headers else None,
+            # (the key only with headers: without, the annotation's inputs are what they were). An HMAC
+            # reveals neither the key nor the headers: unsecret, or the whole pod spec would turn secret
+            # in state and previews
+            tls_sha256=pulumi.Output.unsecret(pulumi.Output.all(
+                ca, args.server_cert.cert_pem, *([args.server_cert.private_key_pem] if headers else [])).apply(
+                lambda v: m.tls_checksum(v[0], v[1], v[2] if headers else "", headers))))
         # A rollout includes the old pod's drain; the default await (10 min) may be shorter.
         rollout = f"{(pod.termination_grace_s(args.drain_timeout_s) + 600) // 60 + 1}m"
         statefulset = k8s.apps.v1.StatefulSet(

@@ -17,6 +17,7 @@ privileges). Its network is always the pod's network.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,10 +56,17 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def tls_checksum(ca_cert_pem: str, cert_pem: str) -> str:
+def tls_checksum(ca_cert_pem: str, cert_pem: str, key_pem: str = "", otel_headers: str = "") -> str:
     """Checksum of what a rotation changes. A new key always comes with a new cert
-    (the CSR carries the public key), so the secret key need not be hashed."""
-    return sha256(f"{ca_cert_pem}\n{cert_pem}")
+    (the CSR carries the public key), so the secret key need not be hashed.
+
+    With config otel.headers (read from the Secret once, at the container's start) their change
+    must roll the pod too: they enter keyed by the node's private key (HMAC), so the annotation
+    gives no way to test guesses of a weak header value. Without, the checksum is what it was."""
+    if not otel_headers:
+        return sha256(f"{ca_cert_pem}\n{cert_pem}")
+    keyed = hmac.new(key_pem.encode(), otel_headers.encode(), "sha256").hexdigest()
+    return sha256(f"{ca_cert_pem}\n{cert_pem}\n{keyed}")
 
 
 def service_name(node: NodeSpec) -> str:
@@ -215,12 +223,14 @@ def config_map_manifest(spec: KubernetesSpec, node: NodeSpec, buildkitd_toml: st
 
 
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
+#: config otel.headers in the node's Secret (OTEL_EXPORTER_OTLP_HEADERS through a secretKeyRef)
+OTEL_HEADERS_KEY = "otel-headers"
 
 
 def secret_manifest(spec: KubernetesSpec, node: NodeSpec, files: Mapping[str, Any]) -> dict[str, Any]:
     """The node's TLS Secret; ``files`` maps ca.pem/cert.pem/key.pem to PEM (or secret Outputs)."""
-    if set(files) != set(TLS_FILES):
-        raise ValueError(f"TLS secret needs exactly {TLS_FILES}, got {sorted(files)}")
+    if set(files) - {OTEL_HEADERS_KEY} != set(TLS_FILES):
+        raise ValueError(f"TLS secret needs exactly {TLS_FILES} (and maybe {OTEL_HEADERS_KEY}), got {sorted(files)}")
     return {
         "apiVersion": "v1",
         "kind": "Secret",

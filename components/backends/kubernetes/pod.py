@@ -99,11 +99,14 @@ def _exec(*argv: str) -> dict[str, Any]:
 def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, buildkit_port: int,
                          volume_gb: int, drain_timeout_s: int, config_sha256: str, tls_sha256: Any,
                          config_files: Mapping[str, tuple[str, str]] | None = None,
-                         env: Mapping[str, str] | None = None) -> dict[str, Any]:
+                         env: Mapping[str, str] | None = None,
+                         secret_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One node: a single-replica StatefulSet with its cache on a retained PVC.
 
-    ``env``: buildkitd's environment (config otel). ``tls_sha256`` is a string, or a Pulumi Output
-    of one (the cert is issued during the deployment); it is only placed in the dict, never inspected.
+    ``env``: buildkitd's environment (config otel); ``secret_env``: variable -> key of the node's
+    Secret (config otel.headers), so the value is never in the StatefulSet. ``tls_sha256`` is a
+    string, or a Pulumi Output of one (the cert is issued during the deployment); it is only placed in the
+    dict, never inspected.
     """
     workers = ["buildctl", "--addr", SOCKET_ADDR, "debug", "workers"]
     container: dict[str, Any] = {
@@ -136,8 +139,10 @@ def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, bu
         },
         "livenessProbe": {**_exec(*workers), "periodSeconds": 30, "timeoutSeconds": 15, "failureThreshold": 4},
     }
-    if env:
-        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    if env or secret_env:
+        container["env"] = [*({"name": k, "value": v} for k, v in (env or {}).items()),
+                            *({"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(node), "key": key}}}
+                              for k, key in (secret_env or {}).items())]
     if drain_timeout_s > 0:
         container["lifecycle"] = {"preStop": _exec("sh", "-c", drain_script(drain_timeout_s))}
 

@@ -72,9 +72,12 @@ class SshNode(pulumi.ComponentResource):
                 triggers=[settings.buildkit_sha256],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[prepare]))
             depends.append(copy)
+        # config otel.headers travel with the key, as a secret of their own too (should the key
+        # ever come in plain, the bundle stays secret because of them)
         bundle: pulumi.Output[str] = pulumi.Output.all(
             args.ca_cert_pem, args.server_cert.cert_pem, args.server_cert.private_key_pem,
-        ).apply(lambda v: render_cert_bundle(v[0], v[1], v[2]))
+            pulumi.Output.secret(args.bundle.otel_headers),
+        ).apply(lambda v: render_cert_bundle(v[0], v[1], v[2], v[3]))
         install = command.remote.Command(
             f"{name}-buildkitd",
             connection=conn,
