@@ -71,7 +71,7 @@ def test_on_renders_a_unix_debug_socket_the_proxy_and_its_unit() -> None:
     assert "BKF_METRICS_PORT=9464" in bundle.payload()
 
 
-def test_config_refuses_the_build_port_and_kubernetes() -> None:
+def test_config_refuses_the_build_port_and_kubernetes_without_a_sidecar_image() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config({**SSH, "metrics": {"port": 1234}})
     assert "metrics.port: 1234 is buildkit.port, the gRPC port" in str(e.value)
@@ -81,7 +81,8 @@ def test_config_refuses_the_build_port_and_kubernetes() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config({"backend": "kubernetes", "nodes": [{"name": "amd64-1", "platform": "linux/amd64"}],
                       "allowedCidrs": ["10.0.0.0/8"], "metrics": {"port": 9464}})
-    assert "metrics.port: 9464: the metrics endpoint runs on nodes with a host of their own" in str(e.value)
+    # Kubernetes: the endpoint is a sidecar (tests/unit/test_kubernetes_metrics.py), of an image with python3
+    assert "kubernetes.metricsImage: '': metrics.port (9464) runs its endpoint in a sidecar container" in str(e.value)
 
 
 def test_the_shipped_proxy_is_the_module_without_docstrings_and_annotations() -> None:
