@@ -2,13 +2,14 @@
 # A single-node Kubernetes on this machine for the cluster tier (tests/k8s), from the binaries
 # toolchain/bootstrap.sh builds from Go modules (steps/cluster.sh: kubernetes, etcd, containerd,
 # rootlesskit, cached under ~/.cache/buildkit-farm/<name>-<version>/) plus Debian's runc and CNI
-# plugins. Nothing is pulled: the pause and rootless BuildKit images are built here and imported.
+# plugins. Nothing is pulled: the pause, rootless BuildKit and python (the metrics sidecar) images are
+# built here and imported.
 #
 #   local/k8s.sh up STATE      start etcd, containerd, apiserver, controller-manager, scheduler and
 #                              kubelet with all state under STATE (a fresh directory); import the
 #                              images; a no-provisioner StorageClass with static local PVs
 #   local/k8s.sh down [STATE]  stop it all in order and remove what it made (default: the running one)
-#   local/k8s.sh images OUT    build pause.tar and buildkit.tar (+ buildkit.ref) into OUT
+#   local/k8s.sh images OUT    build pause.tar, buildkit.tar and python.tar (+ buildkit.ref, python.ref) into OUT
 #   local/k8s.sh env STATE     print KUBECONFIG=... and the bin dirs (for a shell: eval "$(...)")
 #
 # Network: bridge bkf-k8s0 with 10.79.0.1/24, the node's address and the pods' gateway; pods get
@@ -47,6 +48,9 @@ RUN=/run/bkf-k8s
 PAUSE_IMAGE=registry.k8s.io/pause:bkf-local
 #: the rootless BuildKit image; the stack pins it as <this>@<manifest digest>
 BUILDKIT_IMAGE=localhost/buildkit-farm/buildkit:$BUILDKIT_VERSION-rootless-local
+#: an image with python3 for metrics.port's sidecar (kubernetes.metricsImage), from this machine's python3
+PYTHON=/usr/bin/python3.11
+PYTHON_IMAGE=localhost/buildkit-farm/python:3.11-local
 #: static local PVs for the cache claims (the no-provisioner StorageClass binds them)
 PV_COUNT=${BKF_K8S_PVS:-3}
 STORAGE_CLASS=bkf-local
@@ -68,7 +72,7 @@ need() {
 }
 
 need_image_bins() {
-  need "$RLK_BIN/rootlesskit" "${BK_BINS[@]}" /usr/sbin/runc /bin/busybox
+  need "$RLK_BIN/rootlesskit" "${BK_BINS[@]}" /usr/sbin/runc /bin/busybox "$PYTHON"
   command -v gcc >/dev/null || die "missing gcc (the uid-map helper): run toolchain/bootstrap.sh"
 }
 
@@ -106,7 +110,8 @@ build_images() {
   mkdir -p "$r"/{bin,usr/bin,etc,tmp,proc,sys,dev,run/user/1000,home/user/.local/share/buildkit} \
     "$r"/{home/user/.config/buildkit,lib/x86_64-linux-gnu,lib64}
   cp /bin/busybox "$r/bin/"
-  for a in sh ls cat echo sleep id mkdir touch date wc ps mount df env grep find du awk test rm; do
+  # cp: the metrics sidecar's init container copies buildctl out (upstream's image has busybox's cp too)
+  for a in sh ls cat echo sleep id mkdir touch date wc ps mount df env grep find du awk test rm cp; do
     ln -sf busybox "$r/bin/$a"
   done
   cp "${BK_BINS[@]}" "$RLK_BIN/rootlesskit" "$r/usr/bin/"
@@ -128,8 +133,35 @@ build_images() {
     "HOME=/home/user","USER=user","XDG_RUNTIME_DIR=/run/user/1000",
     "BUILDKIT_HOST=unix:///run/user/1000/buildkit/buildkitd.sock"]}' "$BUILDKIT_IMAGE" "${BUILDKIT_IMAGE%:*}@")
   echo "$BUILDKIT_IMAGE@$d" >"$out/buildkit.ref"
+  build_python_image "$w/python" "$out"
   rm -rf "$w"
   cat "$out/buildkit.ref"
+}
+
+build_python_image() {
+  # build_python_image ROOTFS OUT: python.tar and python.ref, this machine's python3 with its standard
+  # library and the shared libraries it and its extension modules load (what python:3.11-slim gives
+  # the sidecar in real use); no pip, no tests, no headers
+  local r=$1 out=$2 v l
+  v=$(basename "$PYTHON")
+  mkdir -p "$r"/{usr/bin,usr/lib,lib/x86_64-linux-gnu,lib64,etc,tmp,proc,sys,dev}
+  cp "$PYTHON" "$r/usr/bin/"
+  ln -s "$v" "$r/usr/bin/python3"
+  tar -C /usr/lib -cf - --exclude="$v/test" --exclude="$v/config-*" --exclude="$v/ensurepip" \
+    --exclude="$v/lib2to3" --exclude="$v/idlelib" --exclude="$v/tkinter" --exclude="$v/turtledemo" \
+    --exclude="$v/site-packages" --exclude="$v/dist-packages" --exclude="$v/lib-dynload/_test*" "$v" |
+    tar -C "$r/usr/lib" -xf -
+  for l in $(ldd "$PYTHON" "/usr/lib/$v"/lib-dynload/*.so | awk '/=>/ { print $3 }' | sort -u); do
+    cp -L "$l" "$r/lib/x86_64-linux-gnu/"
+  done
+  cp -L /lib64/ld-linux-x86-64.so.2 "$r/lib64/"
+  printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n' >"$r/etc/passwd"
+  printf 'root:x:0:\nuser:x:1000:\n' >"$r/etc/group"
+  chmod 1777 "$r/tmp"
+  local d
+  d=$(python3 "$ROOT/local/k8s/mkoci.py" "$r" "$out/python.tar" '{"Entrypoint":["python3"],"User":"1000:1000"}' \
+    "$PYTHON_IMAGE" "${PYTHON_IMAGE%:*}@")
+  echo "$PYTHON_IMAGE@$d" >"$out/python.ref"
 }
 
 # ----------------------------------------------------------------------------- PKI and configs
@@ -414,12 +446,12 @@ up() {
   start kube-scheduler
   wait_for 30 containerd test -S "$S/run/containerd.sock"
   if [ -f "${BKF_K8S_IMAGES:-}/buildkit.tar" ]; then
-    cp "$BKF_K8S_IMAGES"/{pause.tar,buildkit.tar,buildkit.ref} "$S/images/"
+    cp "$BKF_K8S_IMAGES"/{pause.tar,buildkit.tar,buildkit.ref,python.tar,python.ref} "$S/images/"
   else
     build_images "$S/images" >/dev/null
   fi
   local i
-  for i in pause buildkit; do
+  for i in pause buildkit python; do
     # (ctr warns on every call that cgroup v1 is deprecated)
     ctr_ images import "$S/images/$i.tar" >"$S/logs/import-$i.log" 2>&1 || die "$(cat "$S/logs/import-$i.log")"
   done

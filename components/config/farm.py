@@ -89,10 +89,6 @@ def _metrics_for_the_backend(metrics: MetricsSpec, info: ValidationInfo) -> Metr
     if buildkit is not None and metrics.port == buildkit.port:
         raise problems([(("port",), f"{metrics.port!r} is buildkit.port, the gRPC port; give the metrics "
                          "endpoint a port of its own (allowed: 1 to 65535, not buildkit.port; 0: off)")])
-    if info.data.get("backend") == "kubernetes":
-        raise problems([(("port",), f"{metrics.port!r}: the metrics endpoint runs on nodes with a host of "
-                         "their own for now; the rootless pod has no python3 for it (allowed with backend "
-                         "kubernetes: 0)")])
     return metrics
 
 

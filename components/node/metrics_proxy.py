@@ -28,6 +28,7 @@ import http.server
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -261,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bkf-metrics: ERROR: cannot load the TLS files in {args.tls_dir}: {e}", file=sys.stderr)
         return 1
     server = _Server((args.listen, args.port), Node(args), tls)
+    # SIGTERM ends it at once: as a container's PID 1 (the Kubernetes sidecar) the kernel would
+    # ignore the signal's default action, and the pod would wait out its whole grace period
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"bkf-metrics: serving /metrics on {args.listen}:{args.port} (mTLS: clients of {args.tls_dir}/ca.pem)",
           file=sys.stderr, flush=True)
     try:

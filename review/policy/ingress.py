@@ -108,8 +108,9 @@ def ingress_build_port_only(r: Resource, s: Settings) -> list[str]:
         label = f"Service {r.name}"
         for p in get(r.props, "spec", "ports") or []:
             target = get(p, "targetPort") if get(p, "targetPort") is not None else get(p, "port")
-            if target not in (s.port, "buildkitd"):
-                problems.append(f"{label}: exposes port {target}; only {s.port} (the build port) may be exposed")
+            # the named ports are the pods' own: the build port, and metrics.port's (the sidecar) when it is on
+            if target not in (*s.ports, "buildkitd", *(("metrics",) if s.metrics_port else ())):
+                problems.append(f"{label}: exposes port {target}; only {_allowed(s)} may be exposed")
         if get(r.props, "spec", "type") == "LoadBalancer":
             ranges = get(r.props, "spec", "loadBalancerSourceRanges") or []
             if not ranges and not s.allow_open_ingress:

@@ -53,6 +53,8 @@ class Cluster:
     state: Path
     image_ref: str
     timings: dict[str, float] = field(default_factory=dict)
+    #: the python image local/k8s.sh built and imported (kubernetes.metricsImage)
+    python_ref: str = ""
 
     @property
     def kubeconfig(self) -> Path:
@@ -140,7 +142,8 @@ def running_cluster(state: Path, images: Path, timings: dict[str, float]) -> Ite
         timings["images built"] = t1 - t0
         run(["bash", str(K8S_SH), "up", str(state)], timeout=600, env={**os.environ, "BKF_K8S_IMAGES": str(images)})
         timings["cluster up (warm binaries)"] = time.monotonic() - t1
-        yield Cluster(state, (images / "buildkit.ref").read_text().strip(), timings)
+        yield Cluster(state, (images / "buildkit.ref").read_text().strip(), timings,
+                      (images / "python.ref").read_text().strip())
     finally:
         t2 = time.monotonic()
         _down(state)
@@ -185,8 +188,9 @@ def stack_yaml(image_ref: str, **kubernetes: Any) -> dict[str, Any]:
 class ServiceProxy:
     """kube-proxy's job for one Service, in user space (see the module docstring)."""
 
-    def __init__(self, cluster: Cluster, service: str, listen: tuple[str, int]) -> None:
-        self.cluster, self.service = cluster, service
+    def __init__(self, cluster: Cluster, service: str, listen: tuple[str, int], port_name: str = "buildkitd") -> None:
+        # port_name: the Service port to route, by name (an EndpointSlice lists ports in no set order)
+        self.cluster, self.service, self.port_name = cluster, service, port_name
         self.sock = socket.create_server(listen, reuse_port=False)
         self.sock.settimeout(0.5)
         self.conns: list[socket.socket] = []
@@ -201,7 +205,7 @@ class ServiceProxy:
         if r.returncode != 0:
             return None
         for s in json.loads(r.stdout)["items"]:
-            port = (s.get("ports") or [{}])[0].get("port")
+            port = next((p.get("port") for p in s.get("ports") or [] if p.get("name") == self.port_name), None)
             for e in s.get("endpoints") or []:
                 if e.get("conditions", {}).get("ready") and port:
                     return e["addresses"][0], int(port)

@@ -71,7 +71,7 @@ def test_on_renders_a_unix_debug_socket_the_proxy_and_its_unit() -> None:
     assert "BKF_METRICS_PORT=9464" in bundle.payload()
 
 
-def test_config_refuses_the_build_port_and_kubernetes() -> None:
+def test_config_refuses_the_build_port_and_kubernetes_without_a_sidecar_image() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config({**SSH, "metrics": {"port": 1234}})
     assert "metrics.port: 1234 is buildkit.port, the gRPC port" in str(e.value)
@@ -81,7 +81,8 @@ def test_config_refuses_the_build_port_and_kubernetes() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config({"backend": "kubernetes", "nodes": [{"name": "amd64-1", "platform": "linux/amd64"}],
                       "allowedCidrs": ["10.0.0.0/8"], "metrics": {"port": 9464}})
-    assert "metrics.port: 9464: the metrics endpoint runs on nodes with a host of their own" in str(e.value)
+    # Kubernetes: the endpoint is a sidecar (tests/unit/test_kubernetes_metrics.py), of an image with python3
+    assert "kubernetes.metricsImage: '': metrics.port (9464) runs its endpoint in a sidecar container" in str(e.value)
 
 
 def test_the_shipped_proxy_is_the_module_without_docstrings_and_annotations() -> None:
@@ -268,3 +269,29 @@ def test_proxy_refuses_clients_without_a_cert_of_the_ca(proxy: tuple[int, Path, 
     _, _, other = openssl_pki(tmp_path, {}, ca_name="rogue")
     with pytest.raises((ssl.SSLError, ConnectionError)):
         get(port, ca, other["ci"])
+
+
+def test_proxy_exits_cleanly_on_sigterm(proxy: tuple[int, Path, Pem, Path]) -> None:
+    """As PID 1 of a container (the Kubernetes sidecar) SIGTERM's default action is ignored: the
+    proxy handles it, so here it exits 0 instead of being killed by the signal (-15)."""
+    _, _, _, d = proxy
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, str(d / "bkf-metrics.py"), "--listen", "127.0.0.1", "--port", str(port), "--tls-dir",
+         str(d / "tls"), "--debug-socket", str(d / "debug.sock"), "--socket", str(d / "none.sock"),
+         "--buildctl", "false", "--config", str(d / "buildkitd.toml"), "--state-dir", str(d / "state")],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        proc.terminate()
+        assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+        proc.wait()

@@ -1,2 +1,2 @@
 """Kubernetes backend: rootless StatefulSets (adapter.py, components.py) and their manifests
-(manifests.py, pod.py: pure functions). Imports nothing itself."""
+(manifests.py, pod.py, metrics.py: pure functions). Imports nothing itself."""

@@ -17,7 +17,9 @@ from components.backends.kubernetes.components import (
     KubernetesNodeArgs,
 )
 from components.backends.kubernetes.config import KubernetesFarmConfig
+from components.backends.kubernetes.metrics import MetricsSidecar
 from components.node.layout import ROOTLESS_LAYOUT
+from components.node.payload import shipped_metrics_proxy
 from components.node.render import render
 from components.pki import Pki
 from components.resources import ChildNamer
@@ -43,24 +45,29 @@ class KubernetesBackend:
     def addresses(self) -> KubernetesAddresses:
         name, opts = self.child("farm")
         namespace = KubernetesFarmNamespace(name, KubernetesFarmNamespaceArgs(
-            self.spec, self.cfg.buildkit.port, self.cfg.allowed_cidrs, self.cfg.volume.protect), opts)
+            self.spec, self.cfg.buildkit.port, self.cfg.allowed_cidrs, self.cfg.volume.protect,
+            self.cfg.metrics.port), opts)
         by_node = {}
         for i, n in enumerate(self.cfg.nodes):
             name, opts = self.child(f"{n.name}-address")
             by_node[n.name] = KubernetesNodeAddress(name, KubernetesNodeAddressArgs(
                 node=n, index=i, spec=self.spec, buildkit_port=self.cfg.buildkit.port,
-                allowed_cidrs=self.cfg.allowed_cidrs, namespace=namespace), opts)
+                allowed_cidrs=self.cfg.allowed_cidrs, namespace=namespace, metrics_port=self.cfg.metrics.port), opts)
         return KubernetesAddresses(by_node, namespace=namespace)
 
     def nodes(self, addresses: KubernetesAddresses, pki: Pki) -> list[KubernetesNode]:
         out = []
+        # the config requires kubernetes.metricsImage with metrics.port
+        sidecar = MetricsSidecar(self.cfg.metrics.port, self.spec.metrics_image) if self.cfg.metrics.enabled else None
+        proxy = shipped_metrics_proxy() if sidecar else None
         for n in self.cfg.nodes:
             name, opts = self.child(n.name)
             out.append(KubernetesNode(name, KubernetesNodeArgs(
                 node=n, spec=self.spec, image=self.cfg.buildkit.image, buildkit_port=self.cfg.buildkit.port,
                 volume_gb=self.cfg.volume.size_gb, bundle=render(self.cfg, n, ROOTLESS_LAYOUT),
                 server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem,
-                address=addresses.by_node[n.name], drain_timeout_s=self.cfg.buildkit.drain_timeout_seconds), opts))
+                address=addresses.by_node[n.name], drain_timeout_s=self.cfg.buildkit.drain_timeout_seconds,
+                metrics=sidecar, metrics_proxy=proxy), opts))
         return out
 
     def extras(self, nodes: Sequence[pulumi.Resource]) -> Extras:

@@ -25,6 +25,7 @@ import pulumi_kubernetes as k8s
 from components.backends.kubernetes import manifests as m
 from components.backends.kubernetes import pod
 from components.backends.kubernetes.config import KubernetesNodeSpec, KubernetesSpec
+from components.backends.kubernetes.metrics import MetricsSidecar
 from components.node.address import NodeAddress
 from components.node.render import NodeBundle
 from components.pki import IssuedCert
@@ -48,6 +49,8 @@ class KubernetesFarmNamespaceArgs:
     allowed_cidrs: Sequence[str]
     #: `volume.protect`: deleting the namespace would delete the cache PVCs
     protect: bool
+    #: metrics.port (0: off): the NetworkPolicy admits it from allowedCidrs too
+    metrics_port: int = 0
 
 
 class KubernetesFarmNamespace(pulumi.ComponentResource):
@@ -66,7 +69,7 @@ class KubernetesFarmNamespace(pulumi.ComponentResource):
         self.namespace_resource = k8s.core.v1.Namespace(
             f"{name}-namespace", metadata=ns["metadata"],
             opts=pulumi.ResourceOptions(parent=self, protect=protect))
-        np = m.network_policy_manifest(spec, port, allowed_cidrs)
+        np = m.network_policy_manifest(spec, port, allowed_cidrs, args.metrics_port)
         self.network_policy = k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy", metadata=np["metadata"], spec=np["spec"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace_resource]))
@@ -83,6 +86,8 @@ class KubernetesNodeAddressArgs:
     buildkit_port: int
     allowed_cidrs: tuple[str, ...]
     namespace: KubernetesFarmNamespace
+    #: metrics.port (0: off): a second Service port
+    metrics_port: int = 0
 
 
 class KubernetesNodeAddress(pulumi.ComponentResource):
@@ -97,7 +102,7 @@ class KubernetesNodeAddress(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("buildkit-farm:index:KubernetesNodeAddress", name, None, opts)
         node, spec = args.node, args.spec
-        svc = m.service_manifest(spec, node, args.index, args.buildkit_port, args.allowed_cidrs)
+        svc = m.service_manifest(spec, node, args.index, args.buildkit_port, args.allowed_cidrs, args.metrics_port)
         # The provider waits for a LoadBalancer Service to get its ingress address.
         service = k8s.core.v1.Service(
             f"{name}-service", metadata=svc["metadata"], spec=svc["spec"],
@@ -133,6 +138,10 @@ class KubernetesNodeArgs:
     address: KubernetesNodeAddress
     #: buildkit.drainTimeoutSeconds: how long a stopping pod waits for builds in flight
     drain_timeout_s: int
+    #: metrics.port with kubernetes.metricsImage (None: off)
+    metrics: MetricsSidecar | None = None
+    #: the script the sidecar runs (payload.shipped_metrics_proxy), shipped in the ConfigMap
+    metrics_proxy: str | None = None
 
 
 class KubernetesNode(pulumi.ComponentResource):
@@ -164,7 +173,8 @@ class KubernetesNode(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
 
         config_files = m.config_files(args.bundle.files)
-        cm = m.config_map_manifest(spec, node, args.bundle.buildkitd_toml, config_files)
+        proxy = args.metrics_proxy if args.metrics is not None else None
+        cm = m.config_map_manifest(spec, node, args.bundle.buildkitd_toml, config_files, proxy)
         config = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=cm["metadata"], data=cm["data"],
             opts=pulumi.ResourceOptions(parent=self))
@@ -172,7 +182,9 @@ class KubernetesNode(pulumi.ComponentResource):
         sts = pod.statefulset_manifest(
             spec, node, image=args.image, buildkit_port=args.buildkit_port, volume_gb=args.volume_gb,
             drain_timeout_s=args.drain_timeout_s,
-            config_sha256=m.sha256(args.bundle.buildkitd_toml), config_files=config_files, env=args.bundle.daemon_env,
+            # a new proxy script restarts the pod too (without metrics the checksum is what it was)
+            config_sha256=m.sha256(args.bundle.buildkitd_toml + (proxy or "")), config_files=config_files,
+            env=args.bundle.daemon_env, sidecar=args.metrics,
             secret_env={"OTEL_EXPORTER_OTLP_HEADERS": m.OTEL_HEADERS_KEY} if headers else None,
             # (the key only with headers: without, the annotation's inputs are what they were). An HMAC
             # reveals neither the key nor the headers: unsecret, or the whole pod spec would turn secret

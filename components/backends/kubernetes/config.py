@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from components.config.base import ConfigModel, Problem, problems
 from components.config.farm import BACKEND_DOC, FarmBase, Nodes, RequiredCidrs, fits_nodes
@@ -27,6 +27,11 @@ def _annotation_key(key: str) -> str:
 AnnotationKey = Annotated[str, AfterValidator(_annotation_key), allows(
     "an annotation key ([prefix/]name, e.g. service.beta.kubernetes.io/foo)")]
 AnnotationValue = Annotated[str, allows("a string (quote numbers and booleans)")]
+#: a real public choice, documented (docs/kubernetes.md): python:3.11-slim pinned by its digest
+METRICS_IMAGE_EXAMPLE = "python:3.11-slim@sha256:<digest>"
+MetricsImage = Annotated[str, matching(r"^([a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9._-]+@sha256:[0-9a-f]{64})?$",
+                                       "an image with python3, pinned by tag and digest (name:tag@sha256:<64 hex>; "
+                                       "empty: none)")]
 
 
 class KubernetesNodeSpec(NodeSpec):
@@ -55,6 +60,9 @@ class KubernetesSpec(ConfigModel):
         "ClusterIP the first is the host clients dial")
     service_annotations: dict[AnnotationKey, AnnotationValue] = Field(
         default_factory=dict, description="annotations on every Service (e.g. an internal load balancer)")
+    metrics_image: MetricsImage = Field(
+        "", description="metrics.port: the image of the metrics sidecar, any image with python3 (e.g. "
+        "python:3.11-slim), pinned by tag and digest; required when metrics.port is set")
 
     @model_validator(mode="after")
     def _requests_within_limits(self) -> Self:
@@ -87,9 +95,20 @@ def cross_node_problems(spec: KubernetesSpec, nodes: tuple[KubernetesNodeSpec, .
                f"nodePortBase+i; allowed: 30000 to {32767 - len(nodes) + 1})")
 
 
+def _metrics_image_when_metrics(spec: KubernetesSpec, info: ValidationInfo) -> KubernetesSpec:
+    # the rootless BuildKit image has no python3: the endpoint runs in a sidecar of the user's image
+    metrics = info.data.get("metrics")
+    if metrics is not None and metrics.enabled and not spec.metrics_image:
+        raise problems([(("metricsImage",), f"'': metrics.port ({metrics.port}) runs its endpoint in a sidecar "
+                         "container, which needs an image with python3 (allowed: an image pinned by tag and "
+                         f"digest, like {METRICS_IMAGE_EXAMPLE})")])
+    return spec
+
+
 class KubernetesFarmConfig(FarmBase):
     backend: Literal["kubernetes"] = Field("kubernetes", description=BACKEND_DOC)
     nodes: Nodes[KubernetesNodeSpec] = ()
     allowed_cidrs: RequiredCidrs = ()
-    kubernetes: Annotated[KubernetesSpec, fits_nodes(cross_node_problems)] = Field(
-        KubernetesSpec(), description="namespace, Services and resources")
+    kubernetes: Annotated[KubernetesSpec, fits_nodes(cross_node_problems),
+                          AfterValidator(_metrics_image_when_metrics)] = Field(
+        KubernetesSpec(), validate_default=True, description="namespace, Services and resources")

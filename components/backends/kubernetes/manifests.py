@@ -28,6 +28,11 @@ from components.node.layout import ROOTLESS_LAYOUT
 LAYOUT = ROOTLESS_LAYOUT
 CONTAINER = "buildkitd"
 PORT_NAME = "buildkitd"
+#: metrics.port: the sidecar serving it (components/node/metrics_proxy.py), its port's name, and the
+#: ConfigMap key that ships the script
+METRICS_CONTAINER = "metrics"
+METRICS_PORT_NAME = "metrics"
+METRICS_PROXY_KEY = "bkf-metrics.py"
 #: the rootless image's user (changing it needs a rebuilt image)
 UID = 1000
 SOCKET_ADDR = f"unix://{LAYOUT.socket_path}"
@@ -153,9 +158,10 @@ def namespace_manifest(spec: KubernetesSpec) -> dict[str, Any]:
     }
 
 
-def network_policy_manifest(spec: KubernetesSpec, port: int, allowed_cidrs: Sequence[str]) -> dict[str, Any]:
-    """Every farm pod: ingress only to the build port from allowedCidrs; egress anywhere
-    except the cloud metadata address (RUN steps share the pod's network)."""
+def network_policy_manifest(spec: KubernetesSpec, port: int, allowed_cidrs: Sequence[str],
+                            metrics_port: int = 0) -> dict[str, Any]:
+    """Every farm pod: ingress only to the build port (and metrics.port when it is on) from
+    allowedCidrs; egress anywhere except the cloud metadata address (RUN steps share the pod's network)."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -165,7 +171,7 @@ def network_policy_manifest(spec: KubernetesSpec, port: int, allowed_cidrs: Sequ
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{
                 "from": [{"ipBlock": {"cidr": c}} for c in allowed_cidrs],
-                "ports": [{"protocol": "TCP", "port": port}],
+                "ports": [{"protocol": "TCP", "port": p} for p in (port, metrics_port) if p],
             }],
             "egress": [{
                 "to": [
@@ -178,10 +184,16 @@ def network_policy_manifest(spec: KubernetesSpec, port: int, allowed_cidrs: Sequ
 
 
 def service_manifest(spec: KubernetesSpec, node: NodeSpec, index: int, buildkit_port: int,
-                     allowed_cidrs: Sequence[str]) -> dict[str, Any]:
+                     allowed_cidrs: Sequence[str], metrics_port: int = 0) -> dict[str, Any]:
+    """``metrics_port`` (metrics.port, 0: off) is a second port at the same number. With NodePort its
+    nodePort is the cluster's choice: Prometheus usually scrapes the pods from inside the cluster."""
     port: dict[str, Any] = {"name": PORT_NAME, "protocol": "TCP",
                             "port": service_port(spec, index, buildkit_port), "targetPort": buildkit_port}
-    svc_spec: dict[str, Any] = {"type": spec.service_type, "selector": selector(node), "ports": [port]}
+    ports = [port]
+    if metrics_port:
+        ports.append({"name": METRICS_PORT_NAME, "protocol": "TCP", "port": metrics_port,
+                      "targetPort": metrics_port})
+    svc_spec: dict[str, Any] = {"type": spec.service_type, "selector": selector(node), "ports": ports}
     if spec.service_type == "NodePort":
         port["nodePort"] = node_port(spec, index)
     if spec.service_type in ("LoadBalancer", "NodePort"):
@@ -210,10 +222,15 @@ def config_files(files: Mapping[str, str]) -> dict[str, tuple[str, str]]:
 
 
 def config_map_manifest(spec: KubernetesSpec, node: NodeSpec, buildkitd_toml: str,
-                        files: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
-    """buildkitd.toml and the files it names (``config_files``: registry CAs, none by default)."""
+                        files: Mapping[str, tuple[str, str]] | None = None,
+                        metrics_proxy: str | None = None) -> dict[str, Any]:
+    """buildkitd.toml and the files it names (``config_files``: registry CAs, none by default), and
+    with metrics.port the metrics sidecar's script (``metrics_proxy``, as payload.shipped_metrics_proxy
+    renders it for every other node)."""
     data = {"buildkitd.toml": buildkitd_toml}
     data.update({key: content for key, (_, content) in (files or {}).items()})
+    if metrics_proxy is not None:
+        data[METRICS_PROXY_KEY] = metrics_proxy
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from components.backends.kubernetes import metrics
 from components.backends.kubernetes.config import KubernetesNodeSpec as NodeSpec
 from components.backends.kubernetes.config import KubernetesSpec
 from components.backends.kubernetes.manifests import (
@@ -100,13 +101,15 @@ def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, bu
                          volume_gb: int, drain_timeout_s: int, config_sha256: str, tls_sha256: Any,
                          config_files: Mapping[str, tuple[str, str]] | None = None,
                          env: Mapping[str, str] | None = None,
-                         secret_env: Mapping[str, str] | None = None) -> dict[str, Any]:
+                         secret_env: Mapping[str, str] | None = None,
+                         sidecar: metrics.MetricsSidecar | None = None) -> dict[str, Any]:
     """One node: a single-replica StatefulSet with its cache on a retained PVC.
 
     ``env``: buildkitd's environment (config otel); ``secret_env``: variable -> key of the node's
-    Secret (config otel.headers), so the value is never in the StatefulSet. ``tls_sha256`` is a
-    string, or a Pulumi Output of one (the cert is issued during the deployment); it is only placed in the
-    dict, never inspected.
+    Secret (config otel.headers), so the value is never in the StatefulSet. ``sidecar``
+    (metrics.port): the metrics endpoint beside buildkitd (components/backends/kubernetes/metrics.py);
+    without it the pod is what it always was. ``tls_sha256`` is a string, or a Pulumi Output of one
+    (the cert is issued during the deployment); it is only placed in the dict, never inspected.
     """
     workers = ["buildctl", "--addr", SOCKET_ADDR, "debug", "workers"]
     container: dict[str, Any] = {
@@ -145,6 +148,26 @@ def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, bu
                               for k, key in (secret_env or {}).items())]
     if drain_timeout_s > 0:
         container["lifecycle"] = {"preStop": _exec("sh", "-c", drain_script(drain_timeout_s))}
+    volumes: list[dict[str, Any]] = [{
+        "name": CONFIG_VOLUME,
+        "projected": {
+            "defaultMode": 0o440,
+            "sources": [
+                {"configMap": {"name": config_map_name(node),
+                               "items": [{"key": "buildkitd.toml", "path": "buildkitd.toml"},
+                                         *({"key": k, "path": rel} for k, (rel, _) in (config_files or {}).items())]}},
+                {"secret": {"name": secret_name(node),
+                            "items": [{"key": f, "path": f"tls/{f}"} for f in TLS_FILES]}},
+            ],
+        },
+    }]
+    pod_extra: dict[str, Any] = {}
+    containers = [container]
+    if sidecar is not None:
+        container["volumeMounts"].append(metrics.run_dir_mount())
+        containers.append(metrics.sidecar_container(sidecar))
+        volumes += metrics.volumes(config_map_name(node))
+        pod_extra["initContainers"] = [metrics.tools_init_container(image)]
 
     claim_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
@@ -195,21 +218,9 @@ def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, bu
                         "fsGroup": UID,
                         "fsGroupChangePolicy": "OnRootMismatch",
                     },
-                    "containers": [container],
-                    "volumes": [{
-                        "name": CONFIG_VOLUME,
-                        "projected": {
-                            "defaultMode": 0o440,
-                            "sources": [
-                                {"configMap": {"name": config_map_name(node),
-                                               "items": [{"key": "buildkitd.toml", "path": "buildkitd.toml"},
-                                                         *({"key": k, "path": rel}
-                                                           for k, (rel, _) in (config_files or {}).items())]}},
-                                {"secret": {"name": secret_name(node),
-                                            "items": [{"key": f, "path": f"tls/{f}"} for f in TLS_FILES]}},
-                            ],
-                        },
-                    }],
+                    **pod_extra,
+                    "containers": containers,
+                    "volumes": volumes,
                 },
             },
             "volumeClaimTemplates": [{
