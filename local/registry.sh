@@ -15,7 +15,8 @@
 #
 # State: $BKF_REGISTRY_DIR (default .state/local/registry): ca.pem/ca-key.pem, and per registry
 # NAME/{config.yml,cert.pem,key.pem,data/,registry.log,pid}. The access log (every request) is
-# NAME/registry.log. Listens only on the address given (loopback or the test bridge).
+# NAME/registry.log. Listens only on the address given (loopback, the test hosts' bridge 10.77.0.1
+# or the local cluster's bridge 10.79.0.1, which its pods reach as their gateway: local/k8s.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -76,8 +77,8 @@ up() {
   [ -x "$BIN" ] || die "no registry binary at $BIN: run toolchain/bootstrap.sh"
   local host=${addr%:*}
   case $host in
-    127.*|10.77.0.1) ;;
-    *) die "$addr: registries listen only on loopback or the test bridge (10.77.0.1)" ;;
+    127.*|10.77.0.1|10.79.0.1) ;;
+    *) die "$addr: registries listen only on loopback or a test bridge (10.77.0.1, the cluster's 10.79.0.1)" ;;
   esac
   make_ca "$DIR"
   make_ca "$cadir"

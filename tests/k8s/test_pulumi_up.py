@@ -1,14 +1,26 @@
-"""The Kubernetes backend applied by Pulumi itself: `pulumi up` of the program through the real
-pulumi-kubernetes provider (built by toolchain/steps/cluster.sh, installed as the `kubernetes`
+"""The Kubernetes backend's life cycle through Pulumi itself: `pulumi up` of the program through the
+real pulumi-kubernetes provider (built by toolchain/steps/cluster.sh, installed as the `kubernetes`
 plugin) against the local single-node cluster (local/k8s.sh).
+
+Over 300 lines on purpose: one cluster and one stack go through the whole life cycle in order
+(created by the previous Kubernetes program, upgraded, built on, pushed from, re-configured,
+renewed, protected, destroyed); split over modules, the cluster and the stack would be made twice.
 
 The stack is Pulumi.k8s.yaml pointed at this cluster (tests/k8s/cluster.py's stack_yaml: ClusterIP
 Services, since the cluster has no load balancer; the locally built rootless image; the cluster's
-StorageClass), on a local file backend, with the cluster's kubeconfig in KUBECONFIG. Proves: the
-provider creates the namespace, NetworkPolicy, Services, Secrets, ConfigMaps and StatefulSets (and
-the StatefulSets their PVCs), with every await it does satisfied (none reaches its timeout: `up`
-returns with the pods Ready); the program's builder comes up through its preflight and builds; a
-preview right after is clean; `pulumi destroy` removes the namespace and all in it.
+StorageClass; a registry on the cluster's bridge that the nodes trust), on a local file backend,
+with the cluster's kubeconfig in KUBECONFIG. In order:
+
+- upgrade (issue 24 item 6): the stack is created by BASELINE's program; this code's preview
+  replaces nothing (no StatefulSet, so no PVC), its `up` keeps every PVC and StatefulSet;
+- the provider made every object, with every await it does satisfied (none reaches its timeout:
+  `up` returns with the pods Ready); the program's builder comes up through its preflight, builds
+  with a cache mount, and pushes an image to the registry (digest read back from the registry's
+  API); a preview right after is clean;
+- a node setting (buildkit.historyMaxEntries) rolls the pods and keeps the PVCs and a cache mount;
+- a renewal of every leaf cert (pki.validityHours) rolls the pods with the new cert, no manual step;
+- volume.protect true: `pulumi destroy` refuses and nothing is deleted; false: destroy removes the
+  namespace and the PVCs with it.
 
 With ``metrics.port`` on (the sidecar of kubernetes.metricsImage: the python image local/k8s.sh builds
 from this machine's python3): each node's pod serves /metrics through its Service's metrics port to
@@ -20,9 +32,12 @@ at the end, never asserted.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import ssl
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,6 +51,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from components.node.buildkitd_toml import gc_limits
 from harness.hosts import ROOT, Pem, https_get, need, openssl_pki, run
+from harness.registries import Registries, running_registries
 from harness.stack import Stack, file_backend, running_stack
 from harness.versions import versions_env
 from tests.k8s.cluster import (
@@ -60,6 +76,14 @@ STACK = "k8s-tier"
 KINDS = {"networkpolicy": ["buildkitd"], "service": list(NODE_HOSTS), "secret": [f"{n}-tls" for n in NODE_HOSTS],
          "configmap": [f"{n}-config" for n in NODE_HOSTS], "statefulset": list(NODE_HOSTS)}
 DOCKERFILE = cache_dockerfile("bkf-k8s-up")
+#: the registry the nodes push to: on the cluster's bridge, which the pods reach as their gateway
+REGISTRY = "10.79.0.1:5471"
+#: the previous Kubernetes program: the merge that first applied it through the real provider
+#: (6bbdb6d, issue 24 item 1); from it to this code only the builder's create script changed
+BASELINE = "6bbdb6d"
+#: steps that would make a new StatefulSet (and so could lose track of its PVC)
+REPLACING = {"replace", "create-replacement", "delete-replaced", "create", "delete", "discard"}
+STATEFULSET = "kubernetes:apps/v1:StatefulSet"
 
 
 def kubernetes_plugin() -> Path:
@@ -80,38 +104,141 @@ class Up:
     proxies: dict[str, ServiceProxy]
     #: node -> kube-proxy's stand-in for the Service's metrics port (same address as the build port)
     metrics_proxies: dict[str, ServiceProxy]
+    registries: Registries
+    #: BASELINE's program, where the stack was created
+    baseline: Path
     #: `pulumi up`'s output (stdout + stderr)
     log: str
-    outputs: dict[str, Any]
     timings: dict[str, float]
+    layout: str = ""
+
+    def outputs(self) -> dict[str, Any]:
+        return self.stack.outputs()
+
+    def env(self) -> dict[str, str]:
+        """The builder's environment: the stack's, the client cert of the current outputs, and the
+        registry's CA for buildx's own registry calls."""
+        o = self.outputs()
+        return {**self.stack.env, "BKF_TLS_CA": o["caCert"], "BKF_TLS_CERT": o["clientCert"],
+                "BKF_TLS_KEY": o["clientKey"], "SSL_CERT_FILE": self.registries.bundle()}
+
+    def timed_up(self, what: str, config: Path | None = None) -> str:
+        t0 = time.monotonic()
+        r = self.stack.pulumi("up", "--yes", "--skip-preview", config=config, timeout=900)
+        self.timings[what] = time.monotonic() - t0
+        return r.stdout + r.stderr
+
+    def busybox(self) -> str:
+        if not self.layout:  # one OCI layout for every build
+            self.layout = busybox_layout(self.dir / "bb")
+        return self.layout
+
+    def build(self, stamp: str, dockerfile: str = DOCKERFILE, *args: str) -> Path:
+        """A build through the program's builder; the local output's directory (or the context's, with --push)."""
+        ctx, dest = self.dir / f"ctx-{stamp}", self.dir / f"out-{stamp}"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(dockerfile)
+        output = list(args) or ["--output", f"type=local,dest={dest}"]
+        t0 = time.monotonic()
+        run(["docker", "buildx", "build", "--builder", "bkf-k8s-tier", "--progress=plain",
+             "--build-context", f"busybox={self.busybox()}", "--build-arg",
+             f"STAMP={stamp}", *output, str(ctx)], env=self.env(), timeout=300)
+        self.timings[f"build {stamp}"] = time.monotonic() - t0
+        return dest if not args else ctx
+
+    def stamps(self, stamp: str) -> list[str]:
+        """A build whose RUN appends `stamp` to a cache mount: every stamp the mount holds after it."""
+        return (self.build(stamp) / "stamps").read_text().split()
+
+    def uids(self, kind: str, names: list[str]) -> dict[str, str]:
+        return {n: self.cluster.get(kind, n)["metadata"]["uid"] for n in names}
+
+    def pods(self) -> dict[str, str]:
+        return self.uids("pod", [f"{n}-0" for n in NODE_HOSTS])
+
+    def claims(self) -> dict[str, tuple[str, str]]:
+        return {n: (c["metadata"]["uid"], c["spec"]["volumeName"])
+                for n in NODE_HOSTS for c in [self.cluster.get("pvc", f"state-{n}-0")]}
+
+    def served_cert(self, node: str) -> dict[str, str]:
+        """The server cert the node presents in an mTLS handshake (client cert of the outputs,
+        verified against the CA of the outputs): its serial and notBefore."""
+        o, d = self.outputs(), self.dir / "mtls"
+        d.mkdir(exist_ok=True)
+        for name, pem in (("ca", o["caCert"]), ("cert", o["clientCert"]), ("key", o["clientKey"])):
+            (d / f"{name}.pem").write_text(pem)
+        dial = run(["openssl", "s_client", "-connect", f"{NODE_HOSTS[node]}:{PORT}", "-verify_return_error",
+                    "-CAfile", str(d / "ca.pem"), "-cert", str(d / "cert.pem"), "-key", str(d / "key.pem")],
+                   input="", timeout=60)
+        fields = run(["openssl", "x509", "-noout", "-serial", "-startdate"], input=dial.stdout).stdout
+        return dict(line.split("=", 1) for line in fields.splitlines())
+
+
+def archive(commit: str, dest: Path) -> Path:
+    """The program as it was at ``commit`` (git archive), with this checkout's pinned SDKs."""
+    dest.mkdir()
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", commit], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar.stdout, check=True)
+    (dest / ".venv").symlink_to(ROOT / ".venv")
+    return dest
 
 
 @pytest.fixture(scope="module")
 def up(request: pytest.FixtureRequest) -> Iterator[Up]:
-    need("docker", "docker-buildx", "buildctl", "pulumi")
+    need("docker", "docker-buildx", "buildctl", "pulumi", "registry", "openssl", "curl", "git")
     kubernetes_plugin()
     # a short path: containerd's shim sockets live under the state dir
     d = Path(tempfile.mkdtemp(prefix="bkf-k8s-up.", dir="/tmp"))
     timings: dict[str, float] = {}
     try:
         with running_cluster(d / "s", d / "images", timings) as cluster, \
-                service_proxies(cluster, PORT) as proxies, ExitStack() as closing:
+                service_proxies(cluster, PORT) as proxies, running_registries(d / "registries") as regs, \
+                ExitStack() as closing:
             metrics = {}
             for n, h in NODE_HOSTS.items():
                 metrics[n] = ServiceProxy(cluster, n, (h, METRICS_PORT), port_name="metrics")
                 closing.callback(metrics[n].close)
+            regs.sh("ca")
+            regs.up("main", REGISTRY)  # after the cluster: its bridge carries the address
             env = {**file_backend(d), "KUBECONFIG": str(cluster.kubeconfig)}
-            cfg = stack_yaml(cluster.image_ref, metricsImage=cluster.python_ref)["config"]
-            cfg["buildkit-farm:metrics"] = {"port": METRICS_PORT}
+            cfg = stack_yaml(cluster.image_ref)["config"]
+            cfg["buildkit-farm:registries"] = {REGISTRY: {"ca": regs.ca.read_text()}}
+            old = archive(BASELINE, d / "baseline")
             with running_stack(STACK, d, cfg, env=env, config=d / f"Pulumi.{STACK}.yaml") as stack:
                 t0 = time.monotonic()
                 # the program makes the builder too (its create script, preflight of every node)
-                r = stack.pulumi("up", "--yes", "--skip-preview", timeout=900)
-                timings["pulumi up (objects, awaits, builder)"] = time.monotonic() - t0
-                yield Up(d, cluster, stack, proxies, metrics, r.stdout + r.stderr, stack.outputs(), timings)
+                r = stack.pulumi("up", "--yes", "--skip-preview", cwd=old, timeout=900)
+                timings[f"pulumi up ({BASELINE}'s program: objects, awaits, builder)"] = time.monotonic() - t0
+                yield Up(d, cluster, stack, proxies, metrics, regs, old, r.stdout + r.stderr, timings)
     finally:
         shutil.rmtree(d, ignore_errors=True)
         print_past_capture(request, timings_line("tests/k8s pulumi times", timings))
+
+
+def plan(up: Up) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """This code's preview of the stack: its steps other than `same`, and the change summary."""
+    p = json.loads(up.stack.pulumi("preview", "--json", "--diff", timeout=600).stdout)
+    return [s for s in p["steps"] if s["op"] != "same"], p["changeSummary"]
+
+
+def test_a_stack_made_by_the_previous_program_upgrades_without_replacing_a_statefulset_or_pvc(up: Up) -> None:
+    sets, claims, pods = up.uids("statefulset", list(NODE_HOSTS)), up.claims(), up.pods()
+    steps, summary = plan(up)
+    changed = sorted((s["op"], s["urn"].rsplit("::", 1)[-1]) for s in steps)
+    print(f"\nupgrade from {BASELINE}: {summary} {changed}")
+    assert not [c for c in changed if c[0] in REPLACING], changed
+    # what changed since BASELINE, all in place: the builder's create script, and each StatefulSet's
+    # await condition (an annotation on the StatefulSet, not on its pod template)
+    expected = {("update", "builder-buildx"), *(("update", f"{n}-statefulset") for n in NODE_HOSTS)}
+    assert set(changed) == expected, changed
+    for s in steps:
+        if s["urn"].split("::")[-2].endswith(STATEFULSET):
+            assert set(s.get("detailedDiff") or {}) == {"metadata.annotations"}, s
+    up.timed_up("pulumi up (upgrade to this code)")
+    assert plan(up)[0] == []  # settled: no perpetual diff
+    assert up.uids("statefulset", list(NODE_HOSTS)) == sets
+    assert up.claims() == claims
+    assert up.pods() == pods  # nothing the pods run changed, so they did not restart
 
 
 def test_up_creates_every_object_through_the_provider(up: Up) -> None:
@@ -136,36 +263,45 @@ def test_the_builder_comes_up_through_its_preflight_and_builds(up: Up) -> None:
     # `pulumi up` made the builder (in the stack's BUILDX_CONFIG); its script again, as a user runs it
     made = run(["docker", "buildx", "inspect", "bkf-k8s-tier"], env=up.stack.env)
     assert "tcp://10.79.0.11:1234" in made.stdout, made.stdout
-    o = up.outputs
-    env = {**up.stack.env, "BKF_TLS_CA": o["caCert"], "BKF_TLS_CERT": o["clientCert"], "BKF_TLS_KEY": o["clientKey"]}
     t0 = time.monotonic()
-    out = run(["bash", "-c", o["buildxCreateScript"]], env=env, timeout=300)
+    out = run(["bash", "-c", up.outputs()["buildxCreateScript"]], env=up.env(), timeout=300)
     up.timings["builder created again (program's script)"] = time.monotonic() - t0
     for node, host in NODE_HOSTS.items():
         assert f"preflight: node {node} (tcp://{host}:{PORT}) is up and builds linux/amd64" in out.stdout, out.stdout
     assert "builder bkf-k8s-tier ready" in out.stdout, out.stdout
-    ctx, dest = up.dir / "ctx", up.dir / "out"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(DOCKERFILE)
-    t0 = time.monotonic()
-    run(["docker", "buildx", "build", "--builder", "bkf-k8s-tier", "--progress=plain",
-         "--build-context", f"busybox={busybox_layout(up.dir)}", "--build-arg", "STAMP=up",
-         "--output", f"type=local,dest={dest}", str(ctx)], env=env, timeout=300)
-    up.timings["build"] = time.monotonic() - t0
-    assert (dest / "stamps").read_text().split() == ["up"]
+    assert up.stamps("up") == ["up"]
     assert up.proxies["amd64-1"].routed, "the build did not go through node amd64-1's Service"
+
+
+def test_the_builder_pushes_an_image_to_the_registry(up: Up) -> None:
+    ref, meta = f"{REGISTRY}/bkf/k8s-tier:push", up.dir / "push.json"
+    # amd64 only: the cluster schedules no arm64 node (docs/kubernetes.md)
+    up.build("push", "FROM busybox\nARG STAMP\nRUN echo \"$STAMP $(uname -m)\" > /pushed\n"
+             "FROM scratch\nCOPY --from=0 /pushed /pushed\n",
+             "--platform", "linux/amd64", "--metadata-file", str(meta), "--push", "-t", ref)
+    built = json.loads(meta.read_text())["containerimage.digest"]
+    accept = ", ".join(["application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+                        "application/vnd.docker.distribution.manifest.v2+json"])
+    body, digest = up.registries.get(REGISTRY, "bkf/k8s-tier/manifests/push", accept)
+    assert digest == built, (digest, built)
+    if "manifests" in body:  # an index (the image and its provenance attestation)
+        platforms = {f"{m['platform']['os']}/{m['platform']['architecture']}" for m in body["manifests"]}
+        assert "linux/amd64" in platforms, body
+    # pushed by a pod (10.79.0.100-199 on the cluster's bridge), not by this machine
+    pushers = re.findall(r'^(10\.79\.0\.1\d\d) .*"PUT /v2/bkf/k8s-tier/manifests/', up.registries.log("main"), re.M)
+    assert pushers, up.registries.log("main")[-3000:]
 
 
 def farm_pki(up: Up) -> tuple[Path, Pem]:
     """The stack's CA and its client cert (the outputs a Prometheus would be given), as files."""
-    o, d = up.outputs, up.dir / "pki"
+    o, d = up.outputs(), up.dir / "pki"
     d.mkdir(exist_ok=True)
     for name, value in (("ca.pem", o["caCert"]), ("client.pem", o["clientCert"]), ("client-key.pem", o["clientKey"])):
         (d / name).write_text(value)
     return d / "ca.pem", Pem(d / "client.pem", d / "client-key.pem")
 
 
-def test_every_pod_serves_metrics_to_the_farms_client_cert(up: Up, request: pytest.FixtureRequest) -> None:
+def every_pod_serves_metrics_to_the_farms_client_cert(up: Up, request: pytest.FixtureRequest) -> None:
     ca, client = farm_pki(up)
     for node, host in NODE_HOSTS.items():
         # the node's dial address is in its server cert: verified like the build port
@@ -198,6 +334,21 @@ def test_every_pod_serves_metrics_to_the_farms_client_cert(up: Up, request: pyte
     assert up.metrics_proxies["amd64-1"].routed, "the scrape did not go through the Service's metrics port"
 
 
+def test_metrics_on_adds_the_sidecar_and_every_pod_serves_the_farms_client_cert(
+        up: Up, request: pytest.FixtureRequest) -> None:
+    # metrics.port on an existing stack (BASELINE's program knew neither key): the sidecar joins each
+    # pod, the PVCs stay
+    claims, cfg = up.claims(), up.stack.read_config()
+    up.stack.write_config({**cfg, "buildkit-farm:metrics": {"port": METRICS_PORT},
+                           "buildkit-farm:kubernetes": {**cfg["buildkit-farm:kubernetes"],
+                                                        "metricsImage": up.cluster.python_ref}})
+    up.timed_up("pulumi up (metrics on: sidecar added, pods rolled)")
+    assert up.claims() == claims
+    # a build through amd64-1 since its restart, for BuildKit's own build series
+    up.build("metrics", "FROM busybox\nARG STAMP\nRUN echo \"$STAMP\" > /m\n")
+    every_pod_serves_metrics_to_the_farms_client_cert(up, request)
+
+
 def test_a_scrape_without_the_farms_client_cert_or_with_another_cas_is_refused(up: Up) -> None:
     ca, _ = farm_pki(up)
     _, _, rogue = openssl_pki(up.dir / "rogue", {}, ca_name="rogue")
@@ -216,6 +367,61 @@ def test_a_preview_right_after_up_is_clean(up: Up) -> None:
     r = up.stack.pulumi("preview", "--expect-no-changes", check=False, timeout=600)
     up.timings["pulumi preview --expect-no-changes"] = time.monotonic() - t0
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+
+
+def test_a_node_setting_rolls_the_pods_and_keeps_the_pvcs_and_the_cache(up: Up) -> None:
+    pods, claims, certs = up.pods(), up.claims(), up.outputs()["clientCert"]
+    up.stack.write_config({**up.stack.read_config(), "buildkit-farm:buildkit": {
+        **up.stack.read_config()["buildkit-farm:buildkit"], "historyMaxEntries": 300}})
+    up.timed_up("pulumi up (historyMaxEntries: pods rolled)")
+    after = up.pods()
+    assert all(after[p] != pods[p] for p in pods), (pods, after)
+    assert up.claims() == claims
+    assert up.outputs()["clientCert"] == certs  # a config change renews nothing
+    toml = up.cluster.exec("amd64-1-0", "cat", "/home/user/.config/buildkit/buildkitd.toml").stdout
+    assert "maxEntries = 300" in toml, toml
+    assert up.stamps("roll") == ["up", "roll"]
+
+
+def test_a_cert_renewal_rolls_the_pods_with_the_new_cert_and_no_manual_step(up: Up) -> None:
+    pods, claims = up.pods(), up.claims()
+    served = {n: up.served_cert(n) for n in NODE_HOSTS}
+    pki = up.stack.read_config()["buildkit-farm:pki"]
+    # a new lifetime: every leaf is issued again (the CA's renewal window moves in place)
+    up.stack.write_config({**up.stack.read_config(), "buildkit-farm:pki": {**pki, "validityHours": 2000}})
+    up.timed_up("pulumi up (certs renewed: pods rolled)")
+    after = up.pods()
+    assert all(after[p] != pods[p] for p in pods), (pods, after)
+    assert up.claims() == claims
+    for node in NODE_HOSTS:
+        now = up.served_cert(node)  # verified against the CA, with the renewed client cert
+        assert now["serial"] != served[node]["serial"], (node, served[node], now)
+        secret = up.cluster.get("secret", f"{node}-tls")["data"]["cert.pem"]
+        pem = run(["base64", "-d"], input=secret).stdout
+        assert run(["openssl", "x509", "-noout", "-serial"], input=pem).stdout.strip() == f"serial={now['serial']}"
+    # the builder took the renewed client cert by itself: it still builds, with the cache
+    assert up.stamps("renewed") == ["up", "roll", "renewed"]
+
+
+def test_a_protected_volume_refuses_destroy_and_keeps_the_namespace_and_the_caches(up: Up) -> None:
+    up.stack.write_config({**up.stack.read_config(), "buildkit-farm:volume": {"sizeGb": 20, "protect": True}})
+    up.timed_up("pulumi up (volume.protect true)")
+    claims = up.claims()
+    t0 = time.monotonic()
+    r = up.stack.pulumi("destroy", "--yes", "--skip-preview", check=False, timeout=900)
+    up.timings["pulumi destroy (refused at the protected namespace)"] = time.monotonic() - t0
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and re.search(r"Namespace::farm-namespace\" cannot be deleted\s+because it is protected",
+                                           out), out[-3000:]
+    # what the docs say it keeps: the namespace, and in it the PVCs (the StatefulSets retain them)
+    assert up.cluster.get("namespace", NAMESPACE, None)["status"]["phase"] == "Active"
+    assert not up.cluster.exists("statefulset", "amd64-1")  # the rest was deleted before the refusal
+    assert up.claims() == claims
+    # unprotected, `up` makes the rest again: the new pods bind the same claims, with their caches
+    up.stack.write_config({**up.stack.read_config(), "buildkit-farm:volume": {"sizeGb": 20, "protect": False}})
+    up.timed_up("pulumi up (volume.protect false: the deleted objects again)")
+    assert up.claims() == claims
+    assert up.stamps("protected") == ["up", "roll", "renewed", "protected"]
 
 
 def test_destroy_removes_the_namespace_and_everything_in_it(up: Up) -> None:

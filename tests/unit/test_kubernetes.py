@@ -374,6 +374,18 @@ def test_checksums_restart_the_pod_on_config_or_cert_change(run: mockrt.Run, obj
     assert new[m.CONFIG_CHECKSUM] != old[m.CONFIG_CHECKSUM] and new[m.TLS_CHECKSUM] == old[m.TLS_CHECKSUM]
 
 
+def test_the_statefulset_await_waits_for_its_one_replica_updated_and_ready(objs: dict[str, dict[str, Any]]) -> None:
+    for node in NODES:
+        sts = objs[f"{node}-statefulset"]
+        # the provider's own await is replaced by these conditions (see pod.WAIT_FOR for why); they
+        # hold only for a rollout of the one replica the StatefulSet has
+        assert json.loads(sts["metadata"]["annotations"][pod.AWAIT_ANNOTATION]) == [
+            "jsonpath={.status.updatedReplicas}=1", "jsonpath={.status.readyReplicas}=1"]
+        assert sts["spec"]["replicas"] == 1
+        # on the StatefulSet, not its pod template: adding or changing it restarts no pod
+        assert pod.AWAIT_ANNOTATION not in sts["spec"]["template"]["metadata"]["annotations"]
+
+
 # ----------------------------------------------------------------------------- the drain, for real
 
 FAKE_BUILDCTL = """#!/bin/sh

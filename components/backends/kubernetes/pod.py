@@ -6,6 +6,7 @@ constants it shares.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -91,6 +92,19 @@ def drain_script(timeout_s: int, poll_s: float = DRAIN_POLL_S) -> str:
 def termination_grace_s(drain_timeout_s: int) -> int:
     """The preStop drain, one more poll, then time for buildkitd to shut down cleanly."""
     return drain_timeout_s + DRAIN_POLL_S + SHUTDOWN_GRACE_S
+
+
+#: The provider's await for this StatefulSet, replacing its built-in one (provider docs, "pulumi.com/waitFor":
+#: a JSONPath condition, or a JSON list of them, all to be met; a condition is only checked once
+#: .status.observedGeneration has reached .metadata.generation: pkg/await/condition/jsonpath.go). The
+#: built-in StatefulSet await of the pinned provider (v4.25.0-alpha.1768448096) does not check
+#: observedGeneration, so an update is "complete" on the status of the old generation before the
+#: controller has seen it: `pulumi up` returned with the old pod still running, then the pod rolled
+#: (tests/k8s/test_pulumi_up.py caught it; fixed upstream later by pulumi-kubernetes PR #4094). For a
+#: one-replica StatefulSet, the rollout is done when its one replica is both updated (of the new
+#: revision) and ready: the old pod is deleted before the new one is made.
+WAIT_FOR = json.dumps(["jsonpath={.status.updatedReplicas}=1", "jsonpath={.status.readyReplicas}=1"])
+AWAIT_ANNOTATION = "pulumi.com/waitFor"
 
 
 def _exec(*argv: str) -> dict[str, Any]:
@@ -180,7 +194,8 @@ def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, bu
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": {"name": statefulset_name(node), "namespace": spec.namespace, "labels": pod_labels},
+        "metadata": {"name": statefulset_name(node), "namespace": spec.namespace, "labels": pod_labels,
+                     "annotations": {AWAIT_ANNOTATION: WAIT_FOR}},
         "spec": {
             "replicas": 1,
             "serviceName": service_name(node),
