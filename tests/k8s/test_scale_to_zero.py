@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,10 @@ def replicas(z: Zero, sts: str) -> int:
     return int(z.cluster.get("statefulset", sts)["spec"].get("replicas", 0))
 
 
+def pod_gone(z: Zero, pod: str) -> Callable[[], bool]:
+    return lambda: not z.cluster.exists("pod", pod)
+
+
 STS = f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets"
 
 
@@ -191,8 +195,7 @@ def test_an_idle_node_scales_its_statefulset_to_zero_and_keeps_its_pvc(zero: Zer
          lambda: all(replicas(zero, n) == 0 for n in NODE_HOSTS), timeout=420, every=2)
     zero.timings["idle to 0 (both nodes, from up; limit 60 s)"] = time.monotonic() - zero.up_at
     for n in NODE_HOSTS:
-        pod = f"{n}-0"
-        poll(f"pod {pod} gone", lambda: not zero.cluster.exists("pod", pod), timeout=300)
+        poll(f"pod {n}-0 gone", pod_gone(zero, f"{n}-0"), timeout=300)
         sts = zero.cluster.get("statefulset", n)
         # the field's manager is the scaler's ServiceAccount, not Pulumi
         managers = [f["manager"] for f in sts["metadata"]["managedFields"]

@@ -68,7 +68,7 @@ def watcher(tmp: Path, history: str, after_s: int = 2) -> subprocess.Popen[str]:
     (tmp / "bin").mkdir()
     (tmp / "history").write_text(history)
     (tmp / "bin" / "buildctl").write_text(f'#!/bin/sh\ncat {tmp}/history\n')
-    (tmp / "bin" / "rootlesskit").write_text(f'#!/bin/sh\necho "entrypoint $*"\nsleep 30\n')
+    (tmp / "bin" / "rootlesskit").write_text('#!/bin/sh\necho "entrypoint $*"\nsleep 30\n')
     for f in ("buildctl", "rootlesskit"):
         (tmp / "bin" / f).chmod(0o755)
     script = i.watcher_script(IdleStop(after_s, 1)).replace(i.IDLE_DIR, str(tmp))
