@@ -72,6 +72,10 @@ class BuildkitFarm(pulumi.ComponentResource):
     """aws with aws.cacheRepository: the ECR build-cache repository (cacheRef, cacheFlags); else None."""
     ci_wake_policy: pulumi.Output[str] | None
     """idleStop on AWS: the IAM policy CI needs to wake the farm (start and describe exactly its instances)."""
+    ci_wake_token: pulumi.Output[str] | None
+    """idleStop on kubernetes: the token CI scales the farm's StatefulSets with (get/patch their scale only)."""
+    ci_wake_ca_cert: pulumi.Output[str] | None
+    """idleStop on kubernetes: the cluster's CA, to check the API server CI dials."""
 
     def __init__(self, name: str, args: FarmArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("buildkit-farm:index:BuildkitFarm", name, None, opts)
@@ -93,6 +97,8 @@ class BuildkitFarm(pulumi.ComponentResource):
             boot_logs = extras.boot_logs if extras.boot_logs is not None else pulumi.Output.from_input({})
             ready = boot_logs.apply(lambda logs: Readiness(timeout, logs))
         self.ci_wake_policy = extras.ci_wake_policy
+        self.ci_wake_token = extras.ci_wake_token
+        self.ci_wake_ca_cert = extras.ci_wake_ca_cert
         self.cache = extras.cache
 
         client = pki.clients[cfg.pki.clients[0]]

@@ -30,3 +30,7 @@ def export_outputs(farm: BuildkitFarm) -> None:
     if farm.ci_wake_policy is not None:
         # only with idleStop on AWS (other stacks keep the outputs they had)
         pulumi.export("ciWakePolicy", farm.ci_wake_policy)
+    if farm.ci_wake_token is not None and farm.ci_wake_ca_cert is not None:
+        # only with idleStop on kubernetes
+        pulumi.export("ciWakeToken", farm.ci_wake_token)
+        pulumi.export("ciWakeCaCert", farm.ci_wake_ca_cert)

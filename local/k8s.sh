@@ -10,6 +10,7 @@
 #                              images; a no-provisioner StorageClass with static local PVs
 #   local/k8s.sh down [STATE]  stop it all in order and remove what it made (default: the running one)
 #   local/k8s.sh images OUT    build pause.tar, buildkit.tar and python.tar (+ buildkit.ref, python.ref) into OUT
+#   local/k8s.sh import STATE TAR  one more image into the running cluster (a test's own)
 #   local/k8s.sh env STATE     print KUBECONFIG=... and the bin dirs (for a shell: eval "$(...)")
 #
 # Network: bridge bkf-k8s0 with 10.79.0.1/24, the node's address and the pods' gateway; pods get
@@ -553,11 +554,19 @@ down() {
   log "down: $S"
 }
 
+import_image() {
+  # import_image STATE TAR: one more image (a test's own, e.g. the idle scaler's) into the running cluster
+  S=$(readlink -f "$1")
+  [ -S "$S/run/containerd.sock" ] || die "no cluster running in $S"
+  ctr_ images import "$2" >"$S/logs/import-extra.log" 2>&1 || die "$(cat "$S/logs/import-extra.log")"
+}
+
 case ${1:-} in
   up) [ $# = 2 ] || die "usage: $0 up STATE"; up "$2" ;;
+  import) [ $# = 3 ] || die "usage: $0 import STATE TAR"; import_image "$2" "$3" ;;
   down) down "${2:-}" ;;
   images) [ $# = 2 ] || die "usage: $0 images OUT"; build_images "$2" ;;
   env) [ $# = 2 ] || die "usage: $0 env STATE"
     echo "export KUBECONFIG=$2/admin.kubeconfig PATH=$K8S_BIN:$CTRD_BIN:\$PATH" ;;
-  *) die "usage: $0 up STATE | down [STATE] | images OUT | env STATE" ;;
+  *) die "usage: $0 up STATE | down [STATE] | images OUT | import STATE TAR | env STATE" ;;
 esac

@@ -20,7 +20,7 @@ import pulumi
 from components.node.address import NodeAddress
 
 if TYPE_CHECKING:
-    from components.builder.wake import Wake
+    from components.builder.wake import AnyWake
     from components.pki import Pki
     from components.resources import ChildNamer
 
@@ -47,10 +47,13 @@ class BuildCache(Protocol):
 class Extras:
     """What a backend adds besides its nodes; each part None where it has none."""
 
-    #: the create script wakes stopped nodes first
-    wake: pulumi.Output[Wake] | None = None
-    #: the IAM policy CI needs to wake them (stack output ciWakePolicy)
+    #: the create script wakes stopped (aws) or scaled-down (kubernetes) nodes first
+    wake: pulumi.Output[AnyWake] | None = None
+    #: aws: the IAM policy CI needs to wake them (stack output ciWakePolicy)
     ci_wake_policy: pulumi.Output[str] | None = None
+    #: kubernetes: the token (secret) and cluster CA CI scales them with (ciWakeToken, ciWakeCaCert)
+    ci_wake_token: pulumi.Output[str] | None = None
+    ci_wake_ca_cert: pulumi.Output[str] | None = None
     #: stack outputs cacheRef and cacheFlags
     cache: BuildCache | None = None
     #: node name -> how to read its boot log (the preflight names it when a node never comes up)

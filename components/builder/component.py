@@ -18,7 +18,7 @@ from components.builder.scripts import (
     render_create_script,
     render_delete_script,
 )
-from components.builder.wake import Wake
+from components.builder.wake import AnyWake
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class BuilderArgs:
     #: BUILDX_CONFIG directory (absolute); its certs/<builder>/ holds the 0600 cert files
     buildx_config_dir: str
     buildx: str = "docker buildx"
-    #: idleStop on AWS: the script wakes stopped nodes (None: off)
-    wake: pulumi.Output[Wake] | None = None
+    #: idleStop: the script wakes stopped (aws) or scaled-down (kubernetes) nodes (None: off)
+    wake: pulumi.Output[AnyWake] | None = None
     #: how long the preflight waits for booting nodes (None: one probe)
     ready: pulumi.Output[Readiness] | None = None
     #: c of the bounded-load placement with spare nodes (builder.loadBound)
@@ -55,7 +55,7 @@ class Builder(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BuilderArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("buildkit-farm:index:Builder", name, None, opts)
-        wake: pulumi.Output[Wake | None] = args.wake if args.wake is not None else pulumi.Output.from_input(None)
+        wake: pulumi.Output[AnyWake | None] = args.wake if args.wake is not None else pulumi.Output.from_input(None)
         ready: pulumi.Output[Readiness | None] = (
             args.ready if args.ready is not None else pulumi.Output.from_input(None))
         self.create_script = pulumi.Output.all(args.nodes, wake, ready).apply(

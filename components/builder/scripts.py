@@ -19,7 +19,7 @@ from components.builder.placement import DEFAULT_C
 from components.builder.readiness import AWAIT_ALL, AWAIT_PICK, WRONG_PLATFORM, Readiness, render_await
 from components.builder.spread import render_loads, render_place
 from components.builder.strict import EMULATE_KEY, no_native_message, render_keyless_settle, render_strict
-from components.builder.wake import Wake, render_wake
+from components.builder.wake import AnyWake, render_wake
 
 #: environment variables the create script reads PEM contents from
 ENV_CA = "BKF_TLS_CA"
@@ -75,7 +75,7 @@ def _q(argv: Sequence[str]) -> str:
 
 
 def render_create_script(builder: str, nodes: Sequence[BuilderNode], buildx: str = "docker buildx",
-                         wake: Wake | None = None, ready: Readiness | None = None,
+                         wake: AnyWake | None = None, ready: Readiness | None = None,
                          load_bound: float = DEFAULT_C,
                          probe_timeout: int = DEFAULT_PROBE_TIMEOUT, emulate: Sequence[str] = ()) -> str:
     """A bash script that checks every node, then (re)creates the builder.
@@ -242,7 +242,7 @@ def _node_table(nodes: Sequence[BuilderNode]) -> list[str]:
             f"sn[{n.name}]={shlex.quote(n.server_name)}" for n in nodes]
 
 
-def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: Wake | None = None,
+def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: AnyWake | None = None,
                  ready: Readiness | None = None, load_bound: float = DEFAULT_C,
                  emulate: Sequence[str] = ()) -> list[str]:
     """The rest of the create script for a farm with spare nodes: `--key` (or $BKF_KEY) orders

@@ -72,10 +72,10 @@ def _union_not_open(cidrs: tuple[str, ...], info: ValidationInfo) -> tuple[str, 
 
 
 def _idle_stop_for_the_backend(idle: IdleStopSpec, info: ValidationInfo) -> IdleStopSpec:
-    if idle.enabled and info.data.get("backend") == "kubernetes":
-        raise problems([(("afterMinutes",), f"{idle.after_minutes!r}: a Kubernetes node is a StatefulSet the "
-                         "cluster restarts, not a machine that stops (allowed with backend kubernetes: 0; scale "
-                         "the node pool instead)")])
+    if idle.enabled and info.data.get("backend") == "kubernetes" and idle.command:
+        # the stop is the node's StatefulSet scaled to 0 (docs/kubernetes.md: Scale to zero)
+        raise problems([(("command",), f"{idle.command!r}: a Kubernetes node stops by scaling its StatefulSet to 0, "
+                         "not by a command (allowed with backend kubernetes: empty)")])
     if idle.enabled and info.data.get("backend") == "ssh" and not idle.command:
         raise problems([(("command",), f"'': backend ssh needs the command that stops these hosts when idleStop."
                          f"afterMinutes is {idle.after_minutes} (allowed: a command like 'systemctl poweroff')")])

@@ -169,7 +169,8 @@ class BuilderSpec(ConfigModel):
 
 
 class IdleStopSpec(ConfigModel):
-    """Stop an idle node and let CI wake it (aws; ssh with an explicit command). Off by default."""
+    """Stop an idle node and let CI wake it (aws; ssh with an explicit command; kubernetes: the StatefulSet
+    scales to 0). Off by default."""
 
     after_minutes: Annotated[Int, integer(0, 1440, " minutes (0: off)")] = Field(
         0, description="stop a node after this many minutes with no build running or finished "
@@ -178,7 +179,8 @@ class IdleStopSpec(ConfigModel):
         60, description="how often the node's timer reads the daemon's history")
     command: Annotated[str, matching(r"^[A-Za-z0-9_./ =:-]*$", "a command like 'systemctl poweroff'")] = Field(
         "", description="what stops the node; empty: `systemctl poweroff` (aws: the instance stops, its "
-        "cache volume and address stay); required with backend ssh")
+        "cache volume and address stay); required with backend ssh; kubernetes: empty (the node's StatefulSet "
+        "scales to 0, its PVC stays)")
 
     @property
     def enabled(self) -> bool:

@@ -136,7 +136,9 @@ MISTAKES: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ({"backend": "ssh", "nodes": [{**ARM, "host": "h"}], "ssh": {"privateKeyPath": "/k"},
       "idleStop": {"afterMinutes": 30}, "pki": {"validityHours": 720, "earlyRenewalHours": 720}}, {}),
     ({"backend": "kubernetes", "nodes": [ARM], "allowedCidrs": ["10.0.0.0/8"],
-      "kubernetes": {"drainTimeoutSeconds": 900}, "idleStop": {"afterMinutes": 30}}, {}),
+      "kubernetes": {"drainTimeoutSeconds": 900}, "idleStop": {"afterMinutes": 30, "command": "systemctl poweroff"}},
+     {}),
+    ({"backend": "kubernetes", "nodes": [ARM], "allowedCidrs": ["10.0.0.0/8"], "idleStop": {"afterMinutes": 30}}, {}),
 ]
 
 

@@ -35,7 +35,16 @@ def test_off_by_default_and_refused_where_it_cannot_work() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config({"backend": "kubernetes", "nodes": [{"name": "amd64-1", "platform": "linux/amd64"}],
                       "allowedCidrs": ["10.0.0.0/8"], "idleStop": {"afterMinutes": 5}})
-    assert "idleStop.afterMinutes: 5: a Kubernetes node is a StatefulSet" in str(e.value)
+    # kubernetes: idle stop is the StatefulSet scaled to 0, by the scaler container's image
+    assert "kubernetes.idleImage: '': idleStop.afterMinutes is 5: the scaler container needs an image" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        parse_config({"backend": "kubernetes", "nodes": [{"name": "amd64-1", "platform": "linux/amd64"}],
+                      "allowedCidrs": ["10.0.0.0/8"], "idleStop": {"afterMinutes": 5, "command": "poweroff"},
+                      "kubernetes": {"idleImage": "curl:8", "apiServer": "http://api"}})
+    msg = str(e.value)
+    assert "idleStop.command: 'poweroff': a Kubernetes node stops by scaling its StatefulSet to 0" in msg
+    assert "kubernetes.idleImage: 'curl:8' is not an image with sh and curl pinned by tag and digest" in msg
+    assert "kubernetes.apiServer: 'http://api' is not an https:// URL" in msg
     with pytest.raises(ConfigError) as e:
         parse_config({**SSH, "idleStop": {"afterMinutes": 1441, "checkSeconds": 1, "command": "rm $HOME"}})
     msg = str(e.value)

@@ -450,10 +450,9 @@ def test_k8s_stack_config_parses() -> None:
 
 
 @pytest.mark.parametrize(("changes", "problem"), [
-    ({"replicas": 2}, "kubernetes.replicas: unknown key (allowed: cpuLimit, cpuRequest, "
-                      "externalHosts, memoryLimit, memoryRequest, metricsImage, namespace, nodePortBase, "
-                      "serviceAnnotations, "
-                      "serviceType, storageClass)"),
+    ({"replicas": 2}, "kubernetes.replicas: unknown key (allowed: apiServer, cpuLimit, cpuRequest, "
+                      "externalHosts, idleImage, memoryLimit, memoryRequest, metricsImage, namespace, "
+                      "nodePortBase, serviceAnnotations, serviceType, storageClass)"),
     ({"nodePortBase": 29999}, "kubernetes.nodePortBase: 29999 is not an integer from 30000 to 32767"),
     ({"nodePortBase": 32767}, "kubernetes.nodePortBase: 32767 leaves no room for 2 nodes "
                               "(node i gets nodePortBase+i; allowed: 30000 to 32766)"),

@@ -9,6 +9,8 @@ import pulumi
 
 from components.backends.base import AddressComponents, Extras, HostInputs
 from components.backends.kubernetes.components import (
+    KubernetesCiWake,
+    KubernetesCiWakeArgs,
     KubernetesFarmNamespace,
     KubernetesFarmNamespaceArgs,
     KubernetesNode,
@@ -17,10 +19,12 @@ from components.backends.kubernetes.components import (
     KubernetesNodeArgs,
 )
 from components.backends.kubernetes.config import KubernetesFarmConfig
+from components.backends.kubernetes.manifests import statefulset_name
 from components.backends.kubernetes.metrics import MetricsSidecar
+from components.builder.wake import KubernetesWake
 from components.node.layout import ROOTLESS_LAYOUT
 from components.node.payload import shipped_metrics_proxy
-from components.node.render import render
+from components.node.render import idle_stop, render
 from components.pki import Pki
 from components.resources import ChildNamer
 
@@ -67,8 +71,15 @@ class KubernetesBackend:
                 volume_gb=self.cfg.volume.size_gb, bundle=render(self.cfg, n, ROOTLESS_LAYOUT),
                 server_cert=pki.servers[n.name], ca_cert_pem=pki.ca_cert_pem,
                 address=addresses.by_node[n.name], drain_timeout_s=self.cfg.buildkit.drain_timeout_seconds,
-                metrics=sidecar, metrics_proxy=proxy), opts))
+                metrics=sidecar, metrics_proxy=proxy,
+                idle=idle_stop(self.cfg), idle_image=self.spec.idle_image), opts))
         return out
 
     def extras(self, nodes: Sequence[pulumi.Resource]) -> Extras:
-        return Extras()
+        if not self.cfg.idle_stop.enabled:
+            return Extras()
+        # idleStop: the create script scales scaled-down nodes back to 1; CI gets a token for exactly that
+        name, opts = self.child("ci-wake")
+        ci = KubernetesCiWake(name, KubernetesCiWakeArgs(self.spec, self.cfg.nodes, nodes), opts)
+        wake = KubernetesWake(self.spec.namespace, {n.name: statefulset_name(n) for n in self.cfg.nodes})
+        return Extras(wake=pulumi.Output.from_input(wake), ci_wake_token=ci.token, ci_wake_ca_cert=ci.ca_cert)

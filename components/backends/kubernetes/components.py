@@ -15,6 +15,7 @@ The manifests themselves are pure functions in manifests.py beside this module.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +23,13 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.backends.kubernetes import idle as i
 from components.backends.kubernetes import manifests as m
 from components.backends.kubernetes import pod
 from components.backends.kubernetes.config import KubernetesNodeSpec, KubernetesSpec
 from components.backends.kubernetes.metrics import MetricsSidecar
 from components.node.address import NodeAddress
+from components.node.idle import IdleStop
 from components.node.render import NodeBundle
 from components.pki import IssuedCert
 
@@ -142,6 +145,10 @@ class KubernetesNodeArgs:
     metrics: MetricsSidecar | None = None
     #: the script the sidecar runs (payload.shipped_metrics_proxy), shipped in the ConfigMap
     metrics_proxy: str | None = None
+    #: idleStop (None: off): the pod scales its StatefulSet to 0 when idle (idle.py)
+    idle: IdleStop | None = None
+    #: kubernetes.idleImage: the scaler container's image (idleStop only)
+    idle_image: str = ""
 
 
 class KubernetesNode(pulumi.ComponentResource):
@@ -192,12 +199,17 @@ class KubernetesNode(pulumi.ComponentResource):
             tls_sha256=pulumi.Output.unsecret(pulumi.Output.all(
                 ca, args.server_cert.cert_pem, *([args.server_cert.private_key_pem] if headers else [])).apply(
                 lambda v: m.tls_checksum(v[0], v[1], v[2] if headers else "", headers))))
+        deps: list[pulumi.Resource] = [secret, config, args.address]
+        if args.idle is not None:
+            sts = i.with_idle_stop(sts, spec, node, args.idle, args.idle_image)
+            # its ServiceAccount (the scaler's token) and what that may do, before the pod
+            deps += scale_role(f"{name}-idle", i.node_rbac_manifests(spec, node), self)
         # A rollout includes the old pod's drain; the default await (10 min) may be shorter.
         rollout = f"{(pod.termination_grace_s(args.drain_timeout_s) + 600) // 60 + 1}m"
         statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset", metadata=sts["metadata"], spec=sts["spec"],
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[secret, config, args.address],
+                parent=self, depends_on=deps,
                 custom_timeouts=pulumi.CustomTimeouts(create=rollout, update=rollout)))
 
         self.statefulset_name = statefulset.metadata.apply(lambda md: str(md.name))
@@ -205,3 +217,54 @@ class KubernetesNode(pulumi.ComponentResource):
         self.endpoint = args.address.address.endpoint
         self.register_outputs({"statefulset_name": self.statefulset_name, "cache_claim": self.cache_claim,
                                "endpoint": self.endpoint})
+
+
+def scale_role(name: str, objects: list[dict[str, Any]], parent: pulumi.Resource,
+               depends_on: Sequence[pulumi.Resource] = ()) -> list[pulumi.Resource]:
+    """The ServiceAccount, Role and RoleBinding of idle.scale_role_manifests."""
+    sa, role, binding = objects
+    opts = pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on))
+    account = k8s.core.v1.ServiceAccount(
+        f"{name}-account", metadata=sa["metadata"],
+        automount_service_account_token=sa["automountServiceAccountToken"], opts=opts)
+    r = k8s.rbac.v1.Role(f"{name}-role", metadata=role["metadata"], rules=role["rules"], opts=opts)
+    b = k8s.rbac.v1.RoleBinding(
+        f"{name}-binding", metadata=binding["metadata"], role_ref=binding["roleRef"], subjects=binding["subjects"],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[account, r]))
+    return [account, r, b]
+
+
+@dataclass(frozen=True)
+class KubernetesCiWakeArgs:
+    spec: KubernetesSpec
+    nodes: Sequence[KubernetesNodeSpec]
+    #: the farm's nodes (their StatefulSets, and the namespace they are in, exist first)
+    depends_on: Sequence[pulumi.Resource]
+
+
+class KubernetesCiWake(pulumi.ComponentResource):
+    """idleStop: what CI needs to wake the farm: a ServiceAccount that may only get and patch the scale of
+    the farm's StatefulSets, and its token (stack outputs ciWakeToken, ciWakeCaCert)."""
+
+    token: pulumi.Output[str]
+    """The ServiceAccount's token (secret)."""
+    ca_cert: pulumi.Output[str]
+    """The cluster's CA (PEM), to check the API server's certificate."""
+
+    def __init__(self, name: str, args: KubernetesCiWakeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("buildkit-farm:index:KubernetesCiWake", name, None, opts)
+        *rbac, tok = i.ci_wake_manifests(args.spec, args.nodes)
+        deps = scale_role(name, rbac, self, args.depends_on)
+        secret = k8s.core.v1.Secret(
+            f"{name}-token", metadata=tok["metadata"], type=tok["type"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=deps,
+                                        additional_secret_outputs=["data"]))
+        self.token = pulumi.Output.secret(secret.data.apply(lambda d: _b64(d, "token")))
+        self.ca_cert = secret.data.apply(lambda d: _b64(d, "ca.crt"))
+        self.register_outputs({"ca_cert": self.ca_cert})
+
+
+def _b64(data: Any, key: str) -> str:
+    """A key of a Secret's data, decoded; empty until the token controller has filled it."""
+    value = (data or {}).get(key)
+    return base64.b64decode(value).decode() if value else ""

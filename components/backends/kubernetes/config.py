@@ -63,6 +63,14 @@ class KubernetesSpec(ConfigModel):
     metrics_image: MetricsImage = Field(
         "", description="metrics.port: the image of the metrics sidecar, any image with python3 (e.g. "
         "python:3.11-slim), pinned by tag and digest; required when metrics.port is set")
+    idle_image: Annotated[str, matching(r"^([a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9._-]+@sha256:[0-9a-f]{64})?$",
+                                        "an image with sh and curl pinned by tag and digest "
+                                        "(name:tag@sha256:<64 hex>), or empty")] = Field(
+        "", description="idleStop: the image of each pod's scaler container, which scales the node's StatefulSet "
+        "to 0 when the node is idle (it needs sh and curl, e.g. curlimages/curl); required with idleStop")
+    api_server: Annotated[str, matching(r"^https://[A-Za-z0-9.\[\]:-]+(:\d{1,5})?$", "an https:// URL")] = Field(
+        "https://kubernetes.default.svc", description="idleStop: the API server's address as the pods reach it "
+        "(its certificate is checked against the cluster's CA)")
 
     @model_validator(mode="after")
     def _requests_within_limits(self) -> Self:
@@ -112,3 +120,13 @@ class KubernetesFarmConfig(FarmBase):
     kubernetes: Annotated[KubernetesSpec, fits_nodes(cross_node_problems),
                           AfterValidator(_metrics_image_when_metrics)] = Field(
         KubernetesSpec(), validate_default=True, description="namespace, Services and resources")
+
+    @model_validator(mode="after")
+    def _idle_needs_its_image(self) -> Self:
+        # the rootless image has no HTTP client that can PATCH: the scaler container brings curl
+        if self.idle_stop.enabled and not self.kubernetes.idle_image:
+            raise problems([(("kubernetes", "idleImage"),
+                             f"'': idleStop.afterMinutes is {self.idle_stop.after_minutes}: "
+                             "the scaler container needs an image with sh and curl (allowed: name:tag@sha256:<64 hex>, "
+                             "e.g. curlimages/curl)")])
+        return self
