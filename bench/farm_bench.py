@@ -30,15 +30,18 @@ from typing import Any
 
 import yaml
 
-from bench import report, workload
+from bench import breakdown, report, workload
+from bench.dockerd import running_dockerd
 from bench.ephemeral import ephemeral_buildkitd
 from bench.farm import BUILDER, REGISTRY, bench_farm, daemon_pid, kill9, reinstall, restart
+from bench.floor import Floor
 from harness.farm import Farm
 from harness.hosts import ROOT
 from harness.stack import file_backend
 
 AMD, ARM = "amd64-1", "arm64-1"
 PREVIEW_SUBNET = "10.77.0."  # preview nodes get .100 up: addresses no test host uses (h90+)
+FILES = (10, 1000, 10000)  # the no-change floor's context sizes; --smoke: the first two (--files)
 
 
 def cached(build_log: str) -> int:
@@ -65,6 +68,8 @@ class Bench:
         shutil.rmtree(self.logs, ignore_errors=True)
         self.logs.mkdir(parents=True)
         self.last_log = ""
+        self.s3_parts: list[dict[str, float]] = []  # BuildKit's per-step times of each scenario 3 build
+        self.rootfs = workload.rootfs(workdir / "rootfs")  # busybox: the base of the small contexts
 
     def record(self, key: str, seconds: float, detail: str = "") -> None:
         self.scn.setdefault(key, {"title": report.TITLES[key], "unit": "s", "samples": []})["samples"].append(
@@ -87,17 +92,24 @@ class Bench:
         The binary must come out, so a build that silently did nothing cannot pass for fast."""
         out = self.workdir / "out"
         shutil.rmtree(out, ignore_errors=True)
+        seconds, log_text = self.buildx(builder, ctx, "--platform", platform, *extra, "--output",
+                                        "type=cacheonly" if cache_only else f"type=local,dest={out}")
+        if not cache_only and not ((out / "app").is_file() and (out / "app").stat().st_size > 0):
+            raise RuntimeError(f"build on {builder} made no app:\n{log_text[-4000:]}")
+        return seconds, log_text
+
+    def buildx(self, builder: str, ctx: Path, *args: str, env: dict[str, str] | None = None) -> tuple[float, str]:
+        """One `docker-buildx build` with args; seconds and its --progress plain log (kept in logs/)."""
         t0 = time.monotonic()
-        r = subprocess.run(["docker-buildx", "build", "--builder", builder, "--progress", "plain", "--platform",
-                            platform, *extra, "--output", "type=cacheonly" if cache_only else f"type=local,dest={out}",
-                            str(ctx)], env=self.env, capture_output=True, text=True, timeout=3600)
+        r = subprocess.run(["docker-buildx", "build", "--builder", builder, "--progress", "plain", *args, str(ctx)],
+                           env=env or self.env, capture_output=True, text=True, timeout=3600)
         seconds = time.monotonic() - t0
         n = len(list(self.logs.iterdir())) + 1
+        platform = args[args.index("--platform") + 1] if "--platform" in args else "default"
         path = self.logs / f"{n:02d}-{builder}-{platform.replace('/', '-')}.log"
         path.write_text(r.stderr)
         self.last_log = f"log {path.relative_to(self.args.out)}"
-        made = cache_only or ((out / "app").is_file() and (out / "app").stat().st_size > 0)
-        if r.returncode != 0 or not made:
+        if r.returncode != 0:
             raise RuntimeError(f"build on {builder} failed ({r.returncode}):\n{r.stderr[-4000:]}")
         return seconds, r.stderr
 
@@ -122,7 +134,8 @@ class Bench:
     def farm_builds(self, farm: Farm) -> None:
         for _ in range(self.args.runs):
             self.change(self.ctx)
-            s, _ = self.build(BUILDER, self.ctx)
+            s, out = self.build(BUILDER, self.ctx)
+            self.s3_parts.append(breakdown.parts(s, out))
             self.record("s3_farm_change", s)
         for _ in range(self.args.runs):
             s, out = self.build(BUILDER, self.ctx)
@@ -136,6 +149,88 @@ class Bench:
             self.change(self.ctx_nomounts)
             s, _ = self.build(BUILDER, self.ctx_nomounts)
             self.record("s6_farm_change_no_cache_mounts", s)
+
+    def floor(self) -> None:
+        """The same one-line change built by a warm local `go build` (bench/floor.py): the floor."""
+        f = Floor(self.w, self.ctx, self.workdir / "floor")
+        try:
+            f.change("warm")
+            log(f"floor warm-up: local go build with empty caches (untimed): {f.build():.1f} s")
+            for _ in range(self.args.runs):
+                self.edits += 1
+                f.change(f"{os.getpid()}-{self.edits}-{time.time_ns()}")
+                self.record("s3_floor_local_go", f.build())
+        finally:
+            f.clean()
+
+    def noop_by_context_size(self) -> None:
+        """The no-change floor by context size: N small files, COPY . and one trivial step; one
+        untimed build (the whole context goes up), then no change at all."""
+        for n in FILES:
+            if n not in self.args.files:
+                self.missing(f"s4_noop_files_{n}", f"--files {','.join(map(str, self.args.files))}")
+                continue
+            ctx = workload.files_context(self.workdir / f"ctx-files-{n}", n, self.rootfs)
+            s, _ = self.build(BUILDER, ctx)
+            got = (self.workdir / "out" / "app").read_text().strip()
+            if got != str(n):
+                raise RuntimeError(f"the {n}-file build counted {got!r} files")
+            log(f"{n}-file context, first build (untimed, the whole context sent): {s:.2f} s")
+            for _ in range(self.args.runs):
+                s, out = self.build(BUILDER, ctx)
+                self.record(f"s4_noop_files_{n}", s, f"{cached(out)} steps CACHED")
+            shutil.rmtree(ctx)
+
+    def load_vs_registry(self) -> None:
+        """A ~100 MB image into a local Docker engine: `--load` against a push to the registry beside
+        the farm and a `docker pull` (which fetches only the layers the engine lacks). First each
+        path carries a 100 MB layer new to the node's exports, the registry and the engine (one
+        of its own per path: an export compresses a layer once and reuses it, so a shared one
+        would favour whichever path came second); then only the small layer on top changes."""
+        ctx = workload.load_context(self.workdir / "ctx-load", self.rootfs)
+        docker = shutil.which("docker") or "docker"
+        with running_dockerd(self.workdir / "dockerd", REGISTRY) as host:
+            env = {**self.env, "DOCKER_HOST": host}
+
+            def dk(*args: str) -> str:
+                r = subprocess.run([docker, "--host", host, *args], capture_output=True, text=True, timeout=900)
+                if r.returncode != 0:
+                    raise RuntimeError(f"docker {' '.join(args)} failed:\n{r.stderr[-3000:]}")
+                return r.stdout
+
+            def args(blob: str, seed: str) -> list[str]:
+                a = ["--platform", "linux/amd64", "--build-arg", f"BLOB={blob}", "--build-arg", f"SEED={seed}"]
+                self.buildx(BUILDER, ctx, *a, "--output", "type=cacheonly")  # the build itself, untimed
+                return a
+
+            def load(blob: str, seed: str, key: str) -> str:
+                a = args(blob, seed)
+                s, _ = self.buildx(BUILDER, ctx, *a, "--load", "-t", f"bench/load:{seed}", env=env)
+                self.record(key, s)
+                return f"bench/load:{seed}"
+
+            def registry(blob: str, seed: str, key: str) -> str:
+                a, ref = args(blob, seed), f"{REGISTRY}/bench/load:{seed}"
+                t0 = time.monotonic()
+                self.buildx(BUILDER, ctx, *a, "--output", f"type=registry,name={ref}")
+                dk("pull", "-q", ref)
+                self.record(key, time.monotonic() - t0)
+                return ref
+
+            images = []
+            for i in range(self.args.runs):
+                blob = f"{os.getpid()}-{i}-{time.time_ns()}"
+                images += [(load(f"{blob}-l", f"first-{i}-l", "s10_load"), f"first-{i}-l"),
+                           (registry(f"{blob}-r", f"first-{i}-r", "s10_registry_pull"), f"first-{i}-r"),
+                           (load(f"{blob}-r", f"change-{i}-l", "s10_load_change"), f"change-{i}-l"),
+                           (registry(f"{blob}-r", f"change-{i}-r", "s10_registry_pull_change"), f"change-{i}-r")]
+            for image, seed in images:  # what came in is the image built: its seed and its 100 MB layer
+                got = dk("run", "--rm", "--network", "none", image).strip()
+                if got != f"{seed} 100000000":
+                    raise RuntimeError(f"{image} says {got!r}, not {seed!r} and a 100 MB layer")
+            size = int(dk("image", "inspect", "-f", "{{.Size}}", images[-1][0]))
+            self.notes.append(f"load vs registry: an image of {size / 1e6:.0f} MB (busybox + one 100 MB random "
+                              "layer + a small one), into a Docker engine of the bench's own on this machine")
 
     def ephemeral_registry_cache(self) -> None:
         ca = self.workdir / "registry" / "ca.pem"
@@ -238,6 +333,9 @@ class Bench:
             steps += [
                 ("farm warm-up", lambda: self.warm_farm(farm)),
                 ("3, 4, 5, 6: the farm's builds", lambda: self.farm_builds(farm)),
+                ("3f: the floor, a warm local go build", self.floor),
+                ("4: the no-change floor by context size", self.noop_by_context_size),
+                ("10: --load vs the registry", self.load_vs_registry),
                 ("2: ephemeral builder with the registry cache", self.ephemeral_registry_cache),
                 ("7: no-op round trips", lambda: self.noop_round_trip(farm)),
                 ("8: ready times", lambda: self.ready_times(farm)),
@@ -272,6 +370,8 @@ def publish(data: dict[str, Any], out: Path, readme: bool) -> None:
     (out / "README-table.md").write_text(block + "\n")
     report.chart(data["scenarios"], out / "bench.png", f"{meta['workload']}, {meta['machine']}, {meta['date']}")
     print("\n" + report.table(data["scenarios"]))
+    if bd := report.breakdown_table(data):
+        print("Where scenario 3's time goes (BuildKit's per-step times from the build logs):\n\n" + bd)
     for n in meta["notes"]:
         print(f"note: {n}")
     print(report.headline(data["scenarios"]))
@@ -292,7 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", action="store_true", help="also rewrite docs/bench/ (index.md, bench.png)")
     p.add_argument("--from-json", type=Path, help="run nothing: publish the figures of an earlier run's bench.json")
     p.add_argument("--arm64", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--files", type=lambda v: tuple(int(n) for n in v.split(",")), default=None,
+                   help=f"the no-change floor's context sizes, of {','.join(map(str, FILES))} "
+                        f"(default all; --smoke: {FILES[0]},{FILES[1]})")
     args = p.parse_args(argv)
+    args.files = args.files or (FILES[:2] if args.smoke else FILES)
     args.runs = args.runs or (1 if args.smoke else 3)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.from_json:
@@ -318,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {"date": date, "machine": machine(), "workload": b.w.module, "runs": args.runs, "smoke": args.smoke,
                  "seconds_total": round(time.monotonic() - started, 1), "loadavg": [load0, loadavg()],
                  "notes": b.notes, "error": None if error is None else str(error)[-2000:]},
-        "scenarios": b.scn, "ratios": [r.__dict__ for r in report.ratios(b.scn)]}
+        "scenarios": b.scn, "ratios": [r.__dict__ for r in report.ratios(b.scn)],
+        "breakdown": report.breakdown_data(b.scn, b.s3_parts)}
     publish(data, args.out, args.readme and error is None)
     if error is not None:
         raise error

@@ -95,3 +95,17 @@ def test_preview_noise_gives_no_verdict() -> None:
     r = next(r for r in report.ratios(noisy) if r.name.startswith("9:"))
     assert r.value == pytest.approx((8.6 - 3.3) / 24) and r.met is None
     assert report.verdict(r) == "inconclusive" and r.why.startswith("inconclusive")
+
+
+def test_floor_and_load_ratios() -> None:
+    figures = {**FULL, **scn(s3_floor_local_go=[2.0, 3.0, 3.5], s10_load=[6.0, 6.0, 6.0],
+                             s10_registry_pull=[4.0, 4.0, 4.0], s10_load_change=[5.0, 5.0, 5.0],
+                             s10_registry_pull_change=[1.0, 1.0, 1.0])}
+    r = {x.name.split(":")[0]: x for x in report.ratios(figures)}
+    assert r["3 / floor"].value == pytest.approx(4.0 / 3.0) and r["3 / floor"].met is True
+    assert r["3 / floor"].target == "<= 1.5x"
+    slow = next(x for x in report.ratios({**figures, **scn(s3_floor_local_go=[2.0])}) if x.name.startswith("3 / f"))
+    assert slow.value == pytest.approx(2.0) and slow.met is False
+    loads = [x for x in report.ratios(figures) if x.name.startswith("10:")]
+    assert [x.value for x in loads] == [pytest.approx(1.5), pytest.approx(5.0)]
+    assert all(x.met is None for x in loads)  # no target: the figures decide `bkf load`
