@@ -1,26 +1,77 @@
 #!/usr/bin/env bash
 # Every test tier, with the toolchain toolchain/bootstrap.sh built:
-#   lint (ruff, shellcheck, actionlint, the docs site) -> types (mypy) -> unit (mocks)
+#   lint (ruff, shellcheck, actionlint, the docs site) -> types (mypy), side by side with the unit
+#   and toolchain tiers (mocks)
 #   -> daemons (real buildkitd/buildx)
 #   -> e2e (real pulumi up/preview/destroy against test hosts on this machine) -> ec2 (the AWS node
 #   path in a container) -> k8s (the Kubernetes objects on a single-node cluster, local/k8s.sh).
+#   Ends with the time of every stage and tier (tests/support/tier_times.py).
 #   scripts/test.sh [unit]    "unit" stops after the unit tier
+#
+# Why lint+types run beside the unit tier: each is one single-threaded process (mypy, mkdocs,
+# pytest), so on 2 cores the pair takes about the longer of the two instead of the sum; they share
+# nothing (lint only reads the tree and writes .state/site and the tools' caches; the unit and
+# toolchain tiers write under pytest's temp dirs and pip's build/ and *.egg-info, which ruff, mypy
+# and mkdocs do not read, and touch no test host, port or registry).
+# A lint or type error still stops the run before the heavy tiers; its output is printed whole,
+# after the unit tier's.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=/dev/null
 . .toolchain/env.sh
 
-echo "== lint"
-ruff check .
-shellcheck -x components/node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh toolchain/lock.sh toolchain/lib/*.sh \
-  toolchain/steps/*.sh review/policy/run .ci/run
-actionlint examples/ci/github/*.yml
-# the docs site: a broken link, a missing anchor or a page left out of the nav fails (mkdocs.yml; output in .state/site)
-NO_MKDOCS_2_WARNING=1 mkdocs build --strict  # not --quiet: it hides the warnings strict mode counts
-echo "== types"
-mypy
-if [ "${1:-}" = unit ]; then
-  exec python -m pytest tests/unit tests/toolchain -q
+run_start=$EPOCHREALTIME
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export BKF_TIER_TIMES="$work/times.json"
+
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+lint_and_types() {
+  local t
+  t=$EPOCHREALTIME
+  echo "== lint"
+  ruff check .
+  shellcheck -x components/node/bkf-node.sh local/*.sh scripts/*.sh toolchain/bootstrap.sh toolchain/lock.sh \
+    toolchain/lib/*.sh toolchain/steps/*.sh review/policy/run .ci/run
+  actionlint examples/ci/github/*.yml
+  # the docs site: a broken link, a missing anchor or a page left out of the nav fails (mkdocs.yml; output in .state/site)
+  NO_MKDOCS_2_WARNING=1 mkdocs build --strict  # not --quiet: it hides the warnings strict mode counts
+  echo "lint $(since "$t")" >>"$work/stages"
+  t=$EPOCHREALTIME
+  echo "== types"
+  mypy
+  echo "types $(since "$t")" >>"$work/stages"
+}
+
+print_times() {
+  echo "== time per stage and tier"
+  python -m tests.support.tier_times print "$BKF_TIER_TIMES" "$(since "$run_start")"
+}
+
+(lint_and_types) >"$work/lint.log" 2>&1 &
+lint_pid=$!
+echo "== unit, toolchain (lint and types beside them: their output follows)"
+unit_rc=0
+python -m pytest tests/unit tests/toolchain -q -p no:cacheprovider || unit_rc=$?
+lint_rc=0
+wait "$lint_pid" || lint_rc=$?
+cat "$work/lint.log"
+while read -r name seconds; do
+  python -m tests.support.tier_times add "$BKF_TIER_TIMES" "$name" "$seconds"
+done < <(cat "$work/stages" 2>/dev/null || true)
+if [ "$lint_rc" != 0 ]; then
+  echo "lint or types failed (exit $lint_rc): the heavy tiers are not run" >&2
+  print_times
+  exit "$lint_rc"
 fi
-echo "== tests (unit, daemons, e2e)"
-exec python -m pytest tests -q -p no:cacheprovider --durations=15
+if [ "${1:-}" = unit ]; then
+  print_times
+  exit "$unit_rc"
+fi
+echo "== tests (daemons, e2e, ec2, k8s, reliability)"
+heavy_rc=0
+python -m pytest tests -q -p no:cacheprovider --durations=15 --ignore=tests/unit --ignore=tests/toolchain || heavy_rc=$?
+print_times
+[ "$unit_rc" = 0 ] || exit "$unit_rc"
+exit "$heavy_rc"

@@ -1,11 +1,17 @@
-"""The whole run: time spent per tier, printed at the end (make test's budget is read from it)."""
+"""The whole run: time spent per tier, printed at the end (make test's budget is read from it).
+
+Under scripts/test.sh (BKF_TIER_TIMES set) the tiers are also added to the run's file, so the
+script prints one table for all its processes at its very end (tests/support/tier_times.py)."""
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
+from tests.support import tier_times
 
 _TIER_SECONDS: dict[str, float] = defaultdict(float)
 _TIER_TESTS: dict[str, int] = defaultdict(int)
@@ -25,6 +31,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if os.environ.get(tier_times.ENV):
+        tier_times.add(Path(os.environ[tier_times.ENV]), _TIER_SECONDS, _TIER_TESTS)
     if len(_TIER_SECONDS) < 2:
         return
     terminalreporter.section("time per tier")
