@@ -324,12 +324,18 @@ def _affine_tail(builder: str, nodes: Sequence[BuilderNode], wake: AnyWake | Non
         "fi",
         "emulate_on_hosts",
         f"bx rm {b} >/dev/null 2>&1 || true",
-        "first=1",
+        "first=1; declare -A claimed=()",
         'for n in "${joined[@]}"; do',
         '  app=(); [ "$first" = 1 ] || app=(--append); first=0',
-        # each node claims its own platform only (and an emulated one it was given, said above)
-        f'  bx create "${{app[@]}}" --name {b} --driver remote --node "$n" \\',
-        '    --platform "${plat[$n]}${extra[$n]:-}" \\',
+        # each platform is claimed once, by its first joined node (the key's pick, or the least
+        # loaded): buildx keeps a platform only on the node that claimed it last (store/nodegroup.go
+        # validateDuplicates strips it from the earlier ones) and sends the platform's builds to its
+        # claimer, so a second claim would move the builds to the last node. A node claims no platform
+        # but its own (and an emulated one it was given, said above); the others join unclaimed.
+        '  claim=${extra[$n]:-}',
+        '  if [ -z "${claimed[${plat[$n]}]:-}" ]; then claim=${plat[$n]}$claim; claimed[${plat[$n]}]=$n; fi',
+        '  pl=(); [ -z "$claim" ] || pl=(--platform "${claim#,}")',
+        f'  bx create "${{app[@]}}" --name {b} --driver remote --node "$n" "${{pl[@]}}" \\',
         '    --driver-opt "servername=${sn[$n]},cacert=$certs/ca.pem,cert=$certs/cert.pem,key=$certs/key.pem" \\',
         '    "${ep[$n]}" >/dev/null',
         "done",
