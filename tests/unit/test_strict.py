@@ -155,7 +155,7 @@ def test_duplicates_are_refused() -> None:
 def test_every_daemon_has_its_own_platform_first(platform: str) -> None:
     """`[worker.oci] platforms` makes the node's platform the daemon's first (what the preflight
     checks; rootless: the same). BuildKit still appends what the kernel's binfmt_misc runs to what
-    ListWorkers reports (tests/e2e/test_strict_platforms.py prints it): claims, not this, route."""
+    ListWorkers reports (tests/e2e/test_platforms_strict.py prints it): claims, not this, route."""
     for kw in ({}, {"layout": ROOTLESS_LAYOUT}):
         toml = render_buildkitd_toml(platform=platform, port=1234, volume_gb=100, **kw)  # type: ignore[arg-type]
         assert [line.strip() for line in toml.splitlines() if line.strip().startswith("platforms")] == [

@@ -4,7 +4,10 @@ names no node) and runs nothing of arm64 on an amd64 node; the create script the
 fails naming linux/arm64 and the node tried; with the opt-in ($BKF_EMULATE, as builder.emulate) it
 succeeds, says it emulates, and the arm64 half runs under QEMU on the amd64 node it named.
 
-The three-node farm of tests/e2e/scale_farm.py (amd64-1 on h13, arm64-1 on h14, amd64-2 on h15).
+The three-node farm of tests/e2e/scale_farm.py (amd64-1 on h13, arm64-1 on h14, amd64-2 on h15). The
+file is named to run before tests/e2e/test_scale.py: that module's last test leaves idleStop on
+(one minute), which would stop the idle amd64 nodes in the middle of these tests (seen in a full
+run: the create script found all three nodes down).
 This machine registers QEMU for arm64 kernel-wide (local/testhosts.sh), so every amd64 test host
 CAN run arm64 binaries: a build routed to the wrong node would succeed silently, which is what the
 history of each daemon is read for.
