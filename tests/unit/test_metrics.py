@@ -198,6 +198,26 @@ class _UnixServer(http.server.HTTPServer):
         self.server_name, self.server_port = "debug", 0
 
 
+def start_proxy(d: Path) -> tuple[int, subprocess.Popen[str]]:
+    """The shipped proxy (d/bkf-metrics.py) on a free loopback port of d's TLS dir, debug socket and
+    config, once it accepts connections (or after 10 s: the caller's assertions say what failed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, str(d / "bkf-metrics.py"), "--listen", "127.0.0.1", "--port", str(port), "--tls-dir",
+         str(d / "tls"), "--debug-socket", str(d / "debug.sock"), "--socket", str(d / "none.sock"),
+         "--buildctl", "false", "--config", str(d / "buildkitd.toml"), "--state-dir", str(d / "state")],
+        stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return port, proc
+
+
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, Pem, Path]]:
     d = tmp_path_factory.mktemp("metrics")
@@ -210,23 +230,9 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path,
     (d / "buildkitd.toml").write_text(render_buildkitd_toml(platform="linux/amd64", port=1234, volume_gb=20))
     debug = _UnixServer(str(d / "debug.sock"), _Debug)  # type: ignore[arg-type]  # (a unix path)
     threading.Thread(target=debug.serve_forever, daemon=True).start()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     # the code as nodes get it (shipped_metrics_proxy), not the module: what runs there is tested
-    shipped = d / "bkf-metrics.py"
-    shipped.write_text(shipped_metrics_proxy())
-    proc = subprocess.Popen(
-        [sys.executable, str(shipped), "--listen", "127.0.0.1", "--port", str(port), "--tls-dir", str(tls),
-         "--debug-socket", str(d / "debug.sock"), "--socket", str(d / "none.sock"), "--buildctl", "false",
-         "--config", str(d / "buildkitd.toml"), "--state-dir", str(d / "state")],
-        stderr=subprocess.PIPE, text=True)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    (d / "bkf-metrics.py").write_text(shipped_metrics_proxy())
+    port, proc = start_proxy(d)
     try:
         yield port, ca, clients["ci"], d
     finally:
@@ -275,21 +281,8 @@ def test_proxy_exits_cleanly_on_sigterm(proxy: tuple[int, Path, Pem, Path]) -> N
     """As PID 1 of a container (the Kubernetes sidecar) SIGTERM's default action is ignored: the
     proxy handles it, so here it exits 0 instead of being killed by the signal (-15)."""
     _, _, _, d = proxy
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, str(d / "bkf-metrics.py"), "--listen", "127.0.0.1", "--port", str(port), "--tls-dir",
-         str(d / "tls"), "--debug-socket", str(d / "debug.sock"), "--socket", str(d / "none.sock"),
-         "--buildctl", "false", "--config", str(d / "buildkitd.toml"), "--state-dir", str(d / "state")],
-        stderr=subprocess.PIPE, text=True)
+    _, proc = start_proxy(d)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         proc.terminate()
         assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
     finally:
