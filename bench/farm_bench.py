@@ -31,16 +31,19 @@ from typing import Any
 import yaml
 
 from bench import breakdown, report, workload
-from bench.dockerd import running_dockerd
 from bench.ephemeral import ephemeral_buildkitd
 from bench.farm import BUILDER, REGISTRY, bench_farm, daemon_pid, kill9, reinstall, restart
 from bench.floor import Floor
+from harness.dockerd import running_dockerd
 from harness.farm import Farm
 from harness.hosts import ROOT
 from harness.stack import file_backend
 
 AMD, ARM = "amd64-1", "arm64-1"
 PREVIEW_SUBNET = "10.77.0."  # preview nodes get .100 up: addresses no test host uses (h90+)
+# seconds between two kill -9 of scenario 8: the supervisor counts whole seconds (bash SECONDS), so
+# 11 s after the answer the daemon has run >= 10 s and its next death is not taken for a crash loop
+KILL9_SETTLE_S = 11
 FILES = (10, 1000, 10000)  # the no-change floor's context sizes; --smoke: the first two (--files)
 
 
@@ -188,12 +191,12 @@ class Bench:
         of its own per path: an export compresses a layer once and reuses it, so a shared one
         would favour whichever path came second); then only the small layer on top changes."""
         ctx = workload.load_context(self.workdir / "ctx-load", self.rootfs)
-        docker = shutil.which("docker") or "docker"
-        with running_dockerd(self.workdir / "dockerd", REGISTRY) as host:
-            env = {**self.env, "DOCKER_HOST": host}
+        with running_dockerd(self.workdir / "dockerd", namespace="bkf-bench", insecure_registry=REGISTRY) as engine:
+            env = {**self.env, "DOCKER_HOST": engine.host}
 
             def dk(*args: str) -> str:
-                r = subprocess.run([docker, "--host", host, *args], capture_output=True, text=True, timeout=900)
+                r = subprocess.run([engine.docker, "--host", engine.host, *args],
+                                   capture_output=True, text=True, timeout=900)
                 if r.returncode != 0:
                     raise RuntimeError(f"docker {' '.join(args)} failed:\n{r.stderr[-3000:]}")
                 return r.stdout

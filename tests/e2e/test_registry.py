@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.dockerd import running_dockerd
 from harness.farm import Farm, running_farm
 from harness.hosts import ROOT, HostSet, need, run, running_hosts
 from harness.registries import Registries, running_registries
@@ -244,42 +244,11 @@ def test_base_image_pulled_through_the_mirror(farm: Farm, registries: Registries
 
 @pytest.fixture
 def dockerd(farm: Farm) -> Iterator[str]:
-    """A Docker engine of its own: unix socket and data root in the test's dir, no network of its own."""
-    bins = need("dockerd", "docker")
-    d = farm.dir / "dockerd"
-    d.mkdir()
-    sock = d / "docker.sock"
-    log = open(d / "dockerd.log", "w")
-    proc = subprocess.Popen(
-        [bins["dockerd"], "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
-         "--host", f"unix://{sock}", "--pidfile", str(d / "dockerd.pid"), "--bridge", "none",
-         "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--userland-proxy=false",
-         "--containerd-namespace", "bkf-registry-e2e", "--containerd-plugins-namespace", "bkf-registry-e2e-p"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    host = f"unix://{sock}"
-    try:
-        for _ in range(100):
-            if run([bins["docker"], "--host", host, "version"], check=False).returncode == 0:
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"dockerd exited {proc.returncode}:\n{(d / 'dockerd.log').read_text()[-3000:]}")
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"dockerd did not answer:\n{(d / 'dockerd.log').read_text()[-3000:]}")
-        yield host
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        mounts = [line for line in Path("/proc/mounts").read_text().splitlines() if str(d) in line]
-        for m in mounts:
-            run(["umount", "-l", m.split()[1]], check=False)
-        assert not mounts, mounts
-        run(["rm", "-rf", str(d)], check=False)
+    """A Docker engine of its own (harness/dockerd.py, shared with the bench): unix socket and data root
+    in the test's dir, no network of its own; a clean stop leaves no mount behind."""
+    with running_dockerd(farm.dir / "dockerd", namespace="bkf-registry-e2e") as engine:
+        yield engine.host
+    assert not engine.left_mounts, engine.left_mounts
 
 
 def test_load_into_a_real_docker_engine(farm: Farm, dockerd: str) -> None:
