@@ -9,6 +9,7 @@ The raw figures are a dict the runner writes as JSON:
 from __future__ import annotations
 
 import statistics
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,7 +257,9 @@ def chart(scn: Mapping[str, Any], path: Path, subtitle: str) -> None:
     ax.set_yticks(y, [TITLES[k].split(". ", 1)[-1] for k in keys], fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("seconds (median, whiskers min-max; log scale)")
-    ax.set_title(f"buildkit-farm bench\n{subtitle}", fontsize=9)
+    # over the whole figure, not the axes: the long y labels push the axes right, and a subtitle
+    # centred over them ran off the image's right edge
+    fig.suptitle(f"buildkit-farm bench\n{textwrap.fill(subtitle, 110)}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
