@@ -5,14 +5,14 @@
 # AWS CLI from PyPI (tests/ec2/requirements-node.txt: every package pinned and hashed; Amazon Linux
 # ships the CLI too).
 #
-# Cached under $BKF_CACHE (default ~/.cache/buildkit-farm)/ec2-rootfs-<key>/rootfs, the key a hash
+# Cached under $BUILDKIT_FARM_CACHE (default ~/.cache/buildkit-farm)/ec2-rootfs-<key>/rootfs, the key a hash
 # of the suite, the package list, RECIPE and the CLI's requirements: any change makes a new image
 # (cold: debootstrap from the Debian mirror). Older images are removed after a successful build.
 # Tests boot it through an overlay, so the cached tree is never written.
 #   local/ec2-rootfs.sh        build when missing; print the rootfs directory
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CACHE=${BKF_CACHE:-$HOME/.cache/buildkit-farm}
+CACHE=${BUILDKIT_FARM_CACHE:-$HOME/.cache/buildkit-farm}
 MIRROR=${BKF_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 # bump when the steps below change what the image holds

@@ -4,7 +4,7 @@
 #   local/rootfs.sh DIR
 set -euo pipefail
 dest=${1:?usage: rootfs.sh DIR}
-cache=${BKF_CACHE:-$HOME/.cache/buildkit-farm}/debs
+cache=${BUILDKIT_FARM_CACHE:-$HOME/.cache/buildkit-farm}/debs
 mkdir -p "$dest" "$cache"
 for arch in amd64 arm64; do
   out="$dest/rootfs-$arch.tar"
