@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from enum import StrEnum
@@ -25,11 +24,11 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from bkf import aws
+from bkf import wake as wk
 from bkf.errors import NODE_DOWN, OK, USAGE, UserError
 from bkf.stack import client_pems, client_tls, need, read_outputs
 from components import status as st
-from components.builder.wake import Wake, parse_wake
+from components.builder.wake import KubernetesWake
 from components.insights import GroupBy
 
 
@@ -68,22 +67,13 @@ out = Console(highlight=False, markup=False, emoji=False)
 err = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
-def _wake_data(outputs: dict[str, Any]) -> Wake | None:
-    script = outputs.get("buildxCreateScript")
-    return parse_wake(script) if isinstance(script, str) else None
+def say(line: str) -> None:
+    """One line of progress, never wrapped at the console's width (a line per node, greppable in CI logs)."""
+    out.print(line, soft_wrap=True)
 
 
-def _instance_states(data: dict[str, Any], silent: Sequence[str]) -> dict[str, str]:
-    """The EC2 state of the nodes that did not answer, when the stack has wake data (else none:
-    a silent node is then down)."""
-    wake = _wake_data(data)
-    if not wake or not silent:
-        return {}
-    try:
-        return aws.instance_states(wake, silent)
-    except UserError as e:
-        err.print(f"bkf: cannot tell a stopped node from a down one: {e}")
-        return {}
+def warn(line: str) -> None:
+    err.print(line, soft_wrap=True)
 
 
 @app.command()
@@ -91,16 +81,19 @@ def status(stack: Stack = None, outputs: Outputs = None, client: Client = None, 
            timeout: Annotated[float, typer.Option(help="seconds per node call")] = 15) -> None:
     """Every node as its own daemon reports it; a node stopped by idle stop shows as `stopped` (exit 0).
 
-    A node is stopped on purpose when it does not answer and its EC2 instance is stopped or stopping
-    (`waking`: pending). The instance ids are the wake data of the stack's create script (idle stop on
-    AWS); the state comes from `aws ec2 describe-instances`. Without that data (other backends), or
-    without the aws CLI, a node that does not answer is DOWN (exit 1).
+    A node is stopped on purpose when it does not answer and idle stop stopped it: on AWS its EC2
+    instance is stopped or stopping (`waking`: pending), from `aws ec2 describe-instances`; on
+    Kubernetes its StatefulSet is at 0 replicas (`waking`: at 1), from the API server's `scale`
+    subresource ($BKF_K8S_API, with the stack's ciWakeToken and ciWakeCaCert unless $BKF_K8S_TOKEN and
+    $BKF_K8S_CA say otherwise). Which nodes have an instance or StatefulSet is the wake data of the
+    stack's create script (idleStop). Without it (no idle stop), or without the aws CLI or the API
+    server's URL, a node that does not answer is DOWN (exit 1).
     """
     data = read_outputs(stack, outputs)
     need("buildctl", "farm status")
     with client_tls(data, client) as tls:
         nodes = st.farm_status(data["nodes"], tls, timeout)
-    st.apply_instance_states(nodes, _instance_states(data, [n.name for n in nodes if not n.reachable]))
+    st.apply_instance_states(nodes, wk.silent_states(data, [n.name for n in nodes if not n.reachable], warn))
     if json_:
         sys.stdout.write(json.dumps([asdict(n) for n in nodes], indent=2) + "\n")
     else:
@@ -112,54 +105,32 @@ def status(stack: Stack = None, outputs: Outputs = None, client: Client = None, 
 def wake(nodes: Annotated[list[str] | None, typer.Argument(help="nodes to wake (default: every node)")] = None,
          stack: Stack = None, outputs: Outputs = None, client: Client = None,
          timeout: Annotated[float, typer.Option(help="seconds to wait for each node's mTLS")] = 600) -> None:
-    """Start the stopped nodes (idle stop on AWS) and wait until each answers mTLS, a line per node."""
+    """Start the stopped nodes (idle stop) and wait until each answers mTLS, a line per node.
+
+    AWS: starts the stopped instances. Kubernetes: scales the StatefulSets at 0 to 1 through the API
+    server ($BKF_K8S_API; the token and CA as for `bkf status`).
+    """
     data = read_outputs(stack, outputs)
-    wd = _wake_data(data)
+    wd = wk.wake_data(data)
     if wd is None:
-        out.print("nothing to wake: this stack has no idle stop on AWS")
+        out.print("nothing to wake: this stack has no idle stop")
         raise typer.Exit(OK)
     names = list(nodes or [n["name"] for n in data["nodes"]])
     unknown = sorted(set(names) - {n["name"] for n in data["nodes"]})
     if unknown:
         raise UserError(f"no node {', '.join(unknown)} in this stack")
     need("buildctl", "waiting for a node")
-    states = aws.instance_states(wd, names)
-    for n in names:
-        out.print(f"{n}: {states.get(n, 'no instance')}")
-    stopping = [n for n in names if states.get(n) == "stopping"]
-    if stopping:
-        out.print(f"{', '.join(stopping)}: waiting for the stop to finish")
-        aws.wait(wd, "stopped", stopping)
-    stopped = [n for n in names if states.get(n) in ("stopped", "stopping")]
-    if not stopped:
+    # the nodes started (their pods created), those that did not get there, and since when
+    if isinstance(wd, KubernetesWake):
+        woken, late, t0 = wk.scale_up(data, wd, names, timeout, say)
+        since = "its scale to 1"
+    else:
+        woken, late, t0 = wk.start_instances(wd, names, say)
+        since = "its start"
+    if not woken and not late:
         out.print("nothing stopped")
         raise typer.Exit(OK)
-    t0 = time.monotonic()
-    aws.start(wd, stopped)
-    out.print(f"{', '.join(stopped)}: starting")
-    aws.wait(wd, "running", stopped)
-    out.print(f"{', '.join(stopped)}: running after {time.monotonic() - t0:.0f} s, waiting for mTLS")
-    by_name = {n["name"]: n for n in data["nodes"]}
-    late = []
-    with client_tls(data, client) as tls:
-        pending = set(stopped)
-        deadline = time.monotonic() + timeout
-        said: dict[str, float] = {}
-        while pending:
-            for n in sorted(pending):
-                node = st.node_status(by_name[n], tls, timeout=10)
-                now = time.monotonic()
-                if node.reachable:
-                    out.print(f"{n}: answers mTLS {now - t0:.0f} s after its start")
-                    pending.discard(n)
-                elif now - said.get(n, -30.0) >= 30:  # a line per node every 30 s while it boots
-                    said[n] = now
-                    out.print(f"{n}: not yet ({now - t0:.0f} s): {node.error}")
-            if pending and time.monotonic() >= deadline:
-                late = sorted(pending)
-                break
-            if pending:
-                time.sleep(5)
+    late += wk.await_mtls(data, client, woken, t0, timeout, since, say)
     if late:
         err.print(f"bkf: {', '.join(late)} did not answer within {timeout:.0f} s")
         raise typer.Exit(NODE_DOWN)
@@ -228,7 +199,7 @@ def insights(stack: Stack = None, outputs: Outputs = None, client: Client = None
         builds, errors = ins.collect(data["nodes"], tls, timeout)
     group: GroupBy = by.value
     rows = report(builds, group)
-    stopped = {n: st.STOPPED_ON_PURPOSE[s] for n, s in _instance_states(data, list(errors)).items()
+    stopped = {n: st.STOPPED_ON_PURPOSE[s] for n, s in wk.silent_states(data, list(errors), warn).items()
                if s in st.STOPPED_ON_PURPOSE}
     down = {n: e for n, e in errors.items() if n not in stopped}
     states = {n["name"]: stopped.get(n["name"]) or (f"down: {down[n['name']]}" if n["name"] in down else "up")

@@ -2,7 +2,8 @@
 
     bkf status [--stack S | --outputs FILE] [--json]     (`python -m components.status` is the same)
 
-Per node: its state (up; stopped or waking when idle stop stopped its instance on purpose; DOWN),
+Per node: its state (up; stopped or waking when idle stop stopped its instance, or scaled its
+StatefulSet to 0, on purpose; DOWN),
 with the real error of a node that does not answer (TLS, refused, timeout), BuildKit version,
 platforms, cache size (`buildctl du`) and the GC limit the daemon holds it to (its own policy from
 `debug workers`), builds running now and the last build's end (`debug histories`), and the expiry
@@ -27,7 +28,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-#: EC2 instance states of a node idle stop stopped (or that CI is waking): not a failure
+#: EC2 instance states of a node idle stop stopped (or that CI is waking): not a failure (on Kubernetes
+#: bkf/k8s.py says a StatefulSet's scale in these words: at 0 stopped, at 1 pending)
 STOPPED_ON_PURPOSE = {"stopping": "stopped", "stopped": "stopped", "pending": "waking"}
 
 

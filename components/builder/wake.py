@@ -14,6 +14,9 @@ On Kubernetes (``KubernetesWake``) a stopped node is a StatefulSet at 0 replicas
 ServiceAccount may do), then waits for their mTLS endpoints the same way. The API server, the token and
 the cluster CA come from the environment ($BKF_K8S_API, $BKF_K8S_TOKEN: the stack output ciWakeToken,
 $BKF_K8S_CA: ciWakeCaCert), never from argv: curl reads the token header from stdin.
+
+Tools outside the script (`bkf status`, `bkf wake`) read the wake data back out of the exported script
+with ``parse_wake``, so the node -> instance / StatefulSet map lives in one stack output, written here.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class KubernetesWake:
 AnyWake = Wake | KubernetesWake
 
 
+def scale_path(namespace: str, statefulset: str) -> str:
+    """The API path of a StatefulSet's `scale` subresource (the script's `scale` and bkf/k8s.py)."""
+    return f"/apis/apps/v1/namespaces/{namespace}/statefulsets/{statefulset}/scale"
+
+
 def render_wake(wake: AnyWake) -> list[str]:
     """bash: `wake NODE...` (needs check_node, plat, ep, sn), for either backend."""
     return render_kubernetes_wake(wake) if isinstance(wake, KubernetesWake) else render_aws_wake(wake)
@@ -47,13 +55,12 @@ def render_wake(wake: AnyWake) -> list[str]:
 
 def render_kubernetes_wake(wake: KubernetesWake) -> list[str]:
     """bash: `sts` (node -> StatefulSet), `scale NAME [REPLICAS]` and `wake NODE...`."""
-    base = f"/apis/apps/v1/namespaces/{wake.namespace}/statefulsets"
     lines = ["declare -A sts"]
     lines += [f"sts[{n}]={shlex.quote(s)}" for n, s in wake.statefulsets.items()]
     lines += [
         "# the scale of a StatefulSet (its replicas), or with REPLICAS set it; the token goes to curl on stdin",
         "scale() {",
-        f'  local url="${{BKF_K8S_API%/}}{base}/$1/scale" body r',
+        f'  local url="${{BKF_K8S_API%/}}{scale_path(wake.namespace, "$1")}" body r',
         '  local args=(-sS --fail -K - --connect-timeout 10 --max-time 30)',
         '  local ca=""',
         '  if [ -n "${BKF_K8S_CA:-}" ]; then',
@@ -159,14 +166,28 @@ def render_aws_wake(wake: Wake) -> list[str]:
 
 _IID = re.compile(r"^iid\[(?P<node>[^\]]+)\]=(?P<id>\S+)$", re.M)
 _REGION = re.compile(r"aws ec2 describe-instances --region (?P<region>\S+) ")
+_STS = re.compile(r"^sts\[(?P<node>[^\]]+)\]=(?P<name>\S+)$", re.M)
+# the namespace in the `scale` function's URL (render_kubernetes_wake renders scale_path(namespace, "$1"))
+_NAMESPACE = re.compile(re.escape(scale_path("\0", "$1")).replace("\0", '(?P<ns>[^/"]+)') + '"')
 
 
-def parse_wake(script: str) -> Wake | None:
+def parse_wake(script: str) -> AnyWake | None:
     """The wake data of an exported create script (what render_wake put in it), or None when the
-    script does not wake (no idle stop on AWS). Tools outside the script (`bkf status`, `bkf wake`)
-    read it here so the node -> instance map lives in one stack output, written by this module."""
+    script does not wake (no idle stop on AWS or Kubernetes)."""
+    return parse_aws_wake(script) or parse_kubernetes_wake(script)
+
+
+def parse_aws_wake(script: str) -> Wake | None:
     ids = {m["node"]: shlex.split(m["id"])[0] for m in _IID.finditer(script)}
     region = _REGION.search(script)
     if not ids or region is None:
         return None
     return Wake(shlex.split(region["region"])[0], ids)
+
+
+def parse_kubernetes_wake(script: str) -> KubernetesWake | None:
+    statefulsets = {m["node"]: shlex.split(m["name"])[0] for m in _STS.finditer(script)}
+    namespace = _NAMESPACE.search(script)
+    if not statefulsets or namespace is None:
+        return None
+    return KubernetesWake(namespace["ns"], statefulsets)

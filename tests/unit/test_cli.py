@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from bkf.app import app
 from components import status
 from components.builder.scripts import BuilderNode, render_create_script
-from components.builder.wake import Wake, parse_wake
+from components.builder.wake import KubernetesWake, Wake, parse_wake
 from tests.support.standins import fake_ec2
 from tests.unit.test_status import DU, HIST, INFO, WORKERS
 
@@ -84,8 +84,11 @@ def one_line_error(r: Any, code: int = 2) -> str:
     return str(lines[0])
 
 
-def test_the_wake_data_is_read_back_from_the_script_that_carries_it() -> None:
-    wake = Wake("eu-west-1", IDS)
+@pytest.mark.parametrize("wake", [Wake("eu-west-1", IDS), Wake("us-east-2", {"amd64-1": "i-0abc"}),
+                                  KubernetesWake("bkf-farm", {"amd64-1": "amd64-1", "arm64-1": "arm64-1",
+                                                              "amd64-2": "amd64-2"}),
+                                  KubernetesWake("ci", {"amd64-1": "farm-amd64-1"})])
+def test_the_wake_data_is_read_back_from_the_script_that_carries_it(wake: Wake | KubernetesWake) -> None:
     assert parse_wake(render_create_script("bkf", NODES, wake=wake)) == wake
     assert parse_wake(render_create_script("bkf", NODES)) is None  # no idle stop: nothing to wake
 
