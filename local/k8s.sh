@@ -5,9 +5,9 @@
 # plugins. Nothing is pulled: the pause, rootless BuildKit and python (the metrics sidecar) images are
 # built here and imported.
 #
-#   local/k8s.sh up STATE      start etcd, containerd, apiserver, controller-manager, scheduler and
-#                              kubelet with all state under STATE (a fresh directory); import the
-#                              images; a no-provisioner StorageClass with static local PVs
+#   local/k8s.sh up STATE      start etcd, containerd, apiserver, controller-manager, scheduler,
+#                              kubelet and kube-proxy with all state under STATE (a fresh directory);
+#                              import the images; a no-provisioner StorageClass with static local PVs
 #   local/k8s.sh down [STATE]  stop it all in order and remove what it made (default: the running one)
 #   local/k8s.sh images OUT    build pause.tar, buildkit.tar and python.tar (+ buildkit.ref, python.ref) into OUT
 #   local/k8s.sh import STATE TAR  one more image into the running cluster (a test's own)
@@ -16,13 +16,20 @@
 # Network: bridge bkf-k8s0 with 10.79.0.1/24, the node's address and the pods' gateway; pods get
 # 10.79.0.100-199 on it (CNI bridge + host-local; the plugin refuses a bridge that already has an
 # address other than its gateway, so pods share the node's subnet); tests put the addresses clients
-# dial in 10.79.0.10-99; Services 10.81.0.0/24 (allocated, never routed). Ports: etcd
-# 127.0.0.1:12379/12380, apiserver 127.0.0.1:16443, kubelet 10.79.0.1:10250 (healthz :10248),
-# controller-manager and scheduler on 10.79.0.1 (their default ports), containerd's stream server
-# on 10.79.0.1. No kube-proxy: Services get no routing (tests reach pods through their endpoints),
-# and no firewall rule is written (ipMasq off, no portmap, kubelet's makeIPTablesUtilChains off;
-# down removes kubelet's KUBE-* chains if any appear anyway). Only one cluster at a time
-# (/run/bkf-k8s/current names the running one). Kubelet changes three sysctls; down restores them.
+# dial in 10.79.0.10-99; Services 10.81.0.0/24. Ports: etcd 127.0.0.1:12379/12380, apiserver
+# 10.79.0.1:16443 (on the bridge: kube-proxy reaches it from its namespace), kubelet
+# 10.79.0.1:10250 (healthz :10248), controller-manager and scheduler on 10.79.0.1 (their default
+# ports), containerd's stream server on 10.79.0.1.
+# Services: kube-proxy (iptables mode) runs in its own network namespace, bkf-k8s-svc, plugged into
+# the bridge as 10.79.0.2, so that its KUBE-* rules are written there and never into this shared
+# machine's firewall; the root namespace routes the Service range via 10.79.0.2 (one route on the
+# bridge, gone with it), and kube-proxy masquerades what it forwards (masqueradeAll), so replies
+# come back through it; inside, the Service range goes to 10.79.0.3, which nothing holds, so that a
+# Service with no endpoint is refused by kube-proxy's REJECT rule. down runs `kube-proxy --cleanup` there, checks no KUBE-* chain is left and
+# deletes the namespace. Nothing else writes a firewall rule (ipMasq off, no portmap, kubelet's
+# makeIPTablesUtilChains off; down removes kubelet's KUBE-* chains if any appear anyway). Only one
+# cluster at a time (/run/bkf-k8s/current names the running one). Kubelet changes three sysctls;
+# down restores them.
 # shellcheck source-path=SCRIPTDIR/..
 set -euo pipefail
 
@@ -41,6 +48,12 @@ NODE_IP=10.79.0.1
 NODE_NAME=bkf-k8s-node
 POD_RANGE=(10.79.0.100 10.79.0.199)
 SERVICE_CIDR=10.81.0.0/24
+#: kube-proxy's network namespace and its address on the bridge (the root namespace's next hop to
+#: the Service range)
+SVC_NS=bkf-k8s-svc
+SVC_IP=10.79.0.2
+#: the next hop of the Service range inside that namespace: held by nothing (svc_netns_up)
+SVC_NOWHERE=10.79.0.3
 APISERVER_PORT=16443
 ETCD_PORT=12379
 ETCD_PEER_PORT=12380
@@ -58,7 +71,7 @@ STORAGE_CLASS=bkf-local
 #: sysctls kubelet sets (kubelet: kernel.panic, kernel.panic_on_oops, vm.overcommit_memory) or the
 #: CNI bridge plugin as a gateway (ip_forward): saved at up, restored at down
 SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forward"
-COMPONENTS="kubelet kube-scheduler kube-controller-manager kube-apiserver etcd"
+COMPONENTS="kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd"
 
 log() { printf 'k8s: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -78,7 +91,7 @@ need_image_bins() {
 }
 
 need_cluster_bins() {
-  need "$K8S_BIN"/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kubectl} "$ETCD_BIN/etcd" \
+  need "$K8S_BIN"/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kubectl,kube-proxy} "$ETCD_BIN/etcd" \
     "$CTRD_BIN"/{containerd,containerd-shim-runc-v2,ctr} /usr/sbin/runc \
     /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/loopback
 }
@@ -196,7 +209,7 @@ apiVersion: v1
 kind: Config
 clusters:
 - name: bkf-k8s
-  cluster: {certificate-authority: $S/pki/ca.crt, server: "https://127.0.0.1:$APISERVER_PORT"}
+  cluster: {certificate-authority: $S/pki/ca.crt, server: "https://$NODE_IP:$APISERVER_PORT"}
 users:
 - name: $1
   user: {client-certificate: $S/pki/$2.crt, client-key: $S/pki/$2.key}
@@ -222,10 +235,13 @@ make_pki() {
   mkcert scheduler system:kube-scheduler "" ""
   mkcert kubelet "system:node:$NODE_NAME" system:nodes ""
   mkcert kubelet-serving "$NODE_NAME" "" "DNS:$NODE_NAME,IP:$NODE_IP"
+  # bound to the built-in system:node-proxier role
+  mkcert kube-proxy system:kube-proxy "" ""
   kubeconfig admin admin
   kubeconfig controller-manager controller-manager
   kubeconfig scheduler scheduler
   kubeconfig kubelet kubelet
+  kubeconfig kube-proxy kube-proxy
 }
 
 write_configs() {
@@ -318,6 +334,22 @@ protectKernelDefaults: false
 makeIPTablesUtilChains: false
 podLogsDir: $S/podlogs
 EOF
+  cat >"$S/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $S/kube-proxy.kubeconfig}
+hostnameOverride: $NODE_NAME
+mode: iptables
+# clients outside the pods' range come through the root namespace's route: masquerade all, so
+# that a pod's reply goes back through this namespace (and its conntrack entry) to the client
+iptables: {masqueradeAll: true}
+# NodePorts only on this namespace's own address; health and metrics inside it
+nodePortAddresses: ["$SVC_IP/32"]
+healthzBindAddress: $SVC_IP:10256
+metricsBindAddress: 127.0.0.1:10249
+# leave the machine's conntrack table size and timeouts alone
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
 }
 
 storage_manifest() {
@@ -366,7 +398,7 @@ start() {
       --unsafe-no-fsync --log-level warn) ;;
     containerd) cmd=("$CTRD_BIN/containerd" --config "$S/containerd.toml") ;;
     kube-apiserver) cmd=("$K8S_BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT"
-      --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address="$NODE_IP"
+      --bind-address="$NODE_IP" --secure-port="$APISERVER_PORT" --advertise-address="$NODE_IP"
       --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" --client-ca-file="$p/ca.crt"
       --service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key"
       --service-account-issuer=https://kubernetes.default.svc.cluster.local
@@ -386,6 +418,9 @@ start() {
       --bind-address="$NODE_IP" --leader-elect=false) ;;
     kubelet) cmd=("$K8S_BIN/kubelet" --config="$S/kubelet.yaml" --kubeconfig="$S/kubelet.kubeconfig"
       --node-ip="$NODE_IP" --hostname-override="$NODE_NAME" --root-dir="$S/kubelet" --cert-dir="$S/kubelet/pki") ;;
+    # in its own network namespace: its rules go there (nsenter rather than `ip netns exec`, which
+    # remounts /sys)
+    kube-proxy) cmd=(nsenter --net="/run/netns/$SVC_NS" "$K8S_BIN/kube-proxy" --config="$S/kube-proxy.yaml") ;;
     *) die "unknown component $c" ;;
   esac
   PATH=$CTRD_BIN:$PATH setsid "${cmd[@]}" >"$S/logs/$c.log" 2>&1 </dev/null &
@@ -422,6 +457,7 @@ up() {
     S=$(readlink -f "$1")
   fi
   ! ip link show "$BRIDGE" >/dev/null 2>&1 || die "bridge $BRIDGE exists but no cluster is recorded; remove it"
+  ! ip netns list | grep -qw "$SVC_NS" || die "network namespace $SVC_NS exists but no cluster is recorded; remove it"
   mkdir -p "$S"/{run,logs,etcd,containerd,kubelet,podlogs,images}
   chmod 700 "$S/etcd"
   echo "$S" >"$RUN/current"
@@ -434,6 +470,7 @@ up() {
   ip link add "$BRIDGE" type bridge
   ip addr add "$NODE_IP/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
+  svc_netns_up
   make_pki
   write_configs
   lap "pki and configs"
@@ -460,6 +497,9 @@ up() {
   start kubelet
   wait_for 90 "node $NODE_NAME" kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
   wait_for 30 "default service account" kc get serviceaccount default
+  start kube-proxy
+  # its first sync wrote the Service chains (the apiserver's own Service is always there)
+  wait_for 60 "kube-proxy's rules" in_svc_ns iptables -t nat -S KUBE-SERVICES
   storage_manifest | kc apply -f - >/dev/null
   lap "node ready"
   log "up: KUBECONFIG=$S/admin.kubeconfig"
@@ -475,6 +515,50 @@ stop_pid() {
     kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null
   fi
   rm -f "$f"
+}
+
+in_svc_ns() { nsenter --net="/run/netns/$SVC_NS" "$@"; }
+
+svc_netns_up() {
+  # kube-proxy's network namespace: a veth into the bridge, forwarding on, no redirects (it
+  # forwards out of the interface it received on); the root namespace's route to the Services
+  ip netns add "$SVC_NS"
+  ip link add "$SVC_NS-0" type veth peer name eth0 netns "$SVC_NS"
+  ip link set "$SVC_NS-0" master "$BRIDGE" up
+  ip -n "$SVC_NS" addr add "$SVC_IP/24" dev eth0
+  ip -n "$SVC_NS" link set lo up
+  ip -n "$SVC_NS" link set eth0 up
+  in_svc_ns sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
+  # the Service range routed inside too, as a node's default route takes it: a Service's packet
+  # that no DNAT rule took (no endpoint) then reaches the FORWARD chain, where kube-proxy REJECTs
+  # it; with no route the kernel answered "network unreachable" before any rule (seen in the
+  # cluster tier). The next hop is an address nothing holds (no dummy device in this kernel): what
+  # no rule refused ends as "host unreachable" once ARP gives up
+  ip -n "$SVC_NS" route add "$SERVICE_CIDR" via "$SVC_NOWHERE" dev eth0
+  ip route add "$SERVICE_CIDR" via "$SVC_IP" dev "$BRIDGE"
+}
+
+kube_chains_in() {
+  # kube_chains_in CMD...: the KUBE-* chains (iptables and ip6tables, every table) CMD's namespace has
+  { "$@" iptables-save; "$@" ip6tables-save; } 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\).*/\1/p' | sort -u
+}
+
+svc_netns_down() {
+  ip netns list | grep -qw "$SVC_NS" || return 0
+  in_svc_ns "$K8S_BIN/kube-proxy" --cleanup >"$S/logs/kube-proxy-cleanup.log" 2>&1 ||
+    log "kube-proxy --cleanup failed (log: $S/logs/kube-proxy-cleanup.log)"
+  # --cleanup leaves its KUBE-FIREWALL chain (filter); the namespace is ours alone: empty every table
+  local ipt t
+  for ipt in iptables ip6tables; do
+    for t in filter nat mangle raw; do
+      { in_svc_ns "$ipt" -t "$t" -F && in_svc_ns "$ipt" -t "$t" -X; } 2>/dev/null || true
+    done
+  done
+  local left
+  left=$(kube_chains_in in_svc_ns | tr '\n' ' ')
+  [ -z "$left" ] || log "ERROR: KUBE-* chains left in $SVC_NS after kube-proxy --cleanup: $left"
+  ip netns del "$SVC_NS"
+  ip link del "$SVC_NS-0" 2>/dev/null || true
 }
 
 remove_kube_chains() {
@@ -527,10 +611,14 @@ down() {
     log "killing leftover shim $p"
     kill -9 "$p" 2>/dev/null || true
   done
-  # mounts under our tree, deepest first (pod volumes, rootfs overlays, network namespaces)
-  awk '{ print $2 }' /proc/mounts | grep "^$S/" | sort -r | while read -r m; do
+  # mounts under our tree, deepest first (pod volumes, rootfs overlays, network namespaces); none
+  # after an up that failed early, where grep's status 1 ended down here (pipefail) and left the
+  # bridge and kube-proxy's namespace behind
+  awk '{ print $2 }' /proc/mounts | { grep "^$S/" || true; } | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
   done
+  svc_netns_down
+  # (the route to the Services goes with the bridge)
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE"; fi
   # kubelet's QoS cgroups (empty once every pod is gone)
   local ctl

@@ -1,25 +1,26 @@
 """The cluster tier's machinery: the single-node cluster (local/k8s.sh), kubectl, the stack the
-program renders for it, and a stand-in for Service routing.
+program renders for it, and what its Services are dialled at.
 
-Services: the cluster runs no kube-proxy (it would rewrite this shared machine's firewall), so a
-ClusterIP gets no routing. ``ServiceProxy`` does what kube-proxy would for one Service: it listens
-on the node's endpoint address (the address the program's config gives the node, on the cluster's
-bridge) and sends each new connection to a *ready* address of the Service's EndpointSlices, which
-the endpoint controller fills from the Service's selector and the pods' readiness. So a pod that
-fails readiness (draining) gets no new connections, and a replaced pod is found again.
+Services are routed by the cluster's kube-proxy (iptables mode, in its own network namespace
+``SVC_NETNS``: local/k8s.sh), and clients dial each node's Service at its ClusterIP from the root
+namespace, where the tests, ``pulumi up`` and so the program's builder run (the root namespace
+routes the Service range via kube-proxy's namespace). The program's config must name the address
+clients dial (``nodes[].host``, which goes into the node's server cert) before the Services exist,
+so the tier pins each node's ClusterIP with a MutatingAdmissionPolicy (``pin_cluster_ips``: a
+cluster admin's address plan; the program's objects are unchanged) to ``NODE_HOSTS``, in the
+Service range's static band (never handed out dynamically).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,13 @@ from tests.support import rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_SH = ROOT / "local" / "k8s.sh"
-BRIDGE = "bkf-k8s0"
 NAMESPACE = "bkf-k8s-tier"
 STORAGE_CLASS = "bkf-local"
-#: the addresses clients dial (nodes[].host), on the cluster's bridge
-NODE_HOSTS = {"amd64-1": "10.79.0.11", "amd64-2": "10.79.0.12"}
+#: the addresses clients dial (nodes[].host): each node's Service's ClusterIP (pin_cluster_ips)
+NODE_HOSTS = {"amd64-1": "10.81.0.11", "amd64-2": "10.81.0.12"}
 ALLOWED = "10.79.0.0/24"
+#: kube-proxy's network namespace (local/k8s.sh)
+SVC_NETNS = "bkf-k8s-svc"
 
 
 def cache_root() -> Path:
@@ -127,8 +129,28 @@ class Cluster:
         return self.kubectl("exec", "-n", NAMESPACE, pod, "-c", "buildkitd", "--", *argv, check=check)
 
 
-def _down(state: Path) -> None:
-    run(["bash", str(K8S_SH), "down", str(state)], check=False, timeout=300)
+def _down(state: Path) -> subprocess.CompletedProcess[str]:
+    return run(["bash", str(K8S_SH), "down", str(state)], check=False, timeout=300)
+
+
+def pin_cluster_ips(cluster: Cluster) -> None:
+    """Each node's Service gets its NODE_HOSTS address as ClusterIP when it is created (by the tier
+    or by Pulumi), set by a MutatingAdmissionPolicy, so the address is known to the config first."""
+    ips = json.dumps(NODE_HOSTS)
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy",
+              "metadata": {"name": "bkf-k8s-tier-cluster-ips"},
+              "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                               "operations": ["CREATE"], "resources": ["services"]}]},
+                       "matchConditions": [{"name": "a-tier-node", "expression":
+                                            f'request.namespace == "{NAMESPACE}" && object.metadata.name in {ips}'}],
+                       "failurePolicy": "Fail", "reinvocationPolicy": "Never",
+                       "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression":
+                                      f"Object{{spec: Object.spec{{clusterIP: {ips}[object.metadata.name]}}}}"}}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicyBinding",
+               "metadata": {"name": "bkf-k8s-tier-cluster-ips"},
+               "spec": {"policyName": "bkf-k8s-tier-cluster-ips"}}
+    cluster.kubectl("apply", "--server-side", "--field-manager=bkf-k8s-tier", "-f", "-",
+                    input=yaml.safe_dump_all([policy, binding], sort_keys=False))
 
 
 @contextmanager
@@ -142,12 +164,18 @@ def running_cluster(state: Path, images: Path, timings: dict[str, float]) -> Ite
         timings["images built"] = t1 - t0
         run(["bash", str(K8S_SH), "up", str(state)], timeout=600, env={**os.environ, "BKF_K8S_IMAGES": str(images)})
         timings["cluster up (warm binaries)"] = time.monotonic() - t1
-        yield Cluster(state, (images / "buildkit.ref").read_text().strip(), timings,
-                      (images / "python.ref").read_text().strip())
+        cluster = Cluster(state, (images / "buildkit.ref").read_text().strip(), timings,
+                          (images / "python.ref").read_text().strip())
+        pin_cluster_ips(cluster)
+        yield cluster
     finally:
         t2 = time.monotonic()
-        _down(state)
+        down = _down(state)
         timings["cluster down"] = time.monotonic() - t2
+        # kube-proxy's rules went with its namespace, and never were in the root one
+        assert SVC_NETNS not in run(["ip", "netns", "list"]).stdout.split(), down.stderr[-2000:]
+        assert "KUBE-* chains left" not in down.stderr, down.stderr[-2000:]
+        assert not kube_proxy_chains(root_netns_chains()), root_netns_chains()
 
 
 def busybox_layout(d: Path) -> str:
@@ -185,91 +213,59 @@ def stack_yaml(image_ref: str, **kubernetes: Any) -> dict[str, Any]:
     return y
 
 
-class ServiceProxy:
-    """kube-proxy's job for one Service, in user space (see the module docstring)."""
-
-    def __init__(self, cluster: Cluster, service: str, listen: tuple[str, int], port_name: str = "buildkitd") -> None:
-        # port_name: the Service port to route, by name (an EndpointSlice lists ports in no set order)
-        self.cluster, self.service, self.port_name = cluster, service, port_name
-        self.sock = socket.create_server(listen, reuse_port=False)
-        self.sock.settimeout(0.5)
-        self.conns: list[socket.socket] = []
-        self.stopping = False
-        self.routed: list[str] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def endpoint(self) -> tuple[str, int] | None:
-        r = self.cluster.kubectl("get", "endpointslices", "-n", NAMESPACE, "-l",
-                                 f"kubernetes.io/service-name={self.service}", "-o", "json", check=False)
-        if r.returncode != 0:
-            return None
-        for s in json.loads(r.stdout)["items"]:
-            port = next((p.get("port") for p in s.get("ports") or [] if p.get("name") == self.port_name), None)
-            for e in s.get("endpoints") or []:
-                if e.get("conditions", {}).get("ready") and port:
-                    return e["addresses"][0], int(port)
-        return None
-
-    def _serve(self) -> None:
-        while not self.stopping:
-            try:
-                client, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
-
-    def _handle(self, client: socket.socket) -> None:
-        ep = self.endpoint()
-        if ep is None:
-            client.close()  # no ready endpoint: refused, as kube-proxy does
-            return
-        try:
-            upstream = socket.create_connection(ep, timeout=5)
-        except OSError:
-            client.close()
-            return
-        upstream.settimeout(None)
-        self.routed.append(ep[0])
-        self.conns += [client, upstream]
-        for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=_pump, args=(a, b), daemon=True).start()
-
-    def close(self) -> None:
-        self.stopping = True
-        self.sock.close()
-        for c in self.conns:
-            with suppress(OSError):
-                c.close()
-        self.thread.join(timeout=5)
+def ready_endpoints(cluster: Cluster, service: str) -> list[str]:
+    """The *ready* addresses of the Service's EndpointSlices (what kube-proxy sends new connections
+    to; the endpoint controller fills them from the selector and the pods' readiness)."""
+    r = cluster.kubectl("get", "endpointslices", "-n", NAMESPACE, "-l", f"kubernetes.io/service-name={service}",
+                        "-o", "json")
+    return [a for sl in json.loads(r.stdout)["items"] for e in sl.get("endpoints") or []
+            if e.get("conditions", {}).get("ready") for a in e["addresses"]]
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
+def in_svc_netns(*argv: str) -> subprocess.CompletedProcess[str]:
+    return run(["nsenter", f"--net=/run/netns/{SVC_NETNS}", *argv])
 
 
-@contextmanager
-def service_proxies(cluster: Cluster, port: int) -> Iterator[dict[str, ServiceProxy]]:
-    proxies: dict[str, ServiceProxy] = {}
-    try:
-        for node, host in NODE_HOSTS.items():
-            run(["ip", "addr", "replace", f"{host}/32", "dev", BRIDGE])
-            proxies[node] = ServiceProxy(cluster, node, (host, port))
-        yield proxies
-    finally:
-        for p in proxies.values():
-            p.close()
-        for host in NODE_HOSTS.values():
-            run(["ip", "addr", "del", f"{host}/32", "dev", BRIDGE], check=False)
+def dnat_counts(service: str) -> dict[str, int]:
+    """kube-proxy's DNAT rules for the Service's endpoints -> connections each has taken (the nat
+    table sees the first packet of a connection only), from its namespace's counters."""
+    out: dict[str, int] = {}
+    for line in in_svc_netns("iptables-save", "-c", "-t", "nat").stdout.splitlines():
+        m = re.match(r"\[(\d+):\d+\] -A KUBE-SEP-\S+ .*--comment \"?" + re.escape(f"{NAMESPACE}/{service}:")
+                     + r".* -j DNAT .*--to-destination (\S+)", line)
+        if m:
+            out[m.group(2)] = out.get(m.group(2), 0) + int(m.group(1))
+    return out
+
+
+def routed_to_pod(cluster: Cluster, node: str, port: int) -> int:
+    """Connections kube-proxy's DNAT rule has sent to the node's pod, as it is now, on ``port`` (a
+    new pod has a new rule, counting from 0)."""
+    ip = cluster.get("pod", f"{node}-0")["status"]["podIP"]
+    return dnat_counts(node).get(f"{ip}:{port}", 0)
+
+
+def rejected(service: str) -> dict[int, int]:
+    """kube-proxy's REJECT rules for the Service's ports while it has no endpoint (port -> new
+    connections refused), from its namespace's filter table; empty once an endpoint is ready."""
+    out: dict[int, int] = {}
+    for line in in_svc_netns("iptables-save", "-c", "-t", "filter").stdout.splitlines():
+        m = re.match(r"\[(\d+):\d+\] -A KUBE-\S+ .*--comment \"?" + re.escape(f"{NAMESPACE}/{service}:")
+                     + r"\S+ has no endpoints\"? .*--dport (\d+) .*-j REJECT", line)
+        if m:
+            out[int(m.group(2))] = out.get(int(m.group(2)), 0) + int(m.group(1))
+    return out
+
+
+def root_netns_chains() -> set[str]:
+    """The KUBE-* chains of the root network namespace (iptables and ip6tables, every table)."""
+    text = run(["iptables-save"]).stdout + run(["ip6tables-save"]).stdout
+    return set(re.findall(r"^:(KUBE-\S+)", text, re.M))
+
+
+def kube_proxy_chains(chains: set[str]) -> set[str]:
+    """The chains kube-proxy makes, among these (kubelet's own three are not its)."""
+    return chains - {"KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"}
 
 
 def poll(what: str, fn: Callable[[], Any], timeout: float = 120, every: float = 1) -> Any:

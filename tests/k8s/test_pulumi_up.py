@@ -26,8 +26,9 @@ With ``metrics.port`` on (the sidecar of kubernetes.metricsImage: the python ima
 from this machine's python3): each node's pod serves /metrics through its Service's metrics port to
 the farm's client cert, with BuildKit's series and the farm's, and refuses a client without one.
 
-Services reach pods through tests/k8s/cluster.py's ServiceProxy (no kube-proxy). Times are printed
-at the end, never asserted.
+Clients dial each node's Service at its ClusterIP, routed by the cluster's kube-proxy
+(tests/k8s/cluster.py); that a connection went to a pod is read from kube-proxy's DNAT counters.
+Times are printed at the end, never asserted.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,11 +58,10 @@ from tests.k8s.cluster import (
     NAMESPACE,
     NODE_HOSTS,
     Cluster,
-    ServiceProxy,
     busybox_layout,
     cache_dockerfile,
+    routed_to_pod,
     running_cluster,
-    service_proxies,
     stack_yaml,
 )
 from tests.support.figures import print_past_capture, timings_line
@@ -101,9 +100,6 @@ class Up:
     dir: Path
     cluster: Cluster
     stack: Stack
-    proxies: dict[str, ServiceProxy]
-    #: node -> kube-proxy's stand-in for the Service's metrics port (same address as the build port)
-    metrics_proxies: dict[str, ServiceProxy]
     registries: Registries
     #: BASELINE's program, where the stack was created
     baseline: Path
@@ -192,12 +188,7 @@ def up(request: pytest.FixtureRequest) -> Iterator[Up]:
     timings: dict[str, float] = {}
     try:
         with running_cluster(d / "s", d / "images", timings) as cluster, \
-                service_proxies(cluster, PORT) as proxies, running_registries(d / "registries") as regs, \
-                ExitStack() as closing:
-            metrics = {}
-            for n, h in NODE_HOSTS.items():
-                metrics[n] = ServiceProxy(cluster, n, (h, METRICS_PORT), port_name="metrics")
-                closing.callback(metrics[n].close)
+                running_registries(d / "registries") as regs:
             regs.sh("ca")
             regs.up("main", REGISTRY)  # after the cluster: its bridge carries the address
             env = {**file_backend(d), "KUBECONFIG": str(cluster.kubeconfig)}
@@ -209,7 +200,7 @@ def up(request: pytest.FixtureRequest) -> Iterator[Up]:
                 # the program makes the builder too (its create script, preflight of every node)
                 r = stack.pulumi("up", "--yes", "--skip-preview", cwd=old, timeout=900)
                 timings[f"pulumi up ({BASELINE}'s program: objects, awaits, builder)"] = time.monotonic() - t0
-                yield Up(d, cluster, stack, proxies, metrics, regs, old, r.stdout + r.stderr, timings)
+                yield Up(d, cluster, stack, regs, old, r.stdout + r.stderr, timings)
     finally:
         shutil.rmtree(d, ignore_errors=True)
         print_past_capture(request, timings_line("tests/k8s pulumi times", timings))
@@ -263,15 +254,17 @@ def test_up_creates_every_object_through_the_provider(up: Up) -> None:
 def test_the_builder_comes_up_through_its_preflight_and_builds(up: Up) -> None:
     # `pulumi up` made the builder (in the stack's BUILDX_CONFIG); its script again, as a user runs it
     made = run(["docker", "buildx", "inspect", "bkf-k8s-tier"], env=up.stack.env)
-    assert "tcp://10.79.0.11:1234" in made.stdout, made.stdout
+    assert f"tcp://{NODE_HOSTS['amd64-1']}:{PORT}" in made.stdout, made.stdout
     t0 = time.monotonic()
     out = run(["bash", "-c", up.outputs()["buildxCreateScript"]], env=up.env(), timeout=300)
     up.timings["builder created again (program's script)"] = time.monotonic() - t0
     for node, host in NODE_HOSTS.items():
         assert f"preflight: node {node} (tcp://{host}:{PORT}) is up and builds linux/amd64" in out.stdout, out.stdout
     assert "builder bkf-k8s-tier ready" in out.stdout, out.stdout
+    # the script's preflight dialled both nodes: the build's own connections come on top
+    before = routed_to_pod(up.cluster, "amd64-1", PORT)
     assert up.stamps("up") == ["up"]
-    assert up.proxies["amd64-1"].routed, "the build did not go through node amd64-1's Service"
+    assert routed_to_pod(up.cluster, "amd64-1", PORT) > before, "the build did not go through node amd64-1's Service"
 
 
 def test_the_builder_pushes_an_image_to_the_registry(up: Up) -> None:
@@ -331,8 +324,11 @@ def every_pod_serves_metrics_to_the_farms_client_cert(up: Up, request: pytest.Fi
         print_past_capture(request, f"tests/k8s {node} farm series: " +
                            ", ".join(f"{k} {v:.0f}" for k, v in sorted(value.items())))
     # only /metrics: pprof and the cache endpoints of the debug socket stay inside the pod
+    before = routed_to_pod(up.cluster, "amd64-1", METRICS_PORT)
     assert https_get(NODE_HOSTS["amd64-1"], METRICS_PORT, ca, client, "/debug/pprof/")[0] == 404
-    assert up.metrics_proxies["amd64-1"].routed, "the scrape did not go through the Service's metrics port"
+    # through the Service's metrics port to the pod (kube-proxy's DNAT rule for it took it)
+    assert routed_to_pod(up.cluster, "amd64-1", METRICS_PORT) == before + 1, \
+        "the scrape did not go through the Service's metrics port"
 
 
 def test_metrics_on_adds_the_sidecar_and_every_pod_serves_the_farms_client_cert(
@@ -355,12 +351,12 @@ def test_a_scrape_without_the_farms_client_cert_or_with_another_cas_is_refused(u
     _, _, rogue = openssl_pki(up.dir / "rogue", {}, ca_name="rogue")
     for node, host in NODE_HOSTS.items():
         for client in (None, rogue["ci"]):
-            routed = len(up.metrics_proxies[node].routed)
+            routed = routed_to_pod(up.cluster, node, METRICS_PORT)
             # the handshake fails (TLS 1.3: the server's alert arrives on the first read)
             with pytest.raises((ssl.SSLError, ConnectionError)):
                 https_get(host, METRICS_PORT, ca, client)
             # refused by the pod's endpoint, not by a Service that had nowhere to send it
-            assert len(up.metrics_proxies[node].routed) == routed + 1
+            assert routed_to_pod(up.cluster, node, METRICS_PORT) == routed + 1
 
 
 def test_a_preview_right_after_up_is_clean(up: Up) -> None:

@@ -7,18 +7,23 @@ scaler PATCHes the `scale` subresource with its projected token) and the PVC sta
 while the nodes are at 0 (the manifest leaves replicas to the scaler and CI); the create script with a
 key scales exactly the key's node back to 1, waits for mTLS, and builds (wake-to-first-build printed);
 the CI token from the stack outputs may get and patch the scale of the farm's StatefulSets and is denied
-(403 from the API server) everything else tried here.
+(403 from the API server) everything else tried here; the real `bkf status` shows nodes at 0 stopped and
+`bkf wake NODE` scales exactly that node. While a node is at 0 its Service has no ready
+endpoint, and a dial of its ClusterIP is refused by kube-proxy's REJECT rule for it.
 
-The pods reach the API server at 10.79.0.1:16443 through a forwarder to its loopback port (the cluster
-has no kube-proxy to route the `kubernetes` Service; the forwarder is what kube-proxy would be for it).
-The scaler image is built here from this machine's curl and busybox and imported into the cluster.
+Clients (the create script, its wake and the builds) dial each node's Service at its ClusterIP, routed by
+the cluster's kube-proxy (tests/k8s/cluster.py); the pods and the create script reach the API server
+where it listens, 10.79.0.1:16443 on the cluster's bridge (the stack's ``kubernetes.apiServer``). The
+scaler image is built here from this machine's curl and busybox and imported into the cluster.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import ssl
+import sys
 import tempfile
 import time
 import urllib.error
@@ -37,12 +42,14 @@ from tests.k8s.cluster import (
     NAMESPACE,
     NODE_HOSTS,
     Cluster,
-    ServiceProxy,
     busybox_layout,
     cache_dockerfile,
+    dnat_counts,
     poll,
+    ready_endpoints,
+    rejected,
+    routed_to_pod,
     running_cluster,
-    service_proxies,
     stack_yaml,
 )
 from tests.k8s.test_pulumi_up import kubernetes_plugin
@@ -53,17 +60,9 @@ pytestmark = pytest.mark.k8s
 PORT = 1234
 STACK = "k8s-zero"
 BUILDER = "bkf-k8s-zero"
-API_LOCAL = "https://127.0.0.1:16443"
-#: where the pods dial the API server (the forwarder on the cluster's bridge)
-API_FOR_PODS = ("10.79.0.1", 16443)
+#: where the API server listens (local/k8s.sh: on the cluster's bridge), for the pods and for CI alike
+API = "https://10.79.0.1:16443"
 SCALER_IMAGE = "bkf.local/scaler:1"
-
-
-class ApiForward(ServiceProxy):
-    """The `kubernetes` Service's routing for the pods: the bridge address to the API server's loopback port."""
-
-    def endpoint(self) -> tuple[str, int] | None:
-        return ("127.0.0.1", API_FOR_PODS[1])
 
 
 def scaler_image(d: Path) -> Path:
@@ -94,7 +93,6 @@ class Zero:
     dir: Path
     cluster: Cluster
     stack: Stack
-    proxies: dict[str, ServiceProxy]
     outputs: dict[str, Any]
     timings: dict[str, float]
     #: monotonic time `pulumi up` returned (the pods were Ready)
@@ -107,15 +105,12 @@ def zero(request: pytest.FixtureRequest) -> Iterator[Zero]:
     kubernetes_plugin()
     d = Path(tempfile.mkdtemp(prefix="bkf-k8s-zero.", dir="/tmp"))
     timings: dict[str, float] = {}
-    forward = None
     try:
-        with running_cluster(d / "s", d / "images", timings) as cluster, \
-                service_proxies(cluster, PORT) as proxies:
+        with running_cluster(d / "s", d / "images", timings) as cluster:
             run(["bash", str(K8S_SH), "import", str(d / "s"), str(scaler_image(d))], timeout=300)
-            forward = ApiForward(cluster, "kubernetes", API_FOR_PODS)
             env = {**file_backend(d), "KUBECONFIG": str(cluster.kubeconfig)}
             y = stack_yaml(cluster.image_ref, idleImage=(d / "scaler.ref").read_text(),
-                           apiServer=f"https://{API_FOR_PODS[0]}:{API_FOR_PODS[1]}")
+                           apiServer=API)
             cfg = y["config"]
             cfg["buildkit-farm:builder"] = {"enabled": True, "name": BUILDER}
             # the shortest the config takes: a minute without builds, checked every 5 s
@@ -125,10 +120,8 @@ def zero(request: pytest.FixtureRequest) -> Iterator[Zero]:
                 stack.pulumi("up", "--yes", "--skip-preview", timeout=900)
                 up_at = time.monotonic()
                 timings["pulumi up (idleStop on)"] = up_at - t0
-                yield Zero(d, cluster, stack, proxies, stack.outputs(), timings, up_at)
+                yield Zero(d, cluster, stack, stack.outputs(), timings, up_at)
     finally:
-        if forward is not None:
-            forward.close()
         shutil.rmtree(d, ignore_errors=True)
         print_past_capture(request, timings_line("tests/k8s scale to zero", timings))
 
@@ -136,7 +129,7 @@ def zero(request: pytest.FixtureRequest) -> Iterator[Zero]:
 def api(z: Zero, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
     """One request with the CI token from the stack outputs; (status, body)."""
     ctx = ssl.create_default_context(cadata=z.outputs["ciWakeCaCert"])
-    req = urllib.request.Request(API_LOCAL + path, method=method,
+    req = urllib.request.Request(API + path, method=method,
                                  data=json.dumps(body).encode() if body is not None else None,
                                  headers={"Authorization": f"Bearer {z.outputs['ciWakeToken']}",
                                           "Content-Type": "application/merge-patch+json"})
@@ -205,6 +198,23 @@ def test_an_idle_node_scales_its_statefulset_to_zero_and_keeps_its_pvc(zero: Zer
         assert pvc["metadata"]["uid"] == claims[n] and pvc["status"]["phase"] == "Bound", pvc["status"]
 
 
+def rejecting(node: str) -> Callable[[], bool]:
+    return lambda: PORT in rejected(node)
+
+
+def test_a_node_at_zero_is_refused_at_its_cluster_ip(zero: Zero) -> None:
+    for n, host in NODE_HOSTS.items():
+        assert replicas(zero, n) == 0 and not ready_endpoints(zero.cluster, n)
+        # no endpoint: kube-proxy has no DNAT rule for the Service, it REJECTs its port instead
+        poll(f"kube-proxy's REJECT rule for {n}'s Service", rejecting(n), timeout=60)
+        assert dnat_counts(n) == {}, dnat_counts(n)
+        before = rejected(n)[PORT]
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((host, PORT), timeout=30).close()
+        # refused by that rule (one new connection), not by anything else on the way
+        assert rejected(n)[PORT] == before + 1, rejected(n)
+
+
 def test_a_preview_is_clean_while_the_nodes_are_at_zero(zero: Zero) -> None:
     assert all(replicas(zero, n) == 0 for n in NODE_HOSTS)
     t0 = time.monotonic()
@@ -217,14 +227,12 @@ def test_a_preview_is_clean_while_the_nodes_are_at_zero(zero: Zero) -> None:
 def test_the_create_script_wakes_exactly_the_keys_node_and_builds(zero: Zero) -> None:
     o = zero.outputs
     env = {**zero.stack.env, "BKF_TLS_CA": o["caCert"], "BKF_TLS_CERT": o["clientCert"],
-           "BKF_TLS_KEY": o["clientKey"], "BKF_K8S_API": API_LOCAL, "BKF_K8S_TOKEN": o["ciWakeToken"],
+           "BKF_TLS_KEY": o["clientKey"], "BKF_K8S_API": API, "BKF_K8S_TOKEN": o["ciWakeToken"],
            "BKF_K8S_CA": o["ciWakeCaCert"]}
     ctx, dest = zero.dir / "ctx", zero.dir / "out"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(cache_dockerfile("bkf-k8s-zero"))
     layout = busybox_layout(zero.dir)
-    # the proxies also count the connections of `pulumi up`'s preflight, before the nodes went to 0
-    before = {n: len(p.routed) for n, p in zero.proxies.items()}
     t0 = time.monotonic()
     out = run(["bash", "-c", o["buildxCreateScript"], "create", "--key", "repo-a"], env=env, timeout=900)
     t1 = time.monotonic()
@@ -232,7 +240,13 @@ def test_the_create_script_wakes_exactly_the_keys_node_and_builds(zero: Zero) ->
     first, second = order.split(" as ")[1].split()
     assert f"wake: scaling node {first} (statefulset {first}) to 1" in out.stdout, out.stdout
     assert f"wake: node {first} answers mTLS" in out.stdout, out.stdout
+    # it answered before the script's wait ran out (the line above is printed either way)
+    assert f"wake: node {first} does not answer yet" not in out.stderr, out.stderr
     assert replicas(zero, first) == 1 and replicas(zero, second) == 0, (first, second)
+    # the wait for mTLS and the preflight reached the woken pod through its ClusterIP (kube-proxy's
+    # DNAT rule for the new pod, which counts from its creation)
+    woke = routed_to_pod(zero.cluster, first, PORT)
+    assert woke > 0, dnat_counts(first)
     run(["docker", "buildx", "build", "--builder", BUILDER, "--progress=plain",
          "--build-context", f"busybox={layout}", "--build-arg", "STAMP=woken",
          "--output", f"type=local,dest={dest}", str(ctx)], env=env, timeout=600)
@@ -240,7 +254,46 @@ def test_the_create_script_wakes_exactly_the_keys_node_and_builds(zero: Zero) ->
     zero.timings["wake: scale to 1 until mTLS (create script)"] = t1 - t0
     zero.timings["wake-to-first-build (script start to build end)"] = t2 - t0
     assert (dest / "stamps").read_text().split() == ["woken"]
-    assert len(zero.proxies[first].routed) > before[first]
-    assert len(zero.proxies[second].routed) == before[second], "the node at 0 was dialled"
-    # the other node stayed at 0 all along
+    assert routed_to_pod(zero.cluster, first, PORT) > woke, "the build did not go through the woken node's Service"
+    # the other node stayed at 0: no endpoint to route to (no DNAT rule), its port still REJECTed
     assert replicas(zero, second) == 0
+    assert dnat_counts(second) == {} and PORT in rejected(second), (dnat_counts(second), rejected(second))
+
+
+def test_bkf_status_shows_nodes_at_zero_stopped_and_bkf_wake_scales_exactly_the_named_one(zero: Zero) -> None:
+    """The real `python -m bkf status` and `bkf wake NODE`, as a user runs them, against the real API server
+    with the CI token (bkf/k8s.py): a node at 0 is `stopped` (exit 0); the wake PATCHes exactly that
+    node's StatefulSet to 1 and returns once it answers mTLS; the other nodes stay at 0."""
+    o = zero.outputs
+    outputs = zero.dir / "bkf-outputs.json"
+    outputs.write_text(json.dumps(o))
+    env = {**zero.stack.env, "BKF_K8S_API": API, "BKF_K8S_TOKEN": o["ciWakeToken"],
+           "BKF_K8S_CA": o["ciWakeCaCert"]}
+
+    def bkf(*args: str) -> Any:
+        return run([sys.executable, "-m", "bkf", *args, "--outputs", str(outputs)], env=env, cwd=ROOT,
+                   check=False, timeout=900)
+
+    # the create-script test woke one node: its own idle stop takes it back to 0 (a minute without builds)
+    poll("every node back at 0", lambda: all(replicas(zero, n) == 0 for n in NODE_HOSTS), timeout=420, every=2)
+    for n in NODE_HOSTS:
+        poll(f"pod {n}-0 gone", pod_gone(zero, f"{n}-0"), timeout=300)
+    r = bkf("status")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the table's rows (the error lines of the silent nodes follow them)
+    rows = {line.split()[0]: line.split()[2] for line in r.stdout.splitlines()[1:1 + len(NODE_HOSTS)]}
+    assert rows == {n: "stopped" for n in NODE_HOSTS}, r.stdout
+    target, others = sorted(NODE_HOSTS)[-1], sorted(NODE_HOSTS)[:-1]
+    t0 = time.monotonic()
+    r = bkf("wake", target, "--timeout", "300")
+    zero.timings["bkf wake NODE: scale to 1 until mTLS"] = time.monotonic() - t0
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{target}: scaled statefulset {NAMESPACE}/{target} to 1" in r.stdout, r.stdout
+    assert f"{target}: answers mTLS" in r.stdout, r.stdout
+    assert not any(f"statefulset {NAMESPACE}/{n} " in r.stdout for n in others), r.stdout
+    # read back from the API server: exactly the named node's StatefulSet is at 1
+    assert {n: replicas(zero, n) for n in NODE_HOSTS} == {target: 1, **{n: 0 for n in others}}
+    r = bkf("status", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert {n["name"]: n["state"] for n in json.loads(r.stdout)} == {target: "up", **{n: "stopped" for n in others}}
+    assert all(replicas(zero, n) == 0 for n in others)

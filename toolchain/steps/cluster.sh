@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Step cluster: the single-node Kubernetes the cluster tier (tests/k8s) runs, built from Go modules
 # at the versions in versions.env and cached like the other binaries (one table row per part):
-#   kubernetes-<v>/  kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
+#   kubernetes-<v>/  kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy
 #   etcd-<v>/        etcd
 #   containerd-<v>/  containerd containerd-shim-runc-v2 ctr
 #   rootlesskit-<v>/ rootlesskit (goes into the rootless BuildKit image)
@@ -18,7 +18,7 @@ ETCD_MOD=go.etcd.io/etcd/server/v3
 CONTAINERD_MOD=github.com/containerd/containerd/v2
 ROOTLESSKIT_MOD=github.com/rootless-containers/rootlesskit/v2
 PULUMI_KUBERNETES_MOD=github.com/pulumi/pulumi-kubernetes/provider/v4
-KUBERNETES_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+KUBERNETES_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy)
 
 go_wrapper kubernetes "${KUBERNETES_CMDS[*]/#/$KUBERNETES_MOD/cmd/}" "$KUBERNETES_MOD@$KUBERNETES_VERSION"
 go_wrapper_hook kubernetes staging_replaces
@@ -65,6 +65,8 @@ build_kubernetes() {
   done
   local c s
   for c in "${KUBERNETES_CMDS[@]}"; do
+    # carried over from the cache under the same stamp (lib/gobuild.sh cached_build)
+    if [[ -x "$OUT/$c" ]]; then echo "kept $c"; continue; fi
     s=$(now)
     (cd "$w" && "$GO" build -mod=readonly -trimpath -ldflags "$ld" -o "$OUT/$c" "$KUBERNETES_MOD/cmd/$c")
     echo "built $c in $(elapsed "$s" "$(now)")s"
