@@ -377,13 +377,28 @@ def test_checksums_restart_the_pod_on_config_or_cert_change(run: mockrt.Run, obj
 def test_the_statefulset_await_waits_for_its_one_replica_updated_and_ready(objs: dict[str, dict[str, Any]]) -> None:
     for node in NODES:
         sts = objs[f"{node}-statefulset"]
-        # the provider's own await is replaced by these conditions (see pod.WAIT_FOR for why); they
-        # hold only for a rollout of the one replica the StatefulSet has
-        assert json.loads(sts["metadata"]["annotations"][pod.AWAIT_ANNOTATION]) == [
-            "jsonpath={.status.updatedReplicas}=1", "jsonpath={.status.readyReplicas}=1"]
+        annotations = sts["metadata"]["annotations"]
+        # the provider's own await is replaced by these conditions (see pod.ROLLED_OUT for why); they
+        # hold only for a rollout of the one replica the StatefulSet has, on the object as applied
+        # (pod.METADATA_DIGEST: the provider's watch can replay the object from before the patch)
+        digest = annotations[pod.METADATA_DIGEST]
+        assert re.fullmatch("[0-9a-f]{64}", digest), digest
+        assert json.loads(annotations[pod.AWAIT_ANNOTATION]) == [
+            "jsonpath={.status.updatedReplicas}=1", "jsonpath={.status.readyReplicas}=1",
+            f"jsonpath={{.metadata.annotations['buildkit-farm/metadata-sha256']}}={digest}"]
         assert sts["spec"]["replicas"] == 1
-        # on the StatefulSet, not its pod template: adding or changing it restarts no pod
-        assert pod.AWAIT_ANNOTATION not in sts["spec"]["template"]["metadata"]["annotations"]
+        # on the StatefulSet, not its pod template: adding or changing them restarts no pod
+        template = sts["spec"]["template"]["metadata"]["annotations"]
+        assert pod.AWAIT_ANNOTATION not in template and pod.METADATA_DIGEST not in template
+    # one digest per node's metadata (its labels name it), and a change of its labels changes it
+    assert len({objs[f"{n}-statefulset"]["metadata"]["annotations"][pod.METADATA_DIGEST] for n in NODES}) == len(NODES)
+
+
+def test_the_await_digest_follows_every_change_of_the_statefulsets_metadata() -> None:
+    base = pod.await_annotations({"a": "1"}, pod.ROLLED_OUT)
+    assert pod.await_annotations({"a": "1"}, list(pod.ROLLED_OUT)) == base  # deterministic
+    assert pod.await_annotations({"a": "2"}, pod.ROLLED_OUT)[pod.METADATA_DIGEST] != base[pod.METADATA_DIGEST]
+    assert pod.await_annotations({"a": "1"}, pod.ROLLED_OUT[:1])[pod.METADATA_DIGEST] != base[pod.METADATA_DIGEST]
 
 
 # ----------------------------------------------------------------------------- the drain, for real

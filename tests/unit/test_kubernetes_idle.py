@@ -15,7 +15,7 @@ import pytest
 
 from components.backends.kubernetes import idle as i
 from components.backends.kubernetes.config import KubernetesNodeSpec, KubernetesSpec
-from components.backends.kubernetes.pod import statefulset_manifest
+from components.backends.kubernetes.pod import AWAIT_ANNOTATION, METADATA_DIGEST, statefulset_manifest
 from components.builder.wake import KubernetesWake, render_wake
 from components.node.idle import IdleStop
 
@@ -34,6 +34,9 @@ def test_the_statefulset_leaves_replicas_to_the_scaler_and_only_the_scaler_gets_
     on = i.with_idle_stop(off, SPEC, NODE, IDLE, SPEC.idle_image)
     assert off["spec"]["replicas"] == 1 and "replicas" not in on["spec"]
     assert "replicas" in sts()["spec"]  # the input was not changed
+    # no replica to await at 0: the await and the digest only it reads are gone, the labels stay
+    assert set(off["metadata"]["annotations"]) == {AWAIT_ANNOTATION, METADATA_DIGEST}
+    assert on["metadata"]["annotations"] == {} and on["metadata"]["labels"] == off["metadata"]["labels"]
     pod = on["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "amd64-1-idle"
     bk, scaler = pod["containers"]

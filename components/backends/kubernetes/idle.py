@@ -31,7 +31,7 @@ from typing import Any
 from components.backends.kubernetes.config import KubernetesNodeSpec as NodeSpec
 from components.backends.kubernetes.config import KubernetesSpec
 from components.backends.kubernetes.manifests import CONTAINER, SOCKET_ADDR, labels, statefulset_name
-from components.backends.kubernetes.pod import AWAIT_ANNOTATION
+from components.backends.kubernetes.pod import AWAIT_ANNOTATION, METADATA_DIGEST
 from components.node.idle import IdleStop
 
 SCALER = "scaler"
@@ -121,8 +121,10 @@ def with_idle_stop(sts: dict[str, Any], spec: KubernetesSpec, node: NodeSpec, id
     del out["spec"]["replicas"]
     # pod.AWAIT_ANNOTATION waits for one updated, ready replica: a node scaled to 0 never has one, so
     # an `up` while it sleeps would wait out the rollout timeout. Without it the provider's own await
-    # applies (its observedGeneration gap is pod.py's note; an `up` of an awake node is still awaited)
-    annotations = {k: v for k, v in out["metadata"].get("annotations", {}).items() if k != AWAIT_ANNOTATION}
+    # applies (its observedGeneration gap is pod.py's note; an `up` of an awake node is still awaited),
+    # and the digest only that await's last condition reads goes with it
+    annotations = {k: v for k, v in out["metadata"].get("annotations", {}).items()
+                   if k not in (AWAIT_ANNOTATION, METADATA_DIGEST)}
     out["metadata"] = {**out["metadata"], "annotations": annotations}
     template = out["spec"]["template"]
     pod = {**template["spec"]}

@@ -6,6 +6,7 @@ constants it shares.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from collections.abc import Mapping
@@ -103,8 +104,29 @@ def termination_grace_s(drain_timeout_s: int) -> int:
 #: (tests/k8s/test_pulumi_up.py caught it; fixed upstream later by pulumi-kubernetes PR #4094). For a
 #: one-replica StatefulSet, the rollout is done when its one replica is both updated (of the new
 #: revision) and ready: the old pod is deleted before the new one is made.
-WAIT_FOR = json.dumps(["jsonpath={.status.updatedReplicas}=1", "jsonpath={.status.readyReplicas}=1"])
+ROLLED_OUT = ["jsonpath={.status.updatedReplicas}=1", "jsonpath={.status.readyReplicas}=1"]
 AWAIT_ANNOTATION = "pulumi.com/waitFor"
+#: A digest of the StatefulSet's own metadata, and the await's last condition: the object it returns
+#: must carry it. The provider's await starts from the patched object, then takes every watch event
+#: of the same or a newer .metadata.generation (condition/observer.go), and its informers are shared
+#: by the resources of one namespace: an informer already running when this patch landed replays the
+#: object as it was before. A change of metadata only (labels, annotations: the upgrade that added
+#: the await) keeps the generation, so that old copy was taken, met the replica conditions and became
+#: the resource's outputs, and the next preview showed the change again (one of the two StatefulSets
+#: in one CI run of tests/k8s/test_pulumi_up.py). Spec changes bump the generation, which it checks.
+METADATA_DIGEST = "buildkit-farm/metadata-sha256"
+
+
+def await_annotations(metadata_labels: Mapping[str, str], conditions: list[str]) -> dict[str, str]:
+    """The StatefulSet's annotations: ``conditions`` as its await, met only by the object as applied.
+
+    The digest covers the labels and the conditions, so every change of the StatefulSet's metadata
+    changes it (RFC 9535 JSONPath, the provider's: a name with '/' or '-' needs the bracket form).
+    """
+    digest = hashlib.sha256(json.dumps({"labels": dict(metadata_labels), "waitFor": conditions},
+                                       sort_keys=True).encode()).hexdigest()
+    applied = f"jsonpath={{.metadata.annotations['{METADATA_DIGEST}']}}={digest}"
+    return {METADATA_DIGEST: digest, AWAIT_ANNOTATION: json.dumps([*conditions, applied])}
 
 
 def _exec(*argv: str) -> dict[str, Any]:
@@ -195,7 +217,7 @@ def statefulset_manifest(spec: KubernetesSpec, node: NodeSpec, *, image: str, bu
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": {"name": statefulset_name(node), "namespace": spec.namespace, "labels": pod_labels,
-                     "annotations": {AWAIT_ANNOTATION: WAIT_FOR}},
+                     "annotations": await_annotations(pod_labels, ROLLED_OUT)},
         "spec": {
             "replicas": 1,
             "serviceName": service_name(node),
