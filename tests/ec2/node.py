@@ -229,6 +229,12 @@ class Ec2Node:
         ns, veth = self.netns, f"{self.netns}-r"
         run(["ip", "netns", "add", ns])
         self.cleanups.append(["ip", "netns", "del", ns])
+        # Forwarding on in the node's namespace, as buildkitd's CNI bridge plugin turns it on at its
+        # first start on an instance: under nspawn /proc/sys is read-only ("failed to enable
+        # forwarding: ... read-only file system", and the daemon exits). A new namespace inherits
+        # the root one's value, which other tiers change (dockerd turns it on, local/k8s.sh down
+        # puts back what its up found): the EC2 tier run after the k8s tier had it off.
+        run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
         run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
         run(["ip", "link", "set", veth, "master", BRIDGE, "up"])
         for cmd in (["addr", "add", f"{self.addr}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
