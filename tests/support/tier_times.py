@@ -2,14 +2,15 @@
 read from it).
 
 scripts/test.sh runs its stages in more than one process (lint and types beside the unit tier,
-then the heavy tiers), so no single pytest sees the whole run: each pytest adds its tiers to the
-JSON file named by BKF_TIER_TIMES (tests/conftest.py), the script adds the stages it timed itself
-(`add FILE NAME SECONDS`), and `print FILE WALL` prints the table. The wall time is printed beside
-the sum: stages that ran side by side make the sum larger than the wait.
+then the heavy tiers in two lanes side by side), so no single pytest sees the whole run: each
+pytest adds its tiers to the JSON file named by BKF_TIER_TIMES (tests/conftest.py), the script adds
+the stages it timed itself (`add FILE NAME SECONDS`), and `print FILE WALL` prints the table. The
+wall time is printed beside the sum: stages that ran side by side make the sum larger than the wait.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sys
 from collections.abc import Mapping
@@ -31,10 +32,12 @@ def merged(old: Mapping[str, list[float]], seconds: Mapping[str, float],
 
 
 def add(path: Path, seconds: Mapping[str, float], tests: Mapping[str, int]) -> None:
-    """Add tiers to the run's file (made if missing). The processes that write it run one after
-    another (a pytest at its end, the script after its `wait`), so no lock is needed."""
-    old = json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
-    path.write_text(json.dumps(merged(old, seconds, tests), indent=1) + "\n")
+    """Add tiers to the run's file (made if missing). The heavy tiers' two pytest processes may end
+    at the same moment: each read-modify-write holds an exclusive lock on the file beside it."""
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
+        path.write_text(json.dumps(merged(old, seconds, tests), indent=1) + "\n")
 
 
 def table(rows: Mapping[str, list[float]], wall: float | None = None) -> str:

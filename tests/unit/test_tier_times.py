@@ -3,6 +3,7 @@ the script's own stages add up in one file, and the table prints them with the s
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,21 @@ def test_no_file_yet_is_an_empty_table_and_a_bad_call_is_refused(tmp_path: Path)
     assert tier_times.main(["print", str(tmp_path / "none.json")]) == 0
     assert tier_times.main(["add", str(tmp_path / "x.json"), "lint"]) == 2
     assert not (tmp_path / "x.json").exists()
+
+
+ADDER = """
+import sys
+from pathlib import Path
+from tests.support import tier_times
+for _ in range(40):
+    tier_times.add(Path(sys.argv[1]), {sys.argv[2]: 1.0}, {sys.argv[2]: 1})
+"""
+
+
+def test_processes_adding_at_the_same_time_lose_nothing(tmp_path: Path) -> None:
+    # the heavy tiers' two lanes end when they end: their adds may meet (scripts/test.sh)
+    f = tmp_path / "times.json"
+    procs = [subprocess.Popen([sys.executable, "-c", ADDER, str(f), f"lane{i}"], cwd=ROOT) for i in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 4
+    rows = json.loads(f.read_text())
+    assert rows == {f"lane{i}": [40.0, 40.0] for i in range(4)}
