@@ -79,8 +79,15 @@ LANE_B=(tests/k8s tests/ec2 tests/reliability)
 echo "== tests, two lanes side by side: (${LANE_A[*]}) and (${LANE_B[*]}, its output follows)"
 heavy=(-q -p no:cacheprovider --durations=15)
 lane_b_rc=0
+# Lane B in a process group of its own (set -m): a background job of a script otherwise starts with
+# SIGINT ignored, so a Ctrl-C stopped lane A but lane B's tests ran on, holding their hosts. The
+# terminal's SIGINT reaches this script and lane A; once lane A has torn down, the trap hands it to
+# lane B, whose fixtures tear down too.
+set -m
 python -m pytest "${LANE_B[@]}" "${heavy[@]}" >"$work/lane-b.log" 2>&1 &
 lane_b=$!
+set +m
+trap 'kill -INT "$lane_b" 2>/dev/null || true; wait "$lane_b" || true' INT TERM
 lane_a_rc=0
 python -m pytest "${LANE_A[@]}" "${heavy[@]}" || lane_a_rc=$?
 wait "$lane_b" || lane_b_rc=$?
