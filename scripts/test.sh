@@ -2,9 +2,9 @@
 # Every test tier, with the toolchain toolchain/bootstrap.sh built:
 #   lint (ruff, shellcheck, actionlint, the docs site) -> types (mypy), side by side with the unit
 #   and toolchain tiers (mocks)
-#   -> the heavy tiers in two lanes side by side: daemons (real buildkitd/buildx) then e2e (real
-#   pulumi up/preview/destroy against test hosts on this machine); and k8s (the Kubernetes backend
-#   on a single-node cluster, local/k8s.sh), ec2 (the AWS node path in a container), reliability.
+#   -> the heavy tiers in three lanes side by side: e2e (real pulumi up/preview/destroy against test
+#   hosts on this machine); k8s (the Kubernetes backend on a single-node cluster, local/k8s.sh); and
+#   daemons (real buildkitd/buildx), ec2 (the AWS node path in a container), reliability.
 #   Ends with the time of every stage and tier (tests/support/tier_times.py).
 #   scripts/test.sh [unit]    "unit" stops after the unit tier
 #
@@ -69,31 +69,47 @@ if [ "${1:-}" = unit ]; then
   print_times
   exit "$unit_rc"
 fi
-# The heavy tiers in two lanes side by side, each one pytest: they wait far more than they compute
-# (pods rolling, awaits, idle clocks, builds under QEMU), and share nothing a test holds: each
-# module has its own test hosts (hN), registry ports and network namespaces, host sets share the
-# bridge under local/testhosts.sh's lock, and the k8s tier has its own bridge. Lane B's output is
-# printed whole after lane A's.
-LANE_A=(tests/daemons tests/e2e)
-LANE_B=(tests/k8s tests/ec2 tests/reliability)
-echo "== tests, two lanes side by side: (${LANE_A[*]}) and (${LANE_B[*]}, its output follows)"
+# The heavy tiers in three lanes side by side, each one pytest: they wait far more than they
+# compute (pods rolling, awaits, idle clocks, builds under QEMU), and share nothing a test holds:
+# each module has its own test hosts (hN), registry ports and network namespaces, host sets share
+# the bridge under local/testhosts.sh's lock, and the k8s tier has its own bridge. The lanes are
+# balanced by their tiers' times (e2e; k8s; daemons, ec2 and reliability); the first lane's output
+# streams, the others' is printed whole after it, in order.
+LANES=("tests/e2e" "tests/k8s" "tests/daemons tests/ec2 tests/reliability")
+echo "== tests, ${#LANES[@]} lanes side by side: $(printf '(%s) ' "${LANES[@]}")(the first streams, the others follow)"
 heavy=(-q -p no:cacheprovider --durations=15)
-lane_b_rc=0
-# Lane B in a process group of its own (set -m): a background job of a script otherwise starts with
-# SIGINT ignored, so a Ctrl-C stopped lane A but lane B's tests ran on, holding their hosts. The
-# terminal's SIGINT reaches this script and lane A; once lane A has torn down, the trap hands it to
-# lane B, whose fixtures tear down too.
+# Every lane in a process group of its own (set -m: a background job of a script otherwise starts
+# with SIGINT ignored, and its tests would run on after a Ctrl-C, holding their hosts), this script
+# waiting on them all: a Ctrl-C reaches the script, in `wait`, and its trap hands SIGINT to every
+# lane and waits while their fixtures tear down; every lane's output is then printed as usual.
+# Stdin is /dev/null: a process group other than the terminal's would be stopped if it read it.
+pids=()
 set -m
-python -m pytest "${LANE_B[@]}" "${heavy[@]}" >"$work/lane-b.log" 2>&1 &
-lane_b=$!
+for i in "${!LANES[@]}"; do
+  read -r -a tiers <<<"${LANES[$i]}"
+  if [ "$i" = 0 ]; then
+    python -m pytest "${tiers[@]}" "${heavy[@]}" </dev/null &
+  else
+    python -m pytest "${tiers[@]}" "${heavy[@]}" </dev/null >"$work/lane-$i.log" 2>&1 &
+  fi
+  pids+=("$!")
+done
 set +m
-trap 'kill -INT "$lane_b" 2>/dev/null || true; wait "$lane_b" || true' INT TERM
-lane_a_rc=0
-python -m pytest "${LANE_A[@]}" "${heavy[@]}" || lane_a_rc=$?
-wait "$lane_b" || lane_b_rc=$?
-echo "== lane B (${LANE_B[*]})"
-cat "$work/lane-b.log"
+interrupted=0
+trap 'interrupted=1; kill -INT "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" || true' INT TERM
+heavy_rc=0
+for i in "${!pids[@]}"; do
+  rc=0
+  wait "${pids[$i]}" || rc=$?
+  [ "$heavy_rc" != 0 ] || heavy_rc=$rc
+  [ "$i" = 0 ] && continue
+  echo "== lane $((i + 1)) (${LANES[$i]})"
+  cat "$work/lane-$i.log"
+done
 print_times
+if [ "$interrupted" = 1 ]; then
+  echo "interrupted: every lane has torn down" >&2
+  exit 130
+fi
 [ "$unit_rc" = 0 ] || exit "$unit_rc"
-[ "$lane_a_rc" = 0 ] || exit "$lane_a_rc"
-exit "$lane_b_rc"
+exit "$heavy_rc"
