@@ -117,6 +117,8 @@ main() {
   clean_stale_tmp
   step_apt
   step_go
+  # the venv is made beside the Go builds (steps/venv.sh); step_venv below waits for it
+  venv_begin
   step_binaries
   if want test; then step_actionlint; fi
   step_registry

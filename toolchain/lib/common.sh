@@ -75,8 +75,31 @@ fail() {
 # Temp dirs under the cache root (same filesystem, so finished dirs can be renamed into place).
 TMP_DIRS=()
 cleanup() {
-  local d
+  local d p
+  # a step still running in the background (bg_start) stops before its temp dir goes
+  for p in "${BG_PIDS[@]}"; do
+    pkill -TERM -P "$p" 2>/dev/null || true
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
   for d in "${TMP_DIRS[@]}"; do rm -rf -- "$d"; done
+}
+
+# Work started in the background (venv_begin) that has not been waited for yet.
+BG_PIDS=()
+BG_PID=
+bg_start() {
+  # bg_start CMD...: runs CMD in a background subshell (with errexit, as here: its first failing
+  # command ends it, and `wait` returns its status); sets BG_PID. The caller waits for it and then
+  # calls bg_done; cleanup stops it (and its children) if the script exits first.
+  "$@" &
+  BG_PID=$!
+  BG_PIDS+=("$BG_PID")
+}
+bg_done() {
+  local p keep=()
+  for p in "${BG_PIDS[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
+  BG_PIDS=("${keep[@]}")
 }
 
 MK_TMP=

@@ -2,39 +2,74 @@
 # Step venv: <repo>/.venv from requirements-dev.txt (the dev lock: every package pinned and hashed,
 # the runtime ones at requirements.txt's versions) and the project itself (editable: `bkf`). Made
 # anew whenever a lock changes (a sha256 of both locks is stamped in the venv), so that the venv
-# holds exactly the lock. Uses lib/common.sh: pip_install_locked, lock_stamp.
+# holds exactly the lock. Uses lib/common.sh: pip_install_locked, lock_stamp, bg_start.
+#
+# venv_begin starts making it in the background right after the go step, and step_venv (its table
+# row, after the builds) waits for it: alone, pip kept one of the two cores busy for its 58 s while
+# the other idled; beside the Go builds that time is mostly absorbed (docs/toolchain.md).
 
 VENV_OK=0
 venv_ok() { ((VENV_OK)); }
 
+VENV_BG_PID=
+VENV_BG_DIR=
+VENV_BG_START=
+
+venv_want() { (cd "$REPO_ROOT" && lock_stamp requirements-dev.txt requirements.txt); }
+
+venv_present() {
+  [[ -x "$VENV_DIR/bin/python" && -x "$VENV_DIR/bin/bkf" &&
+    "$(cat "$VENV_DIR/.bootstrap-requirements.sha256" 2>/dev/null)" == "$(venv_want)" ]]
+}
+
+venv_make() {
+  # venv_make LOG: the venv anew from the lock (installing over an older venv would keep packages
+  # the lock no longer lists), then the project; stamps it when both succeed.
+  local log=$1 want
+  want=$(venv_want)
+  rm -rf -- "$VENV_DIR"
+  {
+    "$PYTHON" -m venv "$VENV_DIR" &&
+      pip_install_locked "$VENV_DIR/bin/python" "$REPO_ROOT/requirements-dev.txt" &&
+      # the project itself: its dependencies came from the lock (--no-deps) and so did its build
+      # backend (setuptools, --no-build-isolation): nothing unpinned is fetched for it
+      PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$VENV_DIR/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$REPO_ROOT" &&
+      printf '%s\n' "$want" >"$VENV_DIR/.bootstrap-requirements.sha256"
+  } >"$log" 2>&1
+}
+
+venv_begin() {
+  # Starts venv_make in the background when the venv must be made; a no-op otherwise.
+  venv_present && return 0
+  mk_tmp venv
+  VENV_BG_DIR=$MK_TMP
+  VENV_BG_START=$(now)
+  bg_start venv_make "$VENV_BG_DIR/pip.log"
+  VENV_BG_PID=$BG_PID
+}
+
 step_venv() {
   step_begin venv
-  local stamp_file=$VENV_DIR/.bootstrap-requirements.sha256 lock=$REPO_ROOT/requirements-dev.txt
-  local want
-  want=$(cd "$REPO_ROOT" && lock_stamp requirements-dev.txt requirements.txt)
-  if [[ -x "$VENV_DIR/bin/python" && -x "$VENV_DIR/bin/bkf" && "$(cat "$stamp_file" 2>/dev/null)" == "$want" ]]; then
+  local rc=0 how=""
+  if [[ -n "$VENV_BG_PID" ]]; then
+    wait "$VENV_BG_PID" || rc=$?
+    bg_done "$VENV_BG_PID"
+    how="; made beside the builds in $(elapsed "$VENV_BG_START" "$(now)") s"
+  elif venv_present; then
     step_result present
     VENV_OK=1
     step_end
     return
-  fi
-  mk_tmp venv
-  local log=$MK_TMP/pip.log rc=0
-  # anew: installing over an older venv would keep packages the lock no longer lists
-  rm -rf -- "$VENV_DIR"
-  {
-    "$PYTHON" -m venv "$VENV_DIR" &&
-      pip_install_locked "$VENV_DIR/bin/python" "$lock" &&
-      # the project itself: its dependencies came from the lock (--no-deps) and so did its build
-      # backend (setuptools, --no-build-isolation): nothing unpinned is fetched for it
-      PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$VENV_DIR/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$REPO_ROOT"
-  } >"$log" 2>&1 || rc=$?
-  if ((rc != 0)); then
-    fail "venv: pip install --require-hashes -r requirements-dev.txt failed (exit $rc): $(tail -n 5 "$log")"
   else
-    printf '%s\n' "$want" >"$stamp_file"
-    step_result "installed ($(grep -c '^[A-Za-z0-9]' "$lock") locked packages and the project)"
+    mk_tmp venv
+    VENV_BG_DIR=$MK_TMP
+    venv_make "$VENV_BG_DIR/pip.log" || rc=$?
+  fi
+  if ((rc != 0)); then
+    fail "venv: pip install --require-hashes -r requirements-dev.txt failed (exit $rc): $(tail -n 5 "$VENV_BG_DIR/pip.log")"
+  else
+    step_result "installed ($(grep -c '^[A-Za-z0-9]' "$REPO_ROOT/requirements-dev.txt") locked packages and the project$how)"
     VENV_OK=1
   fi
   step_end
