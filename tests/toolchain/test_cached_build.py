@@ -54,7 +54,7 @@ def test_one_more_binary_under_the_same_stamp_is_built_alone(tmp_path: Path) -> 
     _, log = cached_build(tmp_path, "a b")
     assert re.findall(r"^(built|kept) (\w)$", log, re.M) == [("built", "a"), ("built", "b")]
     first = contents(tmp_path)
-    assert first[".stamp"] == "demo@v1 go1.0.0 recipe=3\n"
+    assert first[".stamp"] == "demo@v1 go1.0.0 recipe=4\n"
     # the same: nothing built
     assert cached_build(tmp_path, "a b")[0].strip() == "result: cached"
     assert contents(tmp_path) == first
