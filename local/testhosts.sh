@@ -10,6 +10,8 @@
 #                              loop devices; data images stay (the cache survives)
 #   local/testhosts.sh purge   down + delete the data images and keys
 #   local/testhosts.sh status
+#   local/testhosts.sh binfmt  only register QEMU's arm64 emulation (binfmt_misc, F flag), as up does:
+#                              for a foreign platform's RUN steps elsewhere (the k8s tier's pods)
 #
 # BKF_TESTHOSTS_NO_SFTP: hosts (of this set) whose sshd has no sftp subsystem, as some hardened
 # servers are configured (the SFTP check before an artifact copy is tested on one).
@@ -239,5 +241,6 @@ case "${1:-}" in
   purge) serialized cmd_down; rm -rf "$STATE/hosts" "$STATE/ssh" ;;
   status) cmd_status ;;
   ssh) shift; ssh_host "$@" ;;
-  *) die "usage: $0 up|down|purge|status|ssh HOST CMD..." ;;
+  binfmt) serialized ensure_binfmt ;;
+  *) die "usage: $0 up|down|purge|status|binfmt|ssh HOST CMD..." ;;
 esac
