@@ -6,6 +6,10 @@ set -euo pipefail
 dest=${1:?usage: rootfs.sh DIR}
 cache=${BUILDKIT_FARM_CACHE:-$HOME/.cache/buildkit-farm}/debs
 mkdir -p "$dest" "$cache"
+# one at a time: the test lanes run side by side and each may be first to fetch a .deb into the
+# shared cache (or to add the foreign architecture and apt-get update, which holds apt's lock)
+exec 9>"$cache/.rootfs.lock"
+flock 9
 for arch in amd64 arm64; do
   out="$dest/rootfs-$arch.tar"
   [ -s "$out" ] && continue
