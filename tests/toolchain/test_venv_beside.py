@@ -37,7 +37,7 @@ source "$REPO/toolchain/lib/common.sh"
 source "$REPO/toolchain/steps/venv.sh"
 REPO_ROOT=$T/repo VENV_DIR=$T/repo/.venv PYTHON=$T/python CACHE_ROOT=$T/cache
 trap cleanup EXIT
-venv_begin
+if [[ -z "${NO_BEGIN:-}" ]]; then venv_begin; fi
 echo "builds $(date +%s.%N)"
 if [[ -n "${EXIT_EARLY:-}" ]]; then until [[ -e $T/trace ]]; do sleep 0.05; done; sleep 0.2; exit 3; fi
 sleep 1
@@ -78,6 +78,15 @@ def test_the_venv_is_made_beside_the_builds_and_then_found_present(tmp_path: Pat
     r = run(tmp_path)
     assert r.returncode == 0, r.stderr
     assert "row: present" in r.stdout and not (tmp_path / "trace").exists()
+
+
+def test_a_caller_that_did_not_begin_it_gets_it_made_by_the_step(tmp_path: Path) -> None:
+    setup(tmp_path)
+    r = run(tmp_path, NO_BEGIN="1", PIP_SLEEP="0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^row: installed \(2 locked packages and the project; made beside the builds in [\d.]+ s\)$",
+                     r.stdout, re.M), r.stdout
+    assert (tmp_path / "repo/.venv/.bootstrap-requirements.sha256").read_text().strip()
 
 
 def test_a_failed_install_is_one_failure_naming_pip_s_error(tmp_path: Path) -> None:

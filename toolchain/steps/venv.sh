@@ -51,25 +51,24 @@ venv_begin() {
 
 step_venv() {
   step_begin venv
-  local rc=0 how=""
-  if [[ -n "$VENV_BG_PID" ]]; then
-    wait "$VENV_BG_PID" || rc=$?
-    bg_done "$VENV_BG_PID"
-    how="; made beside the builds in $(elapsed "$VENV_BG_START" "$(now)") s"
-  elif venv_present; then
+  # begun right after the go step (bootstrap.sh); a caller that did not gets it begun here
+  [[ -n "$VENV_BG_PID" ]] || venv_begin
+  if [[ -z "$VENV_BG_PID" ]]; then
     step_result present
     VENV_OK=1
     step_end
     return
-  else
-    mk_tmp venv
-    VENV_BG_DIR=$MK_TMP
-    venv_make "$VENV_BG_DIR/pip.log" || rc=$?
   fi
+  local rc=0 took n
+  wait "$VENV_BG_PID" || rc=$?
+  took=$(elapsed "$VENV_BG_START" "$(now)")
+  bg_done "$VENV_BG_PID"
+  VENV_BG_PID=
   if ((rc != 0)); then
     fail "venv: pip install --require-hashes -r requirements-dev.txt failed (exit $rc): $(tail -n 5 "$VENV_BG_DIR/pip.log")"
   else
-    step_result "installed ($(grep -c '^[A-Za-z0-9]' "$REPO_ROOT/requirements-dev.txt") locked packages and the project$how)"
+    n=$(grep -c '^[A-Za-z0-9]' "$REPO_ROOT/requirements-dev.txt")
+    step_result "installed ($n locked packages and the project; made beside the builds in $took s)"
     VENV_OK=1
   fi
   step_end
