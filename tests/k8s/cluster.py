@@ -245,6 +245,17 @@ def routed_to_pod(cluster: Cluster, node: str, port: int) -> int:
     return dnat_counts(node).get(f"{ip}:{port}", 0)
 
 
+def wait_routed(cluster: Cluster, node: str, port: int, timeout: float = 60) -> None:
+    """Until kube-proxy has the DNAT rule from the node's Service to its pod's ``port``. A pod is
+    Ready before kube-proxy's next sync writes that rule, and a dial in between finds no route to
+    the ClusterIP (seen once, in a three-lane run under load: the builder's preflight failed with
+    "no route to host" on both nodes right after their pods became Ready)."""
+    def rule() -> bool:
+        return f"{cluster.get('pod', f'{node}-0')['status']['podIP']}:{port}" in dnat_counts(node)
+
+    poll(f"kube-proxy's rule from {NAMESPACE}/{node} to its pod's port {port}", rule, timeout=timeout, every=0.5)
+
+
 def rejected(service: str) -> dict[int, int]:
     """kube-proxy's REJECT rules for the Service's ports while it has no endpoint (port -> new
     connections refused), from its namespace's filter table; empty once an endpoint is ready."""

@@ -50,6 +50,7 @@ from tests.k8s.cluster import (
     root_netns_chains,
     running_cluster,
     stack_yaml,
+    wait_routed,
 )
 from tests.support import rendered
 from tests.support.figures import print_past_capture, timings_line
@@ -104,6 +105,9 @@ def tier(request: pytest.FixtureRequest) -> Iterator[Tier]:
             for node in NODE_HOSTS:
                 cluster.wait_ready(f"{node}-0")
             timings["objects applied, pods Ready"] = time.monotonic() - t0
+            for node in NODE_HOSTS:  # and routed: kube-proxy's rule comes after readiness
+                wait_routed(cluster, node, PORT)
+            timings["pods routed by kube-proxy"] = time.monotonic() - t0
             (d / "certs").mkdir()
             ca, cert, key = d / "certs" / "ca.pem", d / "certs" / "cert.pem", d / "certs" / "key.pem"
             ca.write_text(stack.outputs["caCert"])
