@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from enum import StrEnum
@@ -218,6 +219,56 @@ def insights(stack: Stack = None, outputs: Outputs = None, client: Client = None
         for name, e in down.items():
             out.print(f"{name}: down ({e})")
     raise typer.Exit(NODE_DOWN if down else OK)
+
+
+@app.command()
+def load(image: Annotated[str, typer.Argument(help="the name to load it as in the local engine, e.g. app:dev")],
+         context: Annotated[str, typer.Argument(help="the build context")] = ".",
+         via: Annotated[str | None, typer.Option(
+             help="the registry beside the farm that the nodes push to and this engine pulls from (host[:port]); "
+                  "default $BKF_LOAD_REGISTRY")] = None,
+         builder_: Annotated[str | None, typer.Option("--builder", help="the buildx builder (default: buildx's)")]
+         = None,
+         platform: Annotated[str | None, typer.Option(help="default: the local engine's platform")] = None,
+         file: Annotated[str | None, typer.Option("--file", "-f", help="the Dockerfile")] = None,
+         build_arg: Annotated[list[str] | None, typer.Option("--build-arg", help="KEY=VALUE, repeatable")] = None,
+         ) -> None:
+    """Build on the farm and load the image into the local Docker engine through a registry.
+
+    Instead of `--load` (the whole image from the node to this engine on every build), the nodes push
+    to the registry beside the farm and `docker pull` fetches only the layers this engine lacks:
+    after a small change, the small top layer. The image is then tagged IMAGE. The engine must
+    trust the registry (its CA, as for any pull). Exit: the failing command's own code.
+    """
+    from bkf import load as ld
+
+    ref = ld.staging_ref(image, via or os.environ.get("BKF_LOAD_REGISTRY"))
+    if "://" not in context and not Path(context).is_dir():
+        raise UserError(f"CONTEXT: no directory {context}")
+    buildx = ld.buildx_argv()
+    need("docker", "bkf load")
+    if not platform:
+        v = subprocess.run(["docker", "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"], capture_output=True,
+                           text=True)
+        if v.returncode != 0:
+            last = (v.stderr.strip().splitlines() or ["no answer"])[-1]
+            raise UserError(f"no Docker engine answers (docker version: {last})")
+        platform = v.stdout.strip()
+    args = ["--builder", builder_] if builder_ else []
+    args += ["--file", file] if file else []
+    for a in build_arg or []:
+        args += ["--build-arg", a]
+    steps = [("build + push", [*buildx, "build", *args, "--platform", platform, "--push", "-t", ref, context]),
+             ("pull", ["docker", "pull", ref]), ("tag", ["docker", "tag", ref, image])]
+    took = []
+    for what, argv in steps:
+        t0 = time.monotonic()
+        rc = subprocess.run(argv).returncode
+        if rc != 0:
+            err.print(f"bkf: {what} failed (exit {rc}): {' '.join(argv)}", soft_wrap=True)
+            raise typer.Exit(rc)
+        took.append(f"{what} {time.monotonic() - t0:.1f} s")
+    say(f"loaded {image} ({platform}) through {ref}: {', '.join(took)}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -45,6 +45,15 @@ def _registry_host(value: str) -> str:
     return value
 
 
+def is_registry_host(value: str) -> bool:
+    """host[:port] as a `registries` key allows it (what `bkf load --via` takes too)."""
+    try:
+        _registry_host(value)
+    except ValueError:
+        return False
+    return True
+
+
 RegistryHost = Annotated[str, AfterValidator(_registry_host), allows(
     "a registry host like registry.example.com or 10.0.0.5:5000 (host[:port], no scheme or path)")]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,8 +246,9 @@ def test_base_image_pulled_through_the_mirror(farm: Farm, registries: Registries
 @pytest.fixture
 def dockerd(farm: Farm) -> Iterator[str]:
     """A Docker engine of its own (harness/dockerd.py, shared with the bench): unix socket and data root
-    in the test's dir, no network of its own; a clean stop leaves no mount behind."""
-    with running_dockerd(farm.dir / "dockerd", namespace="bkf-registry-e2e") as engine:
+    in the test's dir, no network of its own, `main` allowed without its CA (for `bkf load`'s pull);
+    a clean stop leaves no mount behind."""
+    with running_dockerd(farm.dir / "dockerd", namespace="bkf-registry-e2e", insecure_registry=MAIN) as engine:
         yield engine.host
     assert not engine.left_mounts, engine.left_mounts
 
@@ -271,6 +273,27 @@ def test_load_into_a_real_docker_engine(farm: Farm, dockerd: str) -> None:
     print(f"\n[registry] --load of a {size / 1e6:.0f} MB image into dockerd: {wall:.1f} s wall for the "
           f"--load build with every step cached (export + transfer + docker load); the build alone took "
           f"{t_build:.1f} s")
+
+
+def test_bkf_load_goes_through_the_registry_and_pulls_only_the_changed_layer(farm: Farm, dockerd: str) -> None:
+    ctx = context(farm.dir, "bkf-load", BASE + "FROM base\nRUN head -c 30000000 /dev/urandom > /blob\n"
+                  "ARG STAMP\nRUN echo \"$STAMP\" > /stamp\nCMD [\"cat\", \"/stamp\"]\n")
+    docker = need("docker")["docker"]
+    env = {**farm.env, "DOCKER_HOST": dockerd}
+    pulls = []
+    for stamp in (secrets.token_hex(4), secrets.token_hex(4)):
+        r = run([sys.executable, "-m", "bkf", "load", "bkf-load:via", str(ctx), "--via", MAIN, "--builder",
+                 farm.builder, "--build-arg", f"STAMP={stamp}"], env=env, timeout=600)
+        print(f"\n[registry] bkf load: {r.stdout.strip().splitlines()[-1]}")
+        assert run([docker, "--host", dockerd, "run", "--rm", "--network", "none", "bkf-load:via"]).stdout == \
+            f"{stamp}\n"
+        pulls.append(r.stdout)
+    # the image went through the registry under its own path ...
+    assert f"loaded bkf-load:via (linux/amd64) through {MAIN}/bkf-load:via: build + push " in pulls[0]
+    # ... and the second pull fetched only the layer the new STAMP changed
+    assert len(re.findall(r": Pull complete$", pulls[0], re.M)) == 3, pulls[0]
+    assert len(re.findall(r": Already exists$", pulls[1], re.M)) == 2, pulls[1]
+    assert len(re.findall(r": Pull complete$", pulls[1], re.M)) == 1, pulls[1]
 
 
 def test_dropping_the_registries_removes_their_ca_files_from_the_nodes(farm: Farm) -> None:

@@ -245,3 +245,26 @@ def test_the_installed_entry_point_prints_no_traceback() -> None:
     alias = subprocess.run([sys.executable, "-m", "components.status"], stdin=subprocess.DEVNULL,
                            capture_output=True, text=True, cwd=ROOT)
     assert (alias.returncode, alias.stderr) == (r.returncode, r.stderr)
+
+
+def test_load_refuses_bad_input_in_one_line_before_anything_runs(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # a docker that records being called: a refusal must come before any command
+    trace = tmp_path / "called"
+    for tool in ("docker", "docker-buildx"):
+        (tmp_path / tool).write_text(f"#!/bin/sh\necho {tool} >> {trace}\n")
+        (tmp_path / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("BKF_LOAD_REGISTRY", raising=False)
+    line = one_line_error(bkf("load", "App", str(tmp_path), "--via", "https://reg"))
+    assert line.startswith("bkf: --via: 'https://reg' is not a registry host") and "; IMAGE: 'App' is not" in line
+    assert one_line_error(bkf("load", "app:dev", str(tmp_path))).startswith("bkf: --via: no registry given")
+    assert one_line_error(bkf("load", "app:dev", str(tmp_path / "nope"), "--via", "reg:5000")) == \
+        f"bkf: CONTEXT: no directory {tmp_path / 'nope'}"
+    assert not trace.exists()
+    # an engine that does not answer: one line, still before the build
+    (tmp_path / "docker").write_text(f"#!/bin/sh\necho docker >> {trace}\n"
+                                     "echo 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    assert one_line_error(bkf("load", "app:dev", str(tmp_path), "--via", "reg:5000")) == \
+        "bkf: no Docker engine answers (docker version: Cannot connect to the Docker daemon)"
+    assert trace.read_text() == "docker\n"
