@@ -246,10 +246,8 @@ def routed_to_pod(cluster: Cluster, node: str, port: int) -> int:
 
 
 def wait_routed(cluster: Cluster, node: str, port: int, timeout: float = 60) -> None:
-    """Until kube-proxy has the DNAT rule from the node's Service to its pod's ``port``. A pod is
-    Ready before kube-proxy's next sync writes that rule, and a dial in between finds no route to
-    the ClusterIP (seen once, in a three-lane run under load: the builder's preflight failed with
-    "no route to host" on both nodes right after their pods became Ready)."""
+    """Until kube-proxy has the DNAT rule from the node's Service to its pod's ``port``: a pod is Ready
+    before kube-proxy's next sync writes it, and a dial in between found no route to the ClusterIP."""
     def rule() -> bool:
         return f"{cluster.get('pod', f'{node}-0')['status']['podIP']}:{port}" in dnat_counts(node)
 
