@@ -3,8 +3,8 @@
 `docker buildx build --load` sends the whole image from the node to the client and into the engine
 on every build; pushing to a registry next to the farm and `docker pull`ing from it moves only the
 layers the engine lacks, which after a small change is the small top layer (docs/registries.md has
-the measurement). This module is the pure part: which reference the image goes through, and the
-three commands; bkf/app.py runs them.
+the measurement). This module is the pure part: which reference the image goes through, and which
+buildx to run; bkf/app.py builds and runs the three commands (build + push, pull, tag).
 """
 
 from __future__ import annotations
