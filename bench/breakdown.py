@@ -1,74 +1,140 @@
-"""Where a farm build's seconds go (issue 23, item 2), from BuildKit's own per-step timings: the
-`--progress plain` log buildx prints, one `#N <name>` header and one `#N DONE 1.2s` per vertex.
-Pure functions, unit-tested in tests/unit/test_bench_breakdown.py.
+"""Where a farm build's seconds go (issue 23, item 2), from BuildKit's own trace of the build: the
+OpenTelemetry spans the daemon keeps in its build history (`docker-buildx history export REF`
+writes them into the bundle as a layer of type ``application/vnd.buildkit.otlp.json.v0``: one JSON
+span after another). Each step is a span with its `vertex` attribute, at nanosecond precision; a
+RUN step's span carries the executor's events ("Container started", "Container exited"), which
+split it into the start (mounts, the container), the process, and what follows it (unmounts, the
+commit of its output).
 
-The parts: the front end's loads (Dockerfile, .dockerignore, metadata), the context transfer
-(`[internal] load build context`), each RUN's exec (the RUN step's own time: mounts, container
-start, the process), the other steps (COPY, ADD), the export, and what no step accounts for
-(client start, session, solve scheduling: wall time minus the steps' sum; steps that overlap make
-it smaller, even negative). The plain log rounds every step to 0.1 s.
+Pure functions, unit-tested in tests/unit/test_bench_breakdown.py. The parts sum to the build's wall
+time: what no span accounts for is "between steps" (inside the solve: cache keys, scheduling) or
+"outside the solve" (the client's start, its connection and capability probe, the session, the
+reply).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import re
 import statistics
+import tarfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-OUTSIDE = "outside every step (client start, session, solve scheduling)"
+OTLP_LAYER = "application/vnd.buildkit.otlp.json.v0"
+FRONT_END = "front end (Dockerfile, .dockerignore, metadata)"
+CONTEXT = "context transfer"
+OTHER = "other steps (COPY, ADD)"
+EXPORT = "export (and its provenance)"
+HISTORY = "history record"
+BETWEEN = "between steps (cache keys, scheduling)"
+TITLE = "Where scenario 3's time goes (BuildKit's own trace of each build, from the node's build history)"
+OUTSIDE = "outside the solve (client start, connection, session, reply)"
+START, PROCESS, AFTER = "start (mounts, container)", "the process", "after the process (unmounts, commit)"
 
 
 @dataclass(frozen=True)
-class Step:
+class Span:
     name: str
-    seconds: float  # 0.0 for a CACHED step
-    cached: bool
+    start: float  # seconds since the epoch
+    end: float
+    vertex: str  # the step's digest, "" for a span that is not a step
+    events: dict[str, float] = field(default_factory=dict)  # event name -> its time
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
 
 
-def steps(plain_log: str) -> list[Step]:
-    """The vertices of a `--progress plain` log in order, with their DONE time (CACHED: 0 s)."""
-    names: dict[str, str] = {}
-    done: dict[str, float] = {}
-    cached: set[str] = set()
-    for line in plain_log.splitlines():
-        m = re.match(r"^#(\d+) (.*)$", line)
-        if not m:
-            continue
-        vid, rest = m.groups()
-        if vid == "0":  # "#0 building with ... instance": the client's own line, no vertex
-            continue
-        if vid not in names:
-            names[vid] = rest.strip()
-        elif d := re.fullmatch(r"DONE (\d+(?:\.\d+)?)s", rest.strip()):
-            done[vid] = float(d.group(1))
-        elif rest.strip() == "CACHED":
-            cached.add(vid)
-    return [Step(names[v], done.get(v, 0.0), v in cached) for v in names]
+def _time(s: str) -> float:
+    """RFC 3339 with nanoseconds ("2026-12-05T02:45:16.369123456Z") to seconds since the epoch."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", s)
+    if not m:
+        raise ValueError(f"not an RFC 3339 time: {s!r}")
+    whole = datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) == "Z" else m.group(3)))
+    return whole.replace(tzinfo=whole.tzinfo or UTC).timestamp() + float("0." + (m.group(2) or "0"))
 
 
-def part(name: str) -> str:
-    """The part of a build a vertex belongs to."""
-    if name.startswith("[internal] load build context"):
-        return "context transfer"
-    if name.startswith("[internal]") or name.startswith("resolve image config"):
-        return "front end (Dockerfile, .dockerignore, metadata)"
-    if name.startswith("exporting"):
-        return "export"
-    if m := re.match(r"^\[[^\]]*\] RUN (.*)$", name):
-        cmd = re.sub(r"--mount=\S+\s*", "", m.group(1)).strip().replace("\\", "").split()
-        return "RUN " + " ".join(cmd[:3])
-    return "other steps (COPY, ADD)"
+def spans(otlp_json: str) -> list[Span]:
+    """The spans of an OTLP JSON stream (objects one after another, as BuildKit stores them), by start."""
+    out: list[Span] = []
+    dec, i = json.JSONDecoder(), 0
+    while True:
+        while i < len(otlp_json) and otlp_json[i].isspace():
+            i += 1
+        if i >= len(otlp_json):
+            break
+        o, i = dec.raw_decode(otlp_json, i)
+        attrs = {a["Key"]: a["Value"]["Value"] for a in o.get("Attributes") or []}
+        out.append(Span(o["Name"], _time(o["StartTime"]), _time(o["EndTime"]), str(attrs.get("vertex", "")),
+                        {e["Name"]: _time(e["Time"]) for e in o.get("Events") or []}))
+    return sorted(out, key=lambda s: s.start)
 
 
-def parts(wall: float, plain_log: str) -> dict[str, float]:
-    """Seconds per part of one build (insertion order: the log's), and what no step accounts for."""
+def bundle_trace(bundle: bytes) -> str:
+    """The OTLP JSON of the one build record in a `docker-buildx history export` bundle (OCI layout)."""
+    with tarfile.open(fileobj=io.BytesIO(bundle)) as t:
+        files = {m.name: f.read() for m in t.getmembers() if m.isfile() and (f := t.extractfile(m)) is not None}
+
+    def blob(digest: str) -> bytes:
+        if (b := files.get("blobs/" + digest.replace(":", "/"))) is None:
+            raise ValueError(f"the bundle has no blob {digest}")
+        return b
+
+    manifest = json.loads(blob(json.loads(files["index.json"])["manifests"][0]["digest"]))
+    layers = [la for la in manifest["layers"] if la["mediaType"] == OTLP_LAYER]
+    if not layers:
+        raise ValueError("the build record has no trace")
+    return blob(layers[0]["digest"]).decode()
+
+
+def run_label(name: str) -> str:
+    """"[build 2/2] RUN --mount=... go build -trimpath ..." -> "RUN go build -trimpath"."""
+    m = re.match(r"^\[[^\]]*\] RUN (.*)$", name)
+    cmd = re.sub(r"--mount=\S+\s*", "", m.group(1) if m else name).strip().replace("\\", "").split()
+    return "RUN " + " ".join(cmd[:3])
+
+
+def part(s: Span) -> str:
+    """The part of a build a step (or export span) belongs to; RUN steps are split by parts()."""
+    if s.name.startswith("[internal] load build context"):
+        return CONTEXT
+    if s.name.startswith("[internal]") or s.name.startswith("resolve image config"):
+        return FRONT_END
+    return OTHER
+
+
+def parts(wall: float, trace: Sequence[Span]) -> dict[str, float]:
+    """Seconds per part of one build whose wall time (as the client saw it) was ``wall``; the parts
+    sum to it. Steps served from the cache have spans too ("load cache: ..."): they count between
+    steps, with the solver's own work."""
     out: dict[str, float] = {}
-    for s in steps(plain_log):
-        p = part(s.name)
-        out[p] = round(out.get(p, 0.0) + s.seconds, 3)
-    out[OUTSIDE] = round(wall - sum(out.values()), 3)
-    return out
+
+    def add(k: str, v: float) -> None:
+        out[k] = out.get(k, 0.0) + v
+
+    steps = [s for s in trace if s.vertex and not s.name.startswith(("load cache:", "cache request:"))]
+    export = [s for s in trace if s.name.startswith(("exporting", "create provenance attestation"))]
+    history = [s for s in trace if s.name == "create history record"]
+    inside = steps + export + history
+    if not steps:
+        raise ValueError("the trace has no build step")
+    for s in steps:
+        if " RUN " in s.name and {"Container started", "Container exited"} <= set(s.events):
+            label = run_label(s.name)
+            add(f"{label}: {START}", s.events["Container started"] - s.start)
+            add(f"{label}: {PROCESS}", s.events["Container exited"] - s.events["Container started"])
+            add(f"{label}: {AFTER}", s.end - s.events["Container exited"])
+        else:
+            add(part(s), s.seconds)
+    add(EXPORT, sum(s.seconds for s in export))
+    add(HISTORY, sum(s.seconds for s in history))
+    first, last = min(s.start for s in inside), max(s.end for s in inside)
+    out[BETWEEN] = (last - first) - sum(out.values())
+    out[OUTSIDE] = wall - (last - first)
+    return {k: round(v, 3) for k, v in out.items()}
 
 
 def median_parts(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -81,15 +147,16 @@ def median_parts(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
 
 def table(wall: float, med: Mapping[str, float], floor: float | None) -> str:
     """Markdown: each part's median seconds and share of the build's median wall time; with the
-    floor (the same change by a local `go build`), what the RUN that compiles adds over it."""
+    floor (the same change by a local `go build`), what the compile in the container takes over
+    it, and what the whole build does."""
     rows = ["| part of the farm's one-line-change build (median) | seconds | share |", "|---|---:|---:|"]
     for k, v in med.items():
         rows.append(f"| {k} | {v:.3f} s | {100 * v / wall:.0f}% |" if wall else f"| {k} | {v:.3f} s | — |")
     rows.append(f"| whole build (wall, median) | {wall:.3f} s | 100% |")
     if floor is not None:
-        build_runs = [v for k, v in med.items() if k.startswith("RUN go build")]
-        if build_runs:
-            rows.append(f"| the `go build` RUN over the local `go build` ({floor:.3f} s): mounts, container, "
-                        f"a colder or busier compiler | {build_runs[0] - floor:+.3f} s | — |")
+        compile_ = [v for k, v in med.items() if k.startswith("RUN go build") and k.endswith(PROCESS)]
+        if compile_:
+            rows.append(f"| the `go build` process in the container over the local `go build` ({floor:.3f} s) "
+                        f"| {compile_[0] - floor:+.3f} s | — |")
         rows.append(f"| whole build over the local `go build` | {wall - floor:+.3f} s | — |")
     return "\n".join(rows) + "\n"

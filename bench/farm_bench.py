@@ -135,11 +135,24 @@ class Bench:
         log(f"farm warm-up of the no-cache-mount Dockerfile's dependency stage (untimed): {s:.1f} s")
 
     def farm_builds(self, farm: Farm) -> None:
-        for _ in range(self.args.runs):
-            self.change(self.ctx)
-            s, out = self.build(BUILDER, self.ctx)
-            self.s3_parts.append(breakdown.parts(s, out))
-            self.record("s3_farm_change", s)
+        # 3 and its floor 3f alternate (a farm build, then the same kind of change built locally), so
+        # that both see the machine in the same state: a ratio of two phases minutes apart also
+        # measured how the machine drifted in between
+        floor = Floor(self.w, self.ctx, self.workdir / "floor")
+        try:
+            floor.change("warm")
+            log(f"floor warm-up: local go build with empty caches (untimed): {floor.build():.1f} s")
+            for _ in range(self.args.runs):
+                self.change(self.ctx)
+                meta = self.workdir / "build-metadata.json"
+                s, _ = self.build(BUILDER, self.ctx, "linux/amd64", "--metadata-file", str(meta))
+                self.s3_parts.append(breakdown.parts(s, breakdown.spans(self.trace(meta))))
+                self.record("s3_farm_change", s)
+                self.edits += 1
+                floor.change(f"{os.getpid()}-{self.edits}-{time.time_ns()}")
+                self.record("s3_floor_local_go", floor.build())
+        finally:
+            floor.clean()
         for _ in range(self.args.runs):
             s, out = self.build(BUILDER, self.ctx)
             self.record("s4_farm_noop", s, f"{cached(out)} steps CACHED")
@@ -153,18 +166,14 @@ class Bench:
             s, _ = self.build(BUILDER, self.ctx_nomounts)
             self.record("s6_farm_change_no_cache_mounts", s)
 
-    def floor(self) -> None:
-        """The same one-line change built by a warm local `go build` (bench/floor.py): the floor."""
-        f = Floor(self.w, self.ctx, self.workdir / "floor")
-        try:
-            f.change("warm")
-            log(f"floor warm-up: local go build with empty caches (untimed): {f.build():.1f} s")
-            for _ in range(self.args.runs):
-                self.edits += 1
-                f.change(f"{os.getpid()}-{self.edits}-{time.time_ns()}")
-                self.record("s3_floor_local_go", f.build())
-        finally:
-            f.clean()
+    def trace(self, metadata_file: Path) -> str:
+        """BuildKit's own trace of the build whose `--metadata-file` this is: its build record,
+        exported from the node's history (`docker-buildx history export`, untimed)."""
+        ref = json.loads(metadata_file.read_text())["buildx.build.ref"]  # builder/node/ref
+        bundle = self.workdir / "record.dockerbuild"
+        subprocess.run(["docker-buildx", "history", "export", "--builder", BUILDER, "--finalize",
+                        ref.rsplit("/", 1)[-1], "-o", str(bundle)], env=self.env, check=True, capture_output=True)
+        return breakdown.bundle_trace(bundle.read_bytes())
 
     def noop_by_context_size(self) -> None:
         """The no-change floor by context size: N small files, COPY . and one trivial step; one
@@ -340,8 +349,7 @@ class Bench:
                               f"{farm.up_seconds:.1f} s")
             steps += [
                 ("farm warm-up", lambda: self.warm_farm(farm)),
-                ("3, 4, 5, 6: the farm's builds", lambda: self.farm_builds(farm)),
-                ("3f: the floor, a warm local go build", self.floor),
+                ("3 and 3f (alternating), 4, 5, 6: the farm's builds", lambda: self.farm_builds(farm)),
                 ("4: the no-change floor by context size", self.noop_by_context_size),
                 ("10: --load vs the registry", self.load_vs_registry),
                 ("2: ephemeral builder with the registry cache", self.ephemeral_registry_cache),
@@ -379,7 +387,7 @@ def publish(data: dict[str, Any], out: Path, readme: bool) -> None:
     report.chart(data["scenarios"], out / "bench.png", f"{meta['workload']}, {meta['machine']}, {meta['date']}")
     print("\n" + report.table(data["scenarios"]))
     if bd := report.breakdown_table(data):
-        print("Where scenario 3's time goes (BuildKit's per-step times from the build logs):\n\n" + bd)
+        print(f"{breakdown.TITLE}:\n\n{bd}")
     for n in meta["notes"]:
         print(f"note: {n}")
     print(report.headline(data["scenarios"]))
