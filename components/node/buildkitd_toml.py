@@ -18,9 +18,6 @@ from dataclasses import dataclass
 
 from components.node.layout import DEFAULT_BRIDGE_SUBNET, ROOTFUL_LAYOUT, DaemonLayout
 
-# RUN steps that can start at once without waiting for a network namespace (see the TOML comment)
-CNI_POOL_SIZE = 4
-
 
 @dataclass(frozen=True)
 class GcLimits:
@@ -179,11 +176,6 @@ def render_buildkitd_toml(
             "  # host network (which would reach this daemon's port and the cloud",
             "  # metadata address); bkf-node.sh also firewalls the bridge subnet.",
             '  networkMode = "bridge"',
-            "  # Network namespaces made ahead of time, kept between builds: without a pool a RUN step",
-            "  # that finds none free (parallel stages, the first RUN after 5 idle minutes) waits for",
-            "  # one, and four RUN steps at once started in 157 ms instead of 29 ms here; each kept",
-            "  # namespace costs ~0.25 s when the daemon stops (docs/operations.md).",
-            f"  cniPoolSize = {CNI_POOL_SIZE}",
             f"  cniBinaryPath = {_s(layout.cni_bin_dir)}",
             '  bridgeName = "bkf0"',
             f"  bridgeSubnet = {_s(bridge_subnet)}",
