@@ -98,7 +98,8 @@ def run_label(name: str) -> str:
 
 
 def part(s: Span) -> str:
-    """The part of a build a step (or export span) belongs to; RUN steps are split by parts()."""
+    """The part of a build a step belongs to (a RUN step with its container's events is split by
+    parts() instead)."""
     if s.name.startswith("[internal] load build context"):
         return CONTEXT
     if s.name.startswith("[internal]") or s.name.startswith("resolve image config"):

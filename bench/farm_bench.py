@@ -85,9 +85,13 @@ class Bench:
         self.scn[key] = {"title": report.TITLES[key], "unit": "s", "samples": [], "missing": why}
         log(f"{report.TITLES[key]}: not measured: {why}")
 
-    def change(self, ctx: Path) -> None:
+    def edit(self) -> str:
+        """A value no earlier one-line change used (this run's, or an earlier run's)."""
         self.edits += 1
-        workload.one_line_change(self.w, ctx, f"{os.getpid()}-{self.edits}-{time.time_ns()}")
+        return f"{os.getpid()}-{self.edits}-{time.time_ns()}"
+
+    def change(self, ctx: Path) -> None:
+        workload.one_line_change(self.w, ctx, self.edit())
 
     def build(self, builder: str, ctx: Path, platform: str = "linux/amd64", *extra: str,
               cache_only: bool = False) -> tuple[float, str]:
@@ -148,8 +152,7 @@ class Bench:
                 s, _ = self.build(BUILDER, self.ctx, "linux/amd64", "--metadata-file", str(meta))
                 self.s3_parts.append(breakdown.parts(s, breakdown.spans(self.trace(meta))))
                 self.record("s3_farm_change", s)
-                self.edits += 1
-                floor.change(f"{os.getpid()}-{self.edits}-{time.time_ns()}")
+                floor.change(self.edit())
                 self.record("s3_floor_local_go", floor.build())
         finally:
             floor.clean()
