@@ -242,9 +242,14 @@ def load(image: Annotated[str, typer.Argument(help="the name to load it as in th
     """
     from bkf import load as ld
 
-    ref = ld.staging_ref(image, via or os.environ.get("BKF_LOAD_REGISTRY"))
-    if "://" not in context and not Path(context).is_dir():
-        raise UserError(f"CONTEXT: no directory {context}")
+    # every input problem in one line: the name and registry's (staging_ref), then the context's
+    problems = [] if "://" in context or Path(context).is_dir() else [f"CONTEXT: no directory {context}"]
+    try:
+        ref = ld.staging_ref(image, via or os.environ.get("BKF_LOAD_REGISTRY"))
+    except UserError as e:
+        problems.insert(0, str(e))
+    if problems:
+        raise UserError("; ".join(problems))
     buildx = ld.buildx_argv()
     need("docker", "bkf load")
     if not platform:

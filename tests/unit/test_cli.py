@@ -261,6 +261,9 @@ def test_load_refuses_bad_input_in_one_line_before_anything_runs(tmp_path: Path,
     assert one_line_error(bkf("load", "app:dev", str(tmp_path))).startswith("bkf: --via: no registry given")
     assert one_line_error(bkf("load", "app:dev", str(tmp_path / "nope"), "--via", "reg:5000")) == \
         f"bkf: CONTEXT: no directory {tmp_path / 'nope'}"
+    assert one_line_error(bkf("load", "App", str(tmp_path / "nope"), "--via", "reg:5000")) == \
+        f"bkf: IMAGE: 'App' is not an image name like app:dev or team/app (lower-case path, optional :tag, " \
+        f"no digest); CONTEXT: no directory {tmp_path / 'nope'}"
     assert not trace.exists()
     # an engine that does not answer: one line, still before the build
     (tmp_path / "docker").write_text(f"#!/bin/sh\necho docker >> {trace}\n"
