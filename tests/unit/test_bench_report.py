@@ -109,3 +109,25 @@ def test_floor_and_load_ratios() -> None:
     loads = [x for x in report.ratios(figures) if x.name.startswith("10:")]
     assert [x.value for x in loads] == [pytest.approx(1.5), pytest.approx(5.0)]
     assert all(x.met is None for x in loads)  # no target: the figures decide `bkf load`
+
+
+def test_floor_ratio_says_its_run_by_run_spread() -> None:
+    # 3 and 3f alternate: 4.0/2.0, 5.0/3.0, 3.0/3.5 run by run; the verdict stays median over median
+    figures = {**FULL, **scn(s3_floor_local_go=[2.0, 3.0, 3.5])}
+    r = next(x for x in report.ratios(figures) if x.name.startswith("3 / floor"))
+    assert r.value == pytest.approx(4.0 / 3.0)
+    assert r.why == "run by run 0.86x to 2.00x, median 1.67x"
+    assert "| met (run by run 0.86x to 2.00x, median 1.67x) |" in report.table(figures)
+    # unpaired (a run missing) or a single run: no spread is claimed
+    assert report.paired_ratios({**figures, **scn(s3_floor_local_go=[2.0, 3.0])}, "s3_farm_change",
+                                "s3_floor_local_go") == []
+    one = next(x for x in report.ratios({**FULL, **scn(s3_farm_change=[4.0], s3_floor_local_go=[2.0])})
+               if x.name.startswith("3 / floor"))
+    assert one.value == pytest.approx(2.0) and one.why == ""
+
+
+def test_readme_block_says_how_often_the_targeted_scenarios_ran() -> None:
+    meta = {"date": "d", "machine": "m", "workload": "w", "runs": 3}
+    block = report.readme_block({"meta": {**meta, "ratio_runs": 9}, "scenarios": FULL}, "bench.png")
+    assert "; 3 runs per scenario (9 of 3, 3f and 5, whose ratios have targets)" in block
+    assert "3 runs per scenario." in report.readme_block({"meta": meta, "scenarios": FULL}, "bench.png")
