@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +18,7 @@ PYTHON = """\
 #!/bin/bash
 if [[ $1 == -m && $2 == venv ]]; then
   mkdir -p "$3/bin" && cp "$0" "$3/bin/python" && printf '#!/bin/sh\\n' >"$3/bin/bkf" && chmod +x "$3/bin/bkf"
+  printf '#!%s/bin/python\\n' "$3" >"$3/bin/tool"  # a console script: it names its venv's interpreter
   exit
 fi
 if [[ $1 == -m && $2 == pip && " $* " == *" -r "* ]]; then
@@ -35,7 +37,7 @@ DRIVER = """\
 set -euo pipefail
 source "$REPO/toolchain/lib/common.sh"
 source "$REPO/toolchain/steps/venv.sh"
-REPO_ROOT=$T/repo VENV_DIR=$T/repo/.venv PYTHON=$T/python CACHE_ROOT=$T/cache
+REPO_ROOT=$T/${CLONE:-repo} VENV_DIR=$T/${CLONE:-repo}/.venv PYTHON=$T/python CACHE_ROOT=$T/cache
 trap cleanup EXIT
 if [[ -z "${NO_BEGIN:-}" ]]; then venv_begin; fi
 echo "builds $(date +%s.%N)"
@@ -104,6 +106,73 @@ def test_a_script_that_ends_early_stops_the_install_and_removes_its_temp_dir(tmp
     assert r.returncode == 3
     assert (tmp_path / "trace").read_text().startswith("pip ")  # pip had started
     assert "pip done" not in (tmp_path / "trace").read_text()  # stopped, not waited for
-    left = subprocess.run(["pgrep", "-f", f"{tmp_path}/repo/.venv/bin/python -m pip"], capture_output=True, text=True)
+    # (pip runs in the cached venv being made: $CACHE_ROOT/venvs/venv-<key>)
+    left = subprocess.run(["pgrep", "-f", f"{tmp_path}/cache/venvs/venv-.*/bin/python -m pip"], capture_output=True,
+                          text=True)
     assert left.stdout == "", f"pip still running: {left.stdout}"
     assert os.listdir(tmp_path / "cache/tmp") == []
+
+
+def test_another_clone_gets_the_locked_packages_from_the_cache_without_pip(tmp_path: Path) -> None:
+    setup(tmp_path)
+    assert run(tmp_path).returncode == 0
+    shutil.copytree(tmp_path / "repo", tmp_path / "clone", ignore=shutil.ignore_patterns(".venv"))
+    (tmp_path / "trace").unlink()
+    r = run(tmp_path, CLONE="clone")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^row: installed \(2 locked packages from the cache and the project; ", r.stdout, re.M), r.stdout
+    assert not (tmp_path / "trace").exists()  # pip did not run
+    [cached] = (tmp_path / "cache/venvs").glob("venv-*")
+    venv = tmp_path / "clone/.venv"
+    assert venv.is_dir() and not venv.is_symlink() and not (venv / ".complete").exists()
+    # the copy's scripts name the copy's interpreter; the cached venv's are left as they were
+    assert (venv / "bin/tool").read_text() == f"#!{venv}/bin/python\n"
+    assert (cached / "bin/tool").read_text() == f"#!{cached}/bin/python\n"
+    assert (venv / "bin/bkf").samefile(cached / "bin/bkf")  # hard links, not copies
+    # a cached venv left half made (no .complete: its run was interrupted) is made again
+    (cached / ".complete").unlink()
+    shutil.rmtree(venv)
+    r = run(tmp_path, CLONE="clone")
+    assert re.search(r"^row: installed \(2 locked packages and the project; ", r.stdout, re.M), r.stdout
+    assert (tmp_path / "trace").read_text().startswith("pip ") and (cached / ".complete").exists()
+
+
+PINNED = """\
+set -euo pipefail
+source "$REPO/toolchain/lib/common.sh"
+REPO_ROOT=$T/repo PYTHON=$T/python CACHE_ROOT=$T/cache
+trap cleanup EXIT
+step_begin policy-venv
+pinned_venv "$T/repo/.policy-venv" "$T/repo/lock.txt" "echo checked; ${CHECK:-true}"
+step_end
+echo "failures: ${#FAILURES[@]}"
+"""
+
+
+def test_a_pinned_venv_is_a_link_to_the_cached_venv_of_its_lock(tmp_path: Path) -> None:
+    setup(tmp_path)
+    (tmp_path / "pinned.sh").write_text(PINNED)
+    (tmp_path / "repo/lock.txt").write_text("a==1 \\\n    --hash=sha256:00\n")
+    link = tmp_path / "repo/.policy-venv"
+
+    def pinned(**env: str) -> str:
+        r = subprocess.run(["bash", str(tmp_path / "pinned.sh")], capture_output=True, text=True, timeout=60,
+                           env={"PATH": "/usr/bin:/bin", "REPO": str(ROOT), "T": str(tmp_path), "PIP_SLEEP": "0",
+                                **env})
+        return r.stdout + r.stderr
+
+    assert "policy-venv: " in (out := pinned()) and "(installed (checked ))" in out, out
+    first = os.readlink(link)
+    assert first.startswith(f"{tmp_path}/cache/venvs/policy-venv-")
+    assert "(present)" in pinned() and os.readlink(link) == first
+    (tmp_path / "trace").unlink()
+    (tmp_path / "repo/lock.txt").write_text("a==2 \\\n    --hash=sha256:22\n")  # the lock changed: another venv
+    assert "(installed (checked ))" in pinned() and os.readlink(link) != first
+    (tmp_path / "repo/lock.txt").write_text("a==1 \\\n    --hash=sha256:00\n")  # back: the first, from the cache
+    (tmp_path / "trace").unlink()
+    assert "(linked (checked ))" in pinned() and os.readlink(link) == first
+    assert not (tmp_path / "trace").exists()
+    # a venv whose check fails is not linked, and the step fails naming it
+    os.unlink(link)
+    out = pinned(CHECK="false")
+    assert "failures: 1" in out and "ERROR: policy-venv: .policy-venv: " in out and not link.exists(), out

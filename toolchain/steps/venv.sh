@@ -2,7 +2,7 @@
 # Step venv: <repo>/.venv from requirements-dev.txt (the dev lock: every package pinned and hashed,
 # the runtime ones at requirements.txt's versions) and the project itself (editable: `bkf`). Made
 # anew whenever a lock changes (a sha256 of both locks is stamped in the venv), so that the venv
-# holds exactly the lock. Uses lib/common.sh: pip_install_locked, lock_stamp, bg_start.
+# holds exactly the lock. Uses lib/common.sh: cached_venv, lock_stamp, bg_start.
 #
 # venv_begin starts making it in the background right after the go step, and step_venv (its table
 # row, after the builds) waits for it: alone, pip kept one of the two cores busy for its 58 s while
@@ -23,14 +23,21 @@ venv_present() {
 }
 
 venv_make() {
-  # venv_make LOG: the venv anew from the lock (installing over an older venv would keep packages
-  # the lock no longer lists), then the project; stamps it when both succeed.
+  # venv_make LOG: the venv anew (installing over an older venv would keep packages the lock no
+  # longer lists): a copy of the cached venv of the lock (cached_venv: pip runs only when the
+  # cache has none), then the project; stamps it when both succeed. The copy is of hard links
+  # (seconds, no space); its scripts name the cached venv's interpreter and are rewritten to name
+  # the copy's (sed -i writes a new file, so the cached venv's own stay as they are). Nothing
+  # writes into a linked file in place: pip and the compiler's .pyc files replace files whole.
   local log=$1 want
   want=$(venv_want)
   rm -rf -- "$VENV_DIR"
   {
-    "$PYTHON" -m venv "$VENV_DIR" &&
-      pip_install_locked "$VENV_DIR/bin/python" "$REPO_ROOT/requirements-dev.txt" &&
+    cached_venv venv "$REPO_ROOT/requirements-dev.txt" &&
+      cp -al -- "$CACHED_VENV" "$VENV_DIR" &&
+      rm -f -- "$VENV_DIR/.complete" &&
+      { grep -rlIZF -- "$CACHED_VENV" "$VENV_DIR/bin" || true; } |
+      xargs -0 -r sed -i "s|$CACHED_VENV|$VENV_DIR|g" &&
       # the project itself: its dependencies came from the lock (--no-deps) and so did its build
       # backend (setuptools, --no-build-isolation): nothing unpinned is fetched for it
       PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -68,7 +75,7 @@ step_venv() {
     fail "venv: pip install --require-hashes -r requirements-dev.txt failed (exit $rc): $(tail -n 5 "$VENV_BG_DIR/pip.log")"
   else
     n=$(grep -c '^[A-Za-z0-9]' "$REPO_ROOT/requirements-dev.txt")
-    step_result "installed ($n locked packages and the project; made beside the builds in $took s)"
+    step_result "installed ($n locked packages$(grep -q '^cached-venv: made ' "$VENV_BG_DIR/pip.log" || echo ' from the cache') and the project; made beside the builds in $took s)"
     VENV_OK=1
   fi
   step_end
