@@ -2,7 +2,7 @@
 # Every test tier, with the toolchain toolchain/bootstrap.sh built:
 #   lint (ruff, shellcheck, actionlint, the docs site) -> types (mypy), side by side with the unit
 #   and toolchain tiers (mocks)
-#   -> the heavy tiers in three lanes side by side: e2e (real pulumi up/preview/destroy against test
+#   -> the heavy tiers in four lanes side by side: e2e (real pulumi up/preview/destroy against test
 #   hosts on this machine); k8s (the Kubernetes backend on a single-node cluster, local/k8s.sh); and
 #   daemons (real buildkitd/buildx), ec2 (the AWS node path in a container), reliability.
 #   Ends with the time of every stage and tier (tests/support/tier_times.py).
@@ -69,13 +69,15 @@ if [ "${1:-}" = unit ]; then
   print_times
   exit "$unit_rc"
 fi
-# The heavy tiers in three lanes side by side, each one pytest: they wait far more than they
+# The heavy tiers in four lanes side by side, each one pytest: they wait far more than they
 # compute (pods rolling, awaits, idle clocks, builds under QEMU), and share nothing a test holds:
 # each module has its own test hosts (hN), registry ports and network namespaces, host sets share
 # the bridge under local/testhosts.sh's lock, and the k8s tier has its own bridge. The lanes are
-# balanced by their tiers' times (e2e; k8s; daemons, ec2 and reliability); the first lane's output
-# streams, the others' is printed whole after it, in order.
-LANES=("tests/e2e" "tests/k8s" "tests/daemons tests/ec2 tests/reliability")
+# balanced by their tiers' times (e2e; k8s; daemons, ec2 and reliability; the bench's smoke run,
+# the e2e tier's longest test and self-contained: its own hosts h41/h42, registry port and
+# dockerd); the first lane's output streams, the others' is printed whole after it, in order.
+LANES=("tests/e2e --ignore=tests/e2e/test_bench_smoke.py" "tests/k8s" "tests/daemons tests/ec2 tests/reliability"
+  "tests/e2e/test_bench_smoke.py")
 echo "== tests, ${#LANES[@]} lanes side by side: $(printf '(%s) ' "${LANES[@]}")(the first streams, the others follow)"
 heavy=(-q -p no:cacheprovider --durations=15)
 # Every lane in a process group of its own (set -m: a background job of a script otherwise starts
