@@ -176,3 +176,19 @@ def test_a_pinned_venv_is_a_link_to_the_cached_venv_of_its_lock(tmp_path: Path) 
     os.unlink(link)
     out = pinned(CHECK="false")
     assert "failures: 1" in out and "ERROR: policy-venv: .policy-venv: " in out and not link.exists(), out
+
+
+def test_two_bootstraps_at_once_make_the_cached_venv_once(tmp_path: Path) -> None:
+    setup(tmp_path)
+    (tmp_path / "once.sh").write_text('source "$REPO/toolchain/lib/common.sh"\nPYTHON=$T/python CACHE_ROOT=$T/cache\n'
+                                      'cached_venv venv "$T/repo/requirements-dev.txt"\n')
+    env = {"PATH": "/usr/bin:/bin", "REPO": str(ROOT), "T": str(tmp_path), "PIP_SLEEP": "2"}
+    both = [subprocess.Popen(["bash", str(tmp_path / "once.sh")], stdout=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)]
+    outs = sorted(p.communicate(timeout=60)[0] for p in both)
+    assert [p.returncode for p in both] == [0, 0], outs
+    # pip ran once, for the one that made it (a start line, then "pip done")
+    assert len(re.findall(r"^pip \d", (tmp_path / "trace").read_text(), re.M)) == 1
+    assert outs[0].startswith("cached-venv: found ")
+    assert outs[0].rstrip().endswith("(made meanwhile by another bootstrap)"), outs
+    assert outs[1].startswith("cached-venv: made "), outs

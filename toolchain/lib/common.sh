@@ -176,7 +176,7 @@ cached_venv() {
   # (CACHED_VENV_MADE=1) under a lock, so that two bootstraps at once make it once. A venv
   # cannot be moved (its scripts name its path), so it is made in place and marked complete last;
   # one left half-made by an interrupted run is made again. pip's output goes to stdout.
-  local name=$1 key dir lock
+  local name=$1 key dir lock rc=0
   shift
   CACHED_VENV_MADE=0
   key=$({ cat -- "$@"; readlink -f "$(command -v "$PYTHON")"; "$PYTHON" --version 2>&1; echo recipe=1; } |
@@ -189,14 +189,20 @@ cached_venv() {
   fi
   mkdir -p "$CACHE_ROOT/venvs"
   lock=$CACHE_ROOT/venvs/.$name-$key.lock
-  # (each command checked: a caller's errexit does not reach a subshell run in an && list)
+  # (each command checked: a caller's errexit does not reach a subshell run in an && list; exit
+  # 10: another bootstrap made it while this one waited for the lock)
   (
     flock 9 || exit
-    [[ -e "$dir/.complete" ]] && exit 0
+    [[ -e "$dir/.complete" ]] && exit 10
     rm -rf -- "$dir" && "$PYTHON" -m venv "$dir" || exit
     for req in "$@"; do pip_install_locked "$dir/bin/python" "$req" || exit; done
     : >"$dir/.complete"
-  ) 9>"$lock" || return
+  ) 9>"$lock" || rc=$?
+  if ((rc == 10)); then
+    echo "cached-venv: found $dir (made meanwhile by another bootstrap)"
+    return 0
+  fi
+  ((rc == 0)) || return "$rc"
   CACHED_VENV_MADE=1
   echo "cached-venv: made $dir"
 }
