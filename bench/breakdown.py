@@ -30,7 +30,8 @@ OTHER = "other steps (COPY, ADD)"
 EXPORT = "export (and its provenance)"
 HISTORY = "history record"
 BETWEEN = "between steps (cache keys, scheduling)"
-TITLE = "Where scenario 3's time goes (BuildKit's own trace of each build, from the node's build history)"
+TITLE = ("Where scenario 3's time goes, and 3b's beside it (BuildKit's own trace of each build, from the node's "
+         "build history)")
 OUTSIDE = "outside the solve (client start, connection, session, reply)"
 START, PROCESS, AFTER = "start (mounts, container)", "the process", "after the process (unmounts, commit)"
 
@@ -146,18 +147,41 @@ def median_parts(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return {k: round(statistics.median([r.get(k, 0.0) for r in runs]), 3) for k in keys}
 
 
-def table(wall: float, med: Mapping[str, float], floor: float | None) -> str:
-    """Markdown: each part's median seconds and share of the build's median wall time; with the
-    floor (the same change by a local `go build`), what the compile in the container takes over
-    it, and what the whole build does."""
-    rows = ["| part of the farm's one-line-change build (median) | seconds | share |", "|---|---:|---:|"]
-    for k, v in med.items():
-        rows.append(f"| {k} | {v:.3f} s | {100 * v / wall:.0f}% |" if wall else f"| {k} | {v:.3f} s | — |")
-    rows.append(f"| whole build (wall, median) | {wall:.3f} s | 100% |")
+@dataclass(frozen=True)
+class Column:
+    """One scenario's column of the table: its label, median wall time and median parts."""
+    label: str
+    wall: float
+    median: Mapping[str, float]
+
+
+def table(columns: Sequence[Column], floor: float | None) -> str:
+    """Markdown: each part's median seconds and share of the build's median wall time, a pair of
+    columns per scenario (a part a scenario has not: "—"); with the floor (the same change by a
+    local `go build`), what the compile in the container takes over it, and what the whole build does."""
+    if not columns:
+        raise ValueError("no column")
+    keys: list[str] = []
+    for c in columns:
+        keys += [k for k in c.median if k not in keys]
+
+    def cell(c: Column, v: float | None) -> str:
+        if v is None:
+            return "— | —"
+        return f"{v:.3f} s | {100 * v / c.wall:.0f}%" if c.wall else f"{v:.3f} s | —"
+
+    head = "".join(f" {c.label}: seconds | share |" for c in columns)
+    rows = [f"| part of the farm's one-line-change build (median) |{head}", "|---|" + "---:|---:|" * len(columns)]
+    for k in keys:
+        rows.append(f"| {k} | " + " | ".join(cell(c, c.median.get(k)) for c in columns) + " |")
+    rows.append("| whole build (wall, median) | " + " | ".join(f"{c.wall:.3f} s | 100%" for c in columns) + " |")
     if floor is not None:
-        compile_ = [v for k, v in med.items() if k.startswith("RUN go build") and k.endswith(PROCESS)]
-        if compile_:
-            rows.append(f"| the `go build` process in the container over the local `go build` ({floor:.3f} s) "
-                        f"| {compile_[0] - floor:+.3f} s | — |")
-        rows.append(f"| whole build over the local `go build` | {wall - floor:+.3f} s | — |")
+        def compile_over(c: Column) -> str:
+            v = [x for k, x in c.median.items() if k.startswith("RUN go build") and k.endswith(PROCESS)]
+            return f"{v[0] - floor:+.3f} s | —" if v else "— | —"
+
+        rows.append(f"| the `go build` process in the container over the local `go build` ({floor:.3f} s) | "
+                    + " | ".join(compile_over(c) for c in columns) + " |")
+        rows.append("| whole build over the local `go build` | "
+                    + " | ".join(f"{c.wall - floor:+.3f} s | —" for c in columns) + " |")
     return "\n".join(rows) + "\n"

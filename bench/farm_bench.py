@@ -66,12 +66,14 @@ class Bench:
         self.w = workload.prepare(smoke=args.smoke)
         self.ctx = workload.make_context(self.w, workdir / "ctx")
         self.ctx_nomounts = workload.make_context(self.w, workdir / "ctx-nomounts", cache_mounts=False)
+        self.ctx_bind = workload.make_context(self.w, workdir / "ctx-bind", source="bind")
         self.edits = 0
         self.logs = args.out / "logs"  # every build's --progress plain log, to explain an outlier
         shutil.rmtree(self.logs, ignore_errors=True)
         self.logs.mkdir(parents=True)
         self.last_log = ""
         self.s3_parts: list[dict[str, float]] = []  # BuildKit's per-step times of each scenario 3 build
+        self.s3b_parts: list[dict[str, float]] = []  # and of each scenario 3b build
         self.rootfs = workload.rootfs(workdir / "rootfs")  # busybox: the base of the small contexts
 
     def record(self, key: str, seconds: float, detail: str = "") -> None:
@@ -137,21 +139,26 @@ class Bench:
         log(f"farm warm-up build with --cache-to the registry (untimed): {s:.1f} s")
         s, _ = self.build(BUILDER, self.ctx_nomounts, "linux/amd64", "--target", "deps", cache_only=True)
         log(f"farm warm-up of the no-cache-mount Dockerfile's dependency stage (untimed): {s:.1f} s")
+        self.change(self.ctx_bind)
+        s, _ = self.build(BUILDER, self.ctx_bind)
+        log(f"farm warm-up of the bind-mount Dockerfile (untimed): {s:.1f} s")
 
     def farm_builds(self, farm: Farm) -> None:
-        # 3 and its floor 3f alternate (a farm build, then the same kind of change built locally), so
-        # that both see the machine in the same state: a ratio of two phases minutes apart also
+        # 3, 3b and the floor 3f alternate (two farm builds, then the same kind of change built locally),
+        # so that all see the machine in the same state: a ratio of two phases minutes apart also
         # measured how the machine drifted in between
         floor = Floor(self.w, self.ctx, self.workdir / "floor")
         try:
             floor.change("warm")
             log(f"floor warm-up: local go build with empty caches (untimed): {floor.build():.1f} s")
             for _ in range(self.args.ratio_runs):
-                self.change(self.ctx)
-                meta = self.workdir / "build-metadata.json"
-                s, _ = self.build(BUILDER, self.ctx, "linux/amd64", "--metadata-file", str(meta))
-                self.s3_parts.append(breakdown.parts(s, breakdown.spans(self.trace(meta))))
-                self.record("s3_farm_change", s)
+                for key, ctx, parts in (("s3_farm_change", self.ctx, self.s3_parts),
+                                        ("s3b_farm_change_bind_source", self.ctx_bind, self.s3b_parts)):
+                    self.change(ctx)
+                    meta = self.workdir / "build-metadata.json"
+                    s, _ = self.build(BUILDER, ctx, "linux/amd64", "--metadata-file", str(meta))
+                    parts.append(breakdown.parts(s, breakdown.spans(self.trace(meta))))
+                    self.record(key, s)
                 floor.change(self.edit())
                 self.record("s3_floor_local_go", floor.build())
         finally:
@@ -406,10 +413,10 @@ def publish(data: dict[str, Any], out: Path, readme: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--runs", type=int, default=None, help="runs per scenario (default 3; --smoke: 1)")
-    # 3, 3f and 5 last 2-3 s each and carry the targeted ratios 3 / floor and 5 / 3: with 3 runs a
+    # 3, 3b, 3f and 5 last 2-3 s each and carry the targeted ratios 3 and 3b / floor and 5 / 3: with 3 runs a
     # verdict flipped from run to run (2026-12-05: 3 / floor 1.57x, 1.69x, 1.43x), so they run more
     p.add_argument("--ratio-runs", type=int, default=None,
-                   help="runs of scenarios 3, 3f and 5, the targeted ratios' (default 3 x --runs; --smoke: 1)")
+                   help="runs of scenarios 3, 3b, 3f and 5, the targeted ratios' (default 3 x --runs; --smoke: 1)")
     p.add_argument("--smoke", action="store_true", help="one run, the one-file workload (make test)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     p.add_argument("--readme", action="store_true", help="also rewrite docs/bench/ (index.md, bench.png)")
@@ -433,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True)
     started, load0 = time.monotonic(), loadavg()
     date = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
-    log(f"bench: {args.runs} run(s) per scenario ({args.ratio_runs} of 3, 3f and 5), "
+    log(f"bench: {args.runs} run(s) per scenario ({args.ratio_runs} of 3, 3b, 3f and 5), "
         f"{'smoke' if args.smoke else 'full'} workload; work dir {workdir}")
     b = Bench(args, workdir)
     error = None
@@ -449,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                  "seconds_total": round(time.monotonic() - started, 1), "loadavg": [load0, loadavg()],
                  "notes": b.notes, "error": None if error is None else str(error)[-2000:]},
         "scenarios": b.scn, "ratios": [r.__dict__ for r in report.ratios(b.scn)],
-        "breakdown": report.breakdown_data(b.scn, b.s3_parts)}
+        "breakdown": report.breakdown_data(b.scn, b.s3_parts, b.s3b_parts)}
     publish(data, args.out, args.readme and error is None)
     if error is not None:
         raise error

@@ -6,7 +6,8 @@ gRPC). Smoke workload: bench/smoke/, one file and no dependencies, for `make tes
 
 Everything a build needs is in its context, so no step dials the internet:
   Dockerfile           multi-stage; `go mod download` and `go build` with RUN --mount=type=cache
-                       for GOMODCACHE and GOCACHE (or without the mounts: scenario 6)
+                       for GOMODCACHE and GOCACHE (or without the mounts: scenario 6); the build
+                       step gets the source by COPY (scenario 3) or by a bind mount (scenario 3b)
   toolchain-<arch>.tar the build stage's base: busybox (local/rootfs.sh) + the Go toolchain from the
                        module proxy's golang.org/toolchain zip of this machine's go version
   goproxy/             a GOPROXY=file:// directory with every module the build needs
@@ -27,6 +28,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from harness.versions import versions_env
 
@@ -51,8 +53,7 @@ RUN --mount=type=bind,source=goproxy,target=/goproxy {modcache}\\
     go mod download
 
 FROM deps AS build
-COPY src/ ./
-RUN --mount=type=bind,source=goproxy,target=/goproxy {modcache}{buildcache}\\
+{source}--mount=type=bind,source=goproxy,target=/goproxy {modcache}{buildcache}\\
     go build -trimpath -ldflags "-s -w" -o /out/app ./{pkg}
 
 FROM scratch
@@ -60,11 +61,18 @@ COPY --from=build /out/app /app
 """
 MODCACHE = "--mount=type=cache,target=/root/go/pkg/mod "
 BUILDCACHE = "--mount=type=cache,target=/root/.cache/go-build "
+# How the build step gets the main module's source. "copy": a COPY step, then the RUN (the shape
+# most Dockerfiles have). "bind": the RUN bind-mounts src/ read-only over its working directory,
+# Docker's "use bind mounts" (docs.docker.com/build/cache/optimize/): no layer of the source, so no
+# copy of it into a snapshot on every change (docs/dockerfiles.md has what it saves on the farm).
+Source = Literal["copy", "bind"]
+SOURCE: dict[str, str] = {"copy": "COPY src/ ./\nRUN ", "bind": "RUN --mount=type=bind,source=src,target=/src "}
 
 
-def dockerfile(pkg: str, cache_mounts: bool = True) -> str:
-    """The Dockerfile; ``cache_mounts=False`` is the same build without the two cache mounts."""
-    return DOCKERFILE.format(pkg=pkg, modcache=MODCACHE if cache_mounts else "",
+def dockerfile(pkg: str, cache_mounts: bool = True, source: Source = "copy") -> str:
+    """The Dockerfile; ``cache_mounts=False`` is the same build without the two cache mounts,
+    ``source="bind"`` the same build with the source bind-mounted instead of copied."""
+    return DOCKERFILE.format(pkg=pkg, source=SOURCE[source], modcache=MODCACHE if cache_mounts else "",
                              buildcache=BUILDCACHE if cache_mounts else "")
 
 
@@ -195,7 +203,7 @@ def prepare(smoke: bool = False) -> Workload:
                     f"{DIST_MOD}@{version}")
 
 
-def make_context(w: Workload, dest: Path, cache_mounts: bool = True) -> Path:
+def make_context(w: Workload, dest: Path, cache_mounts: bool = True, source: Source = "copy") -> Path:
     """A build context in dest: the big inputs hard-linked from the cache, src/ copied (it gets edited)."""
     if dest.exists():
         shutil.rmtree(dest)
@@ -204,7 +212,7 @@ def make_context(w: Workload, dest: Path, cache_mounts: bool = True) -> Path:
         os.link(w.toolchain / f"toolchain-{arch}.tar", dest / f"toolchain-{arch}.tar")
     shutil.copytree(w.prepared / "goproxy", dest / "goproxy", copy_function=os.link)
     shutil.copytree(w.prepared / "src", dest / "src")
-    (dest / "Dockerfile").write_text(dockerfile(w.pkg, cache_mounts))
+    (dest / "Dockerfile").write_text(dockerfile(w.pkg, cache_mounts, source))
     (dest / ".dockerignore").write_text("out\n")
     return dest
 

@@ -52,7 +52,12 @@ def test_bench_smoke_writes_every_scenario(tmp_path: Path) -> None:
     assert {breakdown.CONTEXT, breakdown.EXPORT, compile_, breakdown.OUTSIDE} <= set(bd["median"]), bd
     assert 0 < bd["median"][compile_] < bd["wall_median"], bd
     assert math.isclose(sum(bd["median"].values()), bd["wall_median"], abs_tol=0.01), bd
-    assert "Where scenario 3's time goes" in r.stdout
+    # and 3b's (the source bind-mounted): the same parts, its own wall time, no COPY of the source
+    bind = bd["bind"]
+    assert len(bind["runs"]) == 1 and bind["wall_median"] == scn["s3b_farm_change_bind_source"]["samples"][0]
+    assert {breakdown.CONTEXT, breakdown.EXPORT, compile_, breakdown.OUTSIDE} <= set(bind["median"]), bind
+    assert math.isclose(sum(bind["median"].values()), bind["wall_median"], abs_tol=0.01), bind
+    assert "Where scenario 3's time goes" in r.stdout and "| 3b (bind mount): seconds | share |" in r.stdout
     # the table printed and written, the chart a real PNG
     assert "| 1. ephemeral builder, empty state, full build | 1 |" in r.stdout
     assert (tmp_path / "README-table.md").read_text().startswith(report.BEGIN)

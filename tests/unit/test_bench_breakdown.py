@@ -123,13 +123,34 @@ def test_medians_over_runs_count_a_missing_part_as_zero() -> None:
 
 def test_table_shares_and_the_compile_over_the_local_floor() -> None:
     med = breakdown.parts(3.1, breakdown.spans(otlp(SPANS)))
-    t = breakdown.table(3.1, med, 1.8)
+    t = breakdown.table([breakdown.Column("3", 3.1, med)], 1.8)
+    assert "| part of the farm's one-line-change build (median) | 3: seconds | share |" in t
     assert "| context transfer | 0.100 s | 3% |" in t
     assert "| RUN go build -trimpath: the process | 2.000 s | 65% |" in t
     assert "| whole build (wall, median) | 3.100 s | 100% |" in t
     assert "over the local `go build` (1.800 s) | +0.200 s |" in t  # the process over the floor
     assert "| whole build over the local `go build` | +1.300 s | — |" in t
-    assert "over the local" not in breakdown.table(3.1, med, None)
+    assert "over the local" not in breakdown.table([breakdown.Column("3", 3.1, med)], None)
+
+
+def test_table_sets_a_second_scenario_beside_the_first_part_by_part() -> None:
+    # 3b has no COPY of the source: its other steps are smaller, and a part only one has shows "—"
+    three = {"context transfer": 0.1, "other steps (COPY, ADD)": 0.3, "RUN go build -trimpath: the process": 2.0}
+    bind = {"context transfer": 0.1, "RUN go build -trimpath: the process": 2.0, "other steps (COPY, ADD)": 0.05,
+            "only in 3b": 0.01}
+    t = breakdown.table([breakdown.Column("3 (COPY)", 2.5, three), breakdown.Column("3b (bind mount)", 2.2, bind)],
+                        1.8)
+    lines = t.splitlines()
+    assert lines[0] == ("| part of the farm's one-line-change build (median) | 3 (COPY): seconds | share "
+                        "| 3b (bind mount): seconds | share |")
+    assert lines[1] == "|---|---:|---:|---:|---:|"
+    assert "| other steps (COPY, ADD) | 0.300 s | 12% | 0.050 s | 2% |" in lines
+    assert "| only in 3b | — | — | 0.010 s | 0% |" in lines
+    assert "| whole build (wall, median) | 2.500 s | 100% | 2.200 s | 100% |" in lines
+    assert "| whole build over the local `go build` | +0.700 s | — | +0.400 s | — |" in lines
+    assert all(ln.count("|") == 6 for ln in lines)  # every row has both columns
+    with pytest.raises(ValueError):
+        breakdown.table([], 1.8)
 
 
 def test_report_carries_the_breakdown_into_json_and_the_readme_block() -> None:
@@ -143,3 +164,10 @@ def test_report_carries_the_breakdown_into_json_and_the_readme_block() -> None:
     block = report.readme_block(data, "bench.png")
     assert "Where scenario 3's time goes" in block and "| whole build (wall, median) | 3.100 s | 100% |" in block
     assert report.breakdown_table({"breakdown": report.breakdown_data({}, [])}) == ""
+    # with 3b's runs, its column stands beside 3's, from its own wall time
+    scn["s3b_farm_change_bind_source"] = {"title": "3b", "unit": "s", "samples": [2.9, 2.8, 3.0]}
+    bd = report.breakdown_data(scn, runs, runs[:1])
+    assert bd["bind"]["wall_median"] == 2.9 and bd["bind"]["median"] == runs[0]
+    t = report.breakdown_table({"breakdown": bd})
+    assert "| 3 (COPY): seconds | share | 3b (bind mount): seconds | share |" in t
+    assert "| whole build (wall, median) | 3.100 s | 100% | 2.900 s | 100% |" in t

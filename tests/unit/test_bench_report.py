@@ -131,3 +131,18 @@ def test_readme_block_says_how_often_the_targeted_scenarios_ran() -> None:
     block = report.readme_block({"meta": {**meta, "ratio_runs": 9}, "scenarios": FULL}, "bench.png")
     assert "; 3 runs per scenario (9 of 3, 3f and 5, whose ratios have targets)" in block
     assert "3 runs per scenario." in report.readme_block({"meta": meta, "scenarios": FULL}, "bench.png")
+
+
+def test_the_bind_mount_shape_has_the_same_target_and_its_own_spread() -> None:
+    # 3, 3b and 3f alternate: 3b's pairs are each 3b over the 3f of its round
+    figures = {**FULL, **scn(s3_floor_local_go=[2.0, 3.0, 3.5], s3b_farm_change_bind_source=[3.0, 4.2, 2.8])}
+    r = {x.name.split(":")[0]: x for x in report.ratios(figures)}
+    assert r["3b / floor"].value == pytest.approx(3.0 / 3.0) and r["3b / floor"].met is True
+    assert r["3b / floor"].target == r["3 / floor"].target == "<= 1.5x"
+    assert r["3b / floor"].why == "run by run 0.80x to 1.50x, median 1.40x"
+    slow = {**figures, **scn(s3b_farm_change_bind_source=[5.0, 5.0, 5.0])}
+    r3b = next(x for x in report.ratios(slow) if x.name.startswith("3b / floor"))
+    assert r3b.value == pytest.approx(5.0 / 3.0) and r3b.met is False and "MISSED" in report.verdict(r3b)
+    assert next(x for x in report.ratios(FULL) if x.name.startswith("3b")).why == "not measured"
+    meta = {"date": "d", "machine": "m", "workload": "w", "runs": 3, "ratio_runs": 9}
+    assert "(9 of 3, 3b, 3f and 5, whose ratios" in report.readme_block({"meta": meta, "scenarios": figures}, "b.png")
