@@ -169,13 +169,13 @@ def breakdown_data(scn: Mapping[str, Any], runs: Sequence[Mapping[str, float]],
                    bind_runs: Sequence[Mapping[str, float]] = ()) -> dict[str, Any]:
     """Scenario 3's parts (bench/breakdown.py) for the JSON: each run's, and the medians; under
     "bind", the same for scenario 3b."""
-    out: dict[str, Any] = {
-        "scenario": "s3_farm_change", "runs": list(runs), "median": breakdown.median_parts(runs) if runs else {},
-        "wall_median": _median(scn, "s3_farm_change"), "floor_median": _median(scn, "s3_floor_local_go")}
+    def one(key: str, rs: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+        return {"scenario": key, "runs": list(rs), "median": breakdown.median_parts(rs) if rs else {},
+                "wall_median": _median(scn, key)}
+
+    out = {**one("s3_farm_change", runs), "floor_median": _median(scn, "s3_floor_local_go")}
     if bind_runs:
-        out["bind"] = {"scenario": "s3b_farm_change_bind_source", "runs": list(bind_runs),
-                       "median": breakdown.median_parts(bind_runs),
-                       "wall_median": _median(scn, "s3b_farm_change_bind_source")}
+        out["bind"] = one("s3b_farm_change_bind_source", bind_runs)
     return out
 
 
